@@ -1,0 +1,315 @@
+//! The plugin's options: their names, types and defaults as registered with lightningd, and
+//! their validation into a [`Config`] at `init`.
+//!
+//! Validation messages are part of the interface: lightningd logs them verbatim as
+//! `Killing plugin: disabled itself at init: <reason>`, and operators search for them.
+
+use cln_plugin::options::{
+    ConfigOption, DefaultStringArrayConfigOption, DefaultStringConfigOption,
+    IntegerConfigOption, StringConfigOption,
+};
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+/// The default Content-Security-Policy, the same as the upstream plugin's.
+pub const DEFAULT_CSP: &str = "default-src 'self'; font-src 'self'; img-src 'self' data:; frame-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';";
+
+pub const OPT_PORT: IntegerConfigOption =
+    ConfigOption::new_i64_no_default("clnrest-port", "REST server port to listen");
+pub const OPT_PROTOCOL: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "clnrest-protocol",
+    "https",
+    "REST server protocol (https or http)",
+);
+pub const OPT_HOST: DefaultStringConfigOption =
+    ConfigOption::new_str_with_default("clnrest-host", "127.0.0.1", "REST server host");
+pub const OPT_CERTS: StringConfigOption = ConfigOption::new_str_no_default(
+    "clnrest-certs",
+    "Path for certificates (default: the node's network directory)",
+);
+pub const OPT_CORS_ORIGINS: DefaultStringArrayConfigOption = ConfigOption::new_str_arr_with_default(
+    "clnrest-cors-origins",
+    "*",
+    "Cross origin resource sharing origins (may be given several times)",
+);
+pub const OPT_CSP: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "clnrest-csp",
+    DEFAULT_CSP,
+    "Content security policy (CSP) for the server",
+);
+pub const OPT_SWAGGER_ROOT: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "clnrest-swagger-root",
+    "/",
+    "Root path for Swagger UI",
+);
+
+/// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
+const RESERVED_PREFIXES: [&str; 3] = ["/v1", "/swagger.json", "/socket.io"];
+
+/// Plain or TLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        })
+    }
+}
+
+/// The option values as lightningd gave them at `init`, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct RawOptions {
+    pub port: Option<i64>,
+    pub protocol: String,
+    pub host: String,
+    pub certs: Option<String>,
+    pub cors_origins: Vec<String>,
+    pub csp: String,
+    pub swagger_root: String,
+}
+
+/// Which origins may call the API from a browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    Any,
+    List(Vec<String>),
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub port: u16,
+    pub protocol: Protocol,
+    /// The host exactly as configured (an IP address or `localhost`), used in logs and
+    /// certificates.
+    pub host: String,
+    /// Where to listen.
+    pub bind_addr: SocketAddr,
+    /// `clnrest-certs`, if given; otherwise certificates live in the lightning dir.
+    pub certs_dir: Option<PathBuf>,
+    pub cors_origins: CorsOrigins,
+    pub csp: String,
+    /// Where Swagger UI is mounted, without a trailing `/` (except the root itself).
+    pub swagger_root: String,
+}
+
+/// A reason to refuse the configuration; its text is what lightningd logs.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("`clnrest-port` option is not configured")]
+    MissingPort,
+    #[error("`clnrest-port` {0}, should be a valid available port between 1024 and 65535.")]
+    PortOutOfRange(i64),
+    #[error("`clnrest-protocol` can either be http or https.")]
+    BadProtocol,
+    #[error("`clnrest-host` should be a valid IP.")]
+    BadHost,
+    #[error("`clnrest-swagger-root` must start with `/`")]
+    SwaggerRootNotAbsolute,
+    #[error("`clnrest-swagger-root` {0} may only contain letters, digits and -._~/")]
+    SwaggerRootCharacters(String),
+    #[error("`clnrest-swagger-root` {0} would hide the REST API's own {1}")]
+    SwaggerRootReserved(String, &'static str),
+    #[error("`clnrest-cors-origins` {0} is not a valid origin")]
+    BadCorsOrigin(String),
+    #[error("`clnrest-csp` is not a valid header value")]
+    BadCsp,
+}
+
+impl RawOptions {
+    /// Reads the option values from the plugin being configured.
+    pub fn from_plugin<I, O>(
+        plugin: &cln_plugin::ConfiguredPlugin<crate::state::AppState, I, O>,
+    ) -> anyhow::Result<RawOptions>
+    where
+        I: tokio::io::AsyncRead + Send + Unpin + 'static,
+        O: tokio::io::AsyncWrite + Send + Unpin + 'static,
+    {
+        Ok(RawOptions {
+            port: plugin.option(&OPT_PORT)?,
+            protocol: plugin.option(&OPT_PROTOCOL)?,
+            host: plugin.option(&OPT_HOST)?,
+            certs: plugin.option(&OPT_CERTS)?,
+            cors_origins: plugin.option(&OPT_CORS_ORIGINS)?,
+            csp: plugin.option(&OPT_CSP)?,
+            swagger_root: plugin.option(&OPT_SWAGGER_ROOT)?,
+        })
+    }
+}
+
+impl Config {
+    /// Validates the options, in the order the upstream plugin checks them.
+    pub fn validate(raw: RawOptions) -> Result<Config, ConfigError> {
+        let port = raw.port.ok_or(ConfigError::MissingPort)?;
+        let port = u16::try_from(port)
+            .ok()
+            .filter(|p| *p >= 1024)
+            .ok_or(ConfigError::PortOutOfRange(port))?;
+
+        let protocol = match raw.protocol.to_ascii_lowercase().as_str() {
+            "http" => Protocol::Http,
+            "https" => Protocol::Https,
+            _ => return Err(ConfigError::BadProtocol),
+        };
+
+        let ip = if raw.host == "localhost" {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            raw.host.parse::<IpAddr>().map_err(|_| ConfigError::BadHost)?
+        };
+
+        let swagger_root = validate_swagger_root(&raw.swagger_root)?;
+
+        let cors_origins = if raw.cors_origins.is_empty() || raw.cors_origins.iter().any(|o| o == "*")
+        {
+            CorsOrigins::Any
+        } else {
+            for origin in &raw.cors_origins {
+                if http::HeaderValue::from_str(origin).is_err() || origin.is_empty() {
+                    return Err(ConfigError::BadCorsOrigin(origin.clone()));
+                }
+            }
+            CorsOrigins::List(raw.cors_origins.clone())
+        };
+
+        if http::HeaderValue::from_str(&raw.csp).is_err() {
+            return Err(ConfigError::BadCsp);
+        }
+
+        Ok(Config {
+            port,
+            protocol,
+            host: raw.host,
+            bind_addr: SocketAddr::new(ip, port),
+            certs_dir: raw.certs.map(PathBuf::from),
+            cors_origins,
+            csp: raw.csp,
+            swagger_root,
+        })
+    }
+
+    /// The URL clients use, as logged once the server listens.
+    pub fn url(&self) -> String {
+        format!("{}://{}:{}", self.protocol, self.host, self.port)
+    }
+}
+
+fn validate_swagger_root(root: &str) -> Result<String, ConfigError> {
+    if !root.starts_with('/') {
+        return Err(ConfigError::SwaggerRootNotAbsolute);
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "-._~/".contains(c);
+    if !root.chars().all(allowed) || root.contains("//") {
+        return Err(ConfigError::SwaggerRootCharacters(root.to_string()));
+    }
+    let trimmed = root.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok("/".to_string());
+    }
+    for reserved in RESERVED_PREFIXES {
+        if trimmed == reserved || trimmed.starts_with(&format!("{reserved}/")) {
+            return Err(ConfigError::SwaggerRootReserved(root.to_string(), reserved));
+        }
+    }
+    Ok(trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw() -> RawOptions {
+        RawOptions {
+            port: Some(3010),
+            protocol: "https".into(),
+            host: "127.0.0.1".into(),
+            certs: None,
+            cors_origins: vec!["*".into()],
+            csp: DEFAULT_CSP.into(),
+            swagger_root: "/".into(),
+        }
+    }
+
+    fn error_of(raw: RawOptions) -> String {
+        Config::validate(raw).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let config = Config::validate(raw()).unwrap();
+        assert_eq!(config.url(), "https://127.0.0.1:3010");
+        assert_eq!(config.cors_origins, CorsOrigins::Any);
+        assert_eq!(config.swagger_root, "/");
+    }
+
+    #[test]
+    fn messages_are_exact() {
+        assert_eq!(
+            error_of(RawOptions { port: None, ..raw() }),
+            "`clnrest-port` option is not configured"
+        );
+        assert_eq!(
+            error_of(RawOptions { port: Some(80), ..raw() }),
+            "`clnrest-port` 80, should be a valid available port between 1024 and 65535."
+        );
+        assert_eq!(
+            error_of(RawOptions { port: Some(65536), ..raw() }),
+            "`clnrest-port` 65536, should be a valid available port between 1024 and 65535."
+        );
+        assert_eq!(
+            error_of(RawOptions { protocol: "ftp".into(), ..raw() }),
+            "`clnrest-protocol` can either be http or https."
+        );
+        assert_eq!(
+            error_of(RawOptions { host: "example.com".into(), ..raw() }),
+            "`clnrest-host` should be a valid IP."
+        );
+        assert_eq!(
+            error_of(RawOptions { swagger_root: "docs".into(), ..raw() }),
+            "`clnrest-swagger-root` must start with `/`"
+        );
+    }
+
+    #[test]
+    fn protocol_is_case_insensitive_and_localhost_is_a_host() {
+        let config = Config::validate(RawOptions {
+            protocol: "HTTP".into(),
+            host: "localhost".into(),
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(config.protocol, Protocol::Http);
+        assert_eq!(config.url(), "http://localhost:3010");
+        assert_eq!(config.bind_addr.ip(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn swagger_root_cannot_shadow_the_api() {
+        assert!(error_of(RawOptions { swagger_root: "/v1".into(), ..raw() })
+            .contains("would hide"));
+        assert!(error_of(RawOptions { swagger_root: "/a{b}".into(), ..raw() })
+            .contains("may only contain"));
+        let config = Config::validate(RawOptions { swagger_root: "/docs/".into(), ..raw() });
+        assert_eq!(config.unwrap().swagger_root, "/docs");
+    }
+
+    #[test]
+    fn cors_list_is_kept_unless_it_contains_a_star() {
+        let config = Config::validate(RawOptions {
+            cors_origins: vec!["https://a.example".into(), "https://b.example".into()],
+            ..raw()
+        })
+        .unwrap();
+        assert_eq!(
+            config.cors_origins,
+            CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()])
+        );
+    }
+}

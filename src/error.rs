@@ -1,0 +1,206 @@
+//! Every way an HTTP request can fail, and the one place where each failure becomes a status
+//! code and a JSON body.
+//!
+//! Error bodies are always JSON objects with at least `code` and `message`. Errors that come
+//! from lightningd (a refused rune, a failed method) are passed through byte for byte, so a
+//! client sees exactly what lightningd said, `data` and all.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+/// JSON-RPC "method not found": used by lightningd for unknown commands and by us for
+/// unknown paths.
+pub const CODE_METHOD_NOT_FOUND: i64 = -32601;
+/// lightningd's "not authorized" rune error code.
+pub const CODE_RUNE_NOT_AUTHORIZED: i64 = 1501;
+/// JSON-RPC "parse error": a request body that does not parse in its declared format.
+pub const CODE_PARSE_ERROR: i64 = -32700;
+/// JSON-RPC "invalid request": a request we refuse for its shape (media types, size).
+pub const CODE_INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC "internal error": lightningd cannot be reached, or we failed ourselves.
+pub const CODE_INTERNAL: i64 = -32603;
+
+/// An error object returned by lightningd, kept exactly as it arrived.
+#[derive(Debug, Clone)]
+pub struct RpcErrorObject {
+    /// The `code` member, needed to choose the HTTP status.
+    pub code: i64,
+    /// The whole `error` object as lightningd serialized it.
+    pub raw: Box<RawValue>,
+}
+
+impl RpcErrorObject {
+    /// Builds an error object from its parts (used by tests and by errors we raise in
+    /// lightningd's own shape).
+    pub fn new(code: i64, message: &str) -> Self {
+        let raw = serde_json::to_string(&serde_json::json!({"code": code, "message": message}))
+            .and_then(RawValue::from_string)
+            .expect("a json! object always serializes");
+        RpcErrorObject { code, raw }
+    }
+
+    /// The `message` member, for logs.
+    pub fn message(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Message {
+            message: Option<String>,
+        }
+        serde_json::from_str::<Message>(self.raw.get())
+            .ok()
+            .and_then(|m| m.message)
+            .unwrap_or_default()
+    }
+}
+
+/// Why a request was not answered with a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No route matches the path.
+    #[error("Path not found")]
+    PathNotFound,
+    /// `/v1/<method>` requested with something other than POST.
+    #[error("Path invalid, http_method must be POST for CLN methods")]
+    MethodNotPost,
+    /// No `Rune` header.
+    #[error("Not authorized: Missing rune")]
+    MissingRune,
+    /// `checkrune` refused the rune; lightningd's error object is passed through.
+    #[error("rune refused by lightningd")]
+    RuneRefused(RpcErrorObject),
+    /// The method itself failed in lightningd; its error object is passed through.
+    #[error("lightningd returned an error")]
+    Lightningd(RpcErrorObject),
+    /// lightningd's RPC socket cannot be reached or broke while we waited.
+    #[error("lightningd is unreachable: {0}")]
+    Unreachable(String),
+    /// No representation the client accepts.
+    #[error("Not acceptable: {0}")]
+    NotAcceptable(String),
+    /// The body's media type is not one we decode.
+    #[error("Unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The body is larger than we accept.
+    #[error("Payload too large: the request body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body does not parse in its declared format.
+    #[error("Invalid {format} body: {reason}")]
+    BadBody {
+        format: &'static str,
+        reason: String,
+    },
+    /// A request header we cannot use.
+    #[error("{0}")]
+    BadHeader(String),
+    /// The request could not be read (client went away, broken chunking, ...).
+    #[error("Could not read the request body: {0}")]
+    BodyRead(String),
+    /// A failure of ours that the client cannot fix.
+    #[error("Internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status this error answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::PathNotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotPost => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MissingRune => StatusCode::FORBIDDEN,
+            ApiError::RuneRefused(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Lightningd(e) if e.code == CODE_METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            ApiError::Lightningd(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadBody { .. } | ApiError::BadHeader(_) | ApiError::BodyRead(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `code` member of the JSON body for errors we raise ourselves.
+    fn code(&self) -> i64 {
+        match self {
+            ApiError::PathNotFound | ApiError::MethodNotPost => CODE_METHOD_NOT_FOUND,
+            ApiError::MissingRune => CODE_RUNE_NOT_AUTHORIZED,
+            ApiError::RuneRefused(e) | ApiError::Lightningd(e) => e.code,
+            ApiError::BadBody { .. } => CODE_PARSE_ERROR,
+            ApiError::NotAcceptable(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::PayloadTooLarge { .. }
+            | ApiError::BadHeader(_)
+            | ApiError::BodyRead(_) => CODE_INVALID_REQUEST,
+            ApiError::Unreachable(_) | ApiError::Internal(_) => CODE_INTERNAL,
+        }
+    }
+
+    /// The JSON body of the response.
+    pub fn body(&self) -> Bytes {
+        match self {
+            ApiError::RuneRefused(e) | ApiError::Lightningd(e) => {
+                Bytes::copy_from_slice(e.raw.get().as_bytes())
+            }
+            other => {
+                let body = serde_json::json!({"code": other.code(), "message": other.to_string()});
+                Bytes::from(body.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::rpc::RpcError> for ApiError {
+    fn from(error: crate::rpc::RpcError) -> Self {
+        match error {
+            crate::rpc::RpcError::Lightningd(e) => ApiError::Lightningd(e),
+            crate::rpc::RpcError::Unreachable(reason) => ApiError::Unreachable(reason),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), self.body()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lightningd_errors_pass_through_unchanged() {
+        let raw = RawValue::from_string(
+            r#"{"code":900,"message":"Duplicate label 'x'","data":{"a":1}}"#.to_string(),
+        )
+        .unwrap();
+        let err = ApiError::Lightningd(RpcErrorObject { code: 900, raw });
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            &err.body()[..],
+            br#"{"code":900,"message":"Duplicate label 'x'","data":{"a":1}}"#
+        );
+    }
+
+    #[test]
+    fn unknown_command_is_404() {
+        let err = ApiError::Lightningd(RpcErrorObject::new(-32601, "Unknown command 'x'"));
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn missing_rune_body_is_exact() {
+        assert_eq!(
+            &ApiError::MissingRune.body()[..],
+            br#"{"code":1501,"message":"Not authorized: Missing rune"}"#
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! clnrest: a Core Lightning plugin that serves lightningd's JSON-RPC over REST (HTTPS or
+//! HTTP) and relays its notifications to Socket.IO clients.
+//!
+//! `main.rs` only wires these modules together; `docs/ARCHITECTURE.md` draws how they fit.
+
+pub mod config;
+pub mod error;
+pub mod format;
+pub mod logging;
+pub mod notifications;
+pub mod openapi;
+pub mod routes;
+pub mod rpc;
+pub mod rune;
+pub mod server;
+pub mod state;
+pub mod tls;

@@ -1,0 +1,72 @@
+//! The `clnrest` plugin binary: wires the plugin protocol, the configuration, the REST server
+//! and the notification handler together. Behaviour lives in the library modules.
+
+use clnrest::config::{self, Config, RawOptions};
+use clnrest::logging::{self, FrameSender};
+use clnrest::notifications;
+use clnrest::rpc::LightningRpc;
+use clnrest::server::{self, BoundServer};
+use clnrest::state::AppState;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let (stdout, frames) = logging::start_stdout_writer();
+    logging::init_tracing(frames.clone());
+
+    let builder = cln_plugin::Builder::new(tokio::io::stdin(), stdout)
+        .with_logging(false)
+        .dynamic()
+        .option(config::OPT_PORT)
+        .option(config::OPT_PROTOCOL)
+        .option(config::OPT_HOST)
+        .option(config::OPT_CERTS)
+        .option(config::OPT_CORS_ORIGINS)
+        .option(config::OPT_CSP)
+        .option(config::OPT_SWAGGER_ROOT)
+        .subscribe("*", notifications::on_notification);
+
+    // `None`: lightningd only wanted the manifest (e.g. `lightningd --help`).
+    let Some(configured) = builder.configure().await? else {
+        return exit(&frames, 0).await;
+    };
+
+    let configuration = configured.configuration();
+    let lightning_dir = PathBuf::from(&configuration.lightning_dir);
+    let prepared = Config::validate(RawOptions::from_plugin(&configured)?)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            BoundServer::prepare(&config, &lightning_dir).map(|bound| (config, bound))
+        });
+    let (config, bound) = match prepared {
+        Ok(prepared) => prepared,
+        Err(reason) => {
+            configured.disable(&reason).await?;
+            return exit(&frames, 0).await;
+        }
+    };
+
+    let rpc = LightningRpc::new(lightning_dir.join(&configuration.rpc_file));
+    let state = AppState::new(rpc);
+    let app = server::router(state.clone(), &config);
+    let plugin = configured.start(state.clone()).await?;
+
+    let handle = axum_server::Handle::new();
+    let serving = tokio::spawn(bound.serve(app, handle.clone()));
+    tracing::info!("REST server running at {}", config.url());
+
+    tokio::select! {
+        _ = plugin.join() => tracing::debug!("lightningd closed our stdin"),
+        _ = state.shutdown_requested() => {}
+    }
+    handle.graceful_shutdown(Some(server::SHUTDOWN_GRACE));
+    let _ = tokio::time::timeout(Duration::from_millis(900), serving).await;
+    exit(&frames, 0).await
+}
+
+/// Flushes pending output and exits, without waiting for the blocked stdin reader.
+async fn exit(frames: &FrameSender, code: i32) -> anyhow::Result<()> {
+    frames.flush(Duration::from_millis(100)).await;
+    std::process::exit(code)
+}

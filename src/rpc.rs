@@ -1,0 +1,343 @@
+//! Calls to lightningd over its `lightning-rpc` unix socket.
+//!
+//! lightningd answers many requests on one connection concurrently and out of order, matched
+//! by `id`, each answer being compact JSON followed by `"\n\n"`. [`LightningRpc`] keeps a few
+//! long-lived connections and multiplexes every call over them; a connection that breaks fails
+//! its pending calls at once and is replaced on the next call.
+//!
+//! Results are not re-serialized: an [`RpcResult`] is a view into the bytes lightningd sent,
+//! so a JSON response body is lightningd's own `result` text.
+
+use crate::error::RpcErrorObject;
+use bytes::{Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// How many connections calls are spread over.
+pub const POOL_SIZE: usize = 4;
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Why a call produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// lightningd answered with an error object.
+    #[error("lightningd error {}: {}", .0.code, .0.message())]
+    Lightningd(RpcErrorObject),
+    /// The socket could not be reached, broke, or carried something that is not JSON-RPC.
+    #[error("lightningd is unreachable: {0}")]
+    Unreachable(String),
+}
+
+/// A successful call's `result`, kept as the bytes lightningd sent.
+#[derive(Debug, Clone)]
+pub struct RpcResult {
+    frame: Bytes,
+    range: Range<usize>,
+}
+
+impl RpcResult {
+    /// The `result` member's JSON text, without copying it.
+    pub fn bytes(&self) -> Bytes {
+        self.frame.slice(self.range.clone())
+    }
+
+    /// The `result` member as a raw JSON value.
+    pub fn raw(&self) -> Result<&RawValue, serde_json::Error> {
+        serde_json::from_slice(&self.frame[self.range.clone()])
+    }
+
+    /// The `result` member decoded into `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.frame[self.range.clone()])
+    }
+}
+
+/// A pool of multiplexed connections to lightningd.
+pub struct LightningRpc {
+    path: PathBuf,
+    slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
+    next_slot: AtomicUsize,
+}
+
+impl LightningRpc {
+    /// A pool for the socket at `path`; connections are opened on first use.
+    pub fn new(path: impl Into<PathBuf>) -> LightningRpc {
+        LightningRpc {
+            path: path.into(),
+            slots: (0..POOL_SIZE).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            next_slot: AtomicUsize::new(0),
+        }
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Calls `method` with `params` (an object, an array, or `{}` for none).
+    pub async fn call<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<RpcResult, RpcError> {
+        let connection = self.connection().await?;
+        connection.call(method, params).await
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, RpcError> {
+        let index = self.next_slot.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let mut slot = self.slots[index].lock().await;
+        if let Some(connection) = slot.as_ref().filter(|c| c.is_open()) {
+            return Ok(connection.clone());
+        }
+        let stream = UnixStream::connect(&self.path).await.map_err(|e| {
+            RpcError::Unreachable(format!("cannot connect to {}: {e}", self.path.display()))
+        })?;
+        let connection = Connection::start(stream);
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+}
+
+type Waiter = oneshot::Sender<Result<Reply, String>>;
+
+enum Reply {
+    Result(RpcResult),
+    Error(RpcErrorObject),
+}
+
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, Waiter>,
+    closed: Option<String>,
+}
+
+/// One socket connection: a writer task, a reader task and the calls waiting for answers.
+struct Connection {
+    requests: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Mutex<Pending>,
+    open: AtomicBool,
+    next_id: AtomicU64,
+}
+
+impl Connection {
+    fn start(stream: UnixStream) -> Arc<Connection> {
+        let (reader, writer) = stream.into_split();
+        let (requests, queue) = mpsc::unbounded_channel();
+        let connection = Arc::new(Connection {
+            requests,
+            pending: Mutex::new(Pending::default()),
+            open: AtomicBool::new(true),
+            next_id: AtomicU64::new(1),
+        });
+        tokio::spawn(write_requests(Arc::downgrade(&connection), writer, queue));
+        tokio::spawn(read_replies(connection.clone(), reader));
+        connection
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    async fn call<P: Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<RpcResult, RpcError> {
+        #[derive(Serialize)]
+        struct Request<'a, P: ?Sized> {
+            jsonrpc: &'static str,
+            id: u64,
+            method: &'a str,
+            params: &'a P,
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let request = serde_json::to_vec(&Request {
+            jsonrpc: "2.0",
+            id,
+            method,
+            params,
+        })
+        .map_err(|e| RpcError::Unreachable(format!("cannot encode the request: {e}")))?;
+
+        let (waiter, answer) = oneshot::channel();
+        self.register(id, waiter)?;
+        // If the caller goes away (its HTTP client hung up), forget the call; a late answer
+        // is then dropped silently.
+        let _forget = ForgetOnDrop { connection: self, id };
+        if self.requests.send(request).is_err() {
+            return Err(RpcError::Unreachable("connection closed".into()));
+        }
+        match answer.await {
+            Ok(Ok(Reply::Result(result))) => Ok(result),
+            Ok(Ok(Reply::Error(error))) => Err(RpcError::Lightningd(error)),
+            Ok(Err(reason)) => Err(RpcError::Unreachable(reason)),
+            Err(_) => Err(RpcError::Unreachable("connection closed".into())),
+        }
+    }
+
+    fn register(&self, id: u64, waiter: Waiter) -> Result<(), RpcError> {
+        let mut pending = self.lock_pending();
+        if let Some(reason) = &pending.closed {
+            return Err(RpcError::Unreachable(reason.clone()));
+        }
+        pending.waiting.insert(id, waiter);
+        Ok(())
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        // A poisoned lock only means another thread panicked while holding it; the map is
+        // still consistent (every operation on it is a single insert/remove).
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn answer(&self, id: u64, reply: Reply) {
+        if let Some(waiter) = self.lock_pending().waiting.remove(&id) {
+            let _ = waiter.send(Ok(reply));
+        }
+    }
+
+    /// Marks the connection dead and fails every call still waiting on it.
+    fn close(&self, reason: String) {
+        self.open.store(false, Ordering::Release);
+        let waiting = {
+            let mut pending = self.lock_pending();
+            pending.closed.get_or_insert_with(|| reason.clone());
+            std::mem::take(&mut pending.waiting)
+        };
+        if !waiting.is_empty() {
+            tracing::warn!(
+                "lightningd connection lost ({reason}); failing {} pending call(s)",
+                waiting.len()
+            );
+        }
+        for (_, waiter) in waiting {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+    }
+}
+
+struct ForgetOnDrop<'a> {
+    connection: &'a Connection,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.connection.lock_pending().waiting.remove(&self.id);
+    }
+}
+
+/// Writes whole requests, one after the other, so a cancelled caller never leaves half a
+/// request on the socket.
+async fn write_requests(
+    connection: std::sync::Weak<Connection>,
+    mut writer: OwnedWriteHalf,
+    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    while let Some(request) = queue.recv().await {
+        if let Err(e) = writer.write_all(&request).await {
+            if let Some(connection) = connection.upgrade() {
+                connection.close(format!("writing to lightningd failed: {e}"));
+            }
+            return;
+        }
+    }
+}
+
+/// Reads `"\n\n"`-terminated answers and hands each to the call waiting for its `id`.
+async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
+    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
+    let mut scanned = 0;
+    let reason = loop {
+        while let Some(end) = memchr::memmem::find(&buffer[scanned..], b"\n\n") {
+            let frame = buffer.split_to(scanned + end + 2).freeze();
+            scanned = 0;
+            if dispatch(&connection, frame.slice(..frame.len() - 2)).is_err() {
+                break;
+            }
+        }
+        if connection.lock_pending().closed.is_some() {
+            return;
+        }
+        scanned = buffer.len().saturating_sub(1);
+        if buffer.capacity() - buffer.len() < READ_CHUNK {
+            buffer.reserve(READ_CHUNK.max(buffer.len()));
+        }
+        match reader.read_buf(&mut buffer).await {
+            Ok(0) => break "lightningd closed the connection".to_string(),
+            Ok(_) => {}
+            Err(e) => break format!("reading from lightningd failed: {e}"),
+        }
+    };
+    connection.close(reason);
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    id: Option<u64>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ErrorCode {
+    code: i64,
+}
+
+/// Routes one answer to its caller; an answer we cannot read breaks the connection, since
+/// its caller can no longer be found.
+fn dispatch(connection: &Connection, frame: Bytes) -> Result<(), ()> {
+    let unreadable = |why: &str| {
+        connection.close(format!("lightningd sent an unreadable answer: {why}"));
+    };
+    let envelope: Envelope = match serde_json::from_slice(&frame) {
+        Ok(envelope) => envelope,
+        Err(e) => {
+            unreadable(&e.to_string());
+            return Err(());
+        }
+    };
+    let Some(id) = envelope.id else {
+        unreadable("no id");
+        return Err(());
+    };
+    let reply = match (envelope.result, envelope.error) {
+        (Some(result), _) => {
+            let start = result.get().as_ptr() as usize - frame.as_ptr() as usize;
+            Reply::Result(RpcResult {
+                frame: frame.clone(),
+                range: start..start + result.get().len(),
+            })
+        }
+        (None, Some(error)) => match serde_json::from_str::<ErrorCode>(error.get()) {
+            Ok(ErrorCode { code }) => Reply::Error(RpcErrorObject {
+                code,
+                raw: error.to_owned(),
+            }),
+            Err(e) => {
+                unreadable(&format!("error without a code: {e}"));
+                return Err(());
+            }
+        },
+        (None, None) => {
+            unreadable("neither result nor error");
+            return Err(());
+        }
+    };
+    connection.answer(id, reply);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! Runes, CLN's bearer tokens: asking lightningd's `checkrune` whether a rune allows a call,
+//! and reading a rune's unique id so logs can name a rune without revealing it.
+//!
+//! Only `checkrune` decides. We always pass `method` (without it lightningd skips method
+//! restrictions) and exactly the params the method will receive.
+
+use crate::error::ApiError;
+use crate::rpc::{LightningRpc, RpcError};
+use base64::Engine;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Length of the hash that starts every decoded rune.
+const RUNE_HASH_LEN: usize = 32;
+/// Longest unique id we are willing to print.
+const MAX_UNIQUE_ID_LEN: usize = 32;
+
+/// The rune's unique id, read from the rune itself: base64url, a 32-byte hash, then the
+/// restrictions, the first of which is `=<unique_id>`. `None` for anything else.
+pub fn unique_id(rune: &str) -> Option<String> {
+    let trimmed = rune.trim_end_matches('=');
+    // A rune long enough to hide a request body is not a rune; do not decode it.
+    if trimmed.len() > 16 * 1024 {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(trimmed)
+        .ok()?;
+    let restrictions = decoded.get(RUNE_HASH_LEN..)?;
+    let rest = restrictions.strip_prefix(b"=")?;
+    let end = rest.iter().position(|b| *b == b'&').unwrap_or(rest.len());
+    let id = std::str::from_utf8(&rest[..end]).ok()?;
+    let printable = !id.is_empty()
+        && id.len() <= MAX_UNIQUE_ID_LEN
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    printable.then(|| id.to_string())
+}
+
+/// How a rune is named in logs: its unique id, never the rune.
+pub fn log_name(rune: &str) -> String {
+    match unique_id(rune) {
+        Some(id) => format!("rune #{id}"),
+        None => "an undecodable rune".to_string(),
+    }
+}
+
+#[derive(Serialize)]
+struct CheckRune<'a> {
+    rune: &'a str,
+    method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<&'a Value>,
+}
+
+/// Asks lightningd whether `rune` may call `method` with `params`. A refusal is
+/// [`ApiError::RuneRefused`] carrying lightningd's error unchanged.
+pub async fn check(
+    rpc: &LightningRpc,
+    rune: &str,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), ApiError> {
+    let request = CheckRune {
+        rune,
+        method,
+        params,
+    };
+    match rpc.call("checkrune", &request).await {
+        Ok(_) => {
+            tracing::debug!(
+                "authorized {} for {}",
+                log_name(rune),
+                crate::logging::cap_log_line(method.chars().take(128).collect())
+            );
+            Ok(())
+        }
+        Err(RpcError::Lightningd(error)) => Err(ApiError::RuneRefused(error)),
+        Err(RpcError::Unreachable(reason)) => Err(ApiError::Unreachable(reason)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_unique_ids_of_real_runes() {
+        // From ../shared/fixtures/rpc/createrune-*.json
+        assert_eq!(
+            unique_id("no4hXDNwOAyCrHAZwPWrH122pGX496KITV1SvHo4n709MA==").as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            unique_id("GQN25lPqAMpQK3B6rIb5yBjcn2RVJQlnGwbH7PBL0eo9MSZtZXRob2Q9aW52b2ljZQ==")
+                .as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            unique_id("nowPW9BDwyNCu19gSs7H828oyiz7rez03BHvhApdEck9MiZtZXRob2RebGlzdHxtZXRob2ReZ2V0fG1ldGhvZD1zdW1tYXJ5Jm1ldGhvZC9saXN0ZGF0YXN0b3Jl")
+                .as_deref(),
+            Some("2")
+        );
+    }
+
+    #[test]
+    fn garbage_has_no_unique_id() {
+        assert_eq!(unique_id("this-is-not-a-rune!"), None);
+        assert_eq!(unique_id(""), None);
+        assert_eq!(unique_id("AAAA"), None);
+        assert_eq!(log_name("this-is-not-a-rune!"), "an undecodable rune");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn unique_id_never_panics(rune in ".*") {
+            let _ = unique_id(&rune);
+        }
+
+        #[test]
+        fn unique_id_reads_any_well_formed_rune(hash in proptest::collection::vec(proptest::num::u8::ANY, 32), id in "[0-9]{1,10}", rest in "(&[a-z]+=[a-z]+)?") {
+            let mut bytes = hash;
+            bytes.extend_from_slice(format!("={id}{rest}").as_bytes());
+            let rune = base64::engine::general_purpose::URL_SAFE.encode(bytes);
+            proptest::prop_assert_eq!(unique_id(&rune), Some(id));
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What the HTTP handlers and the notification handler share: the connection pool to
+//! lightningd and the shutdown signal.
+
+use crate::rpc::LightningRpc;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Shared state, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    rpc: LightningRpc,
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    pub fn new(rpc: LightningRpc) -> AppState {
+        AppState {
+            inner: Arc::new(Shared {
+                rpc,
+                shutdown: watch::Sender::new(false),
+            }),
+        }
+    }
+
+    /// The connection pool to lightningd.
+    pub fn rpc(&self) -> &LightningRpc {
+        &self.inner.rpc
+    }
+
+    /// Asks everything to stop (lightningd sent `shutdown`).
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] has been called.
+    pub async fn shutdown_requested(&self) {
+        let mut receiver = self.inner.shutdown.subscribe();
+        let _ = receiver.wait_for(|stop| *stop).await;
+    }
+}
