@@ -140,6 +140,13 @@ pub fn init_tracing(frames: FrameSender) {
         .try_init();
 }
 
+/// Sends panic messages to lightningd's log (capped like every line) instead of stderr.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!("panic: {info}");
+    }));
+}
+
 /// Formats tracing events as lightningd `log` notifications.
 struct LightningdLogLayer {
     frames: FrameSender,

@@ -14,6 +14,7 @@ use std::time::Duration;
 async fn main() -> anyhow::Result<()> {
     let (stdout, frames) = logging::start_stdout_writer();
     logging::init_tracing(frames.clone());
+    logging::log_panics();
 
     let builder = cln_plugin::Builder::new(tokio::io::stdin(), stdout)
         .with_logging(false)

@@ -3,9 +3,11 @@
 //! shutdown.
 
 use crate::config::{Config, CorsOrigins, Protocol};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{openapi, routes};
 use axum::http::{header, HeaderValue, Method};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
@@ -14,6 +16,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -89,6 +92,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let csp = HeaderValue::from_str(&config.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::config::DEFAULT_CSP));
     api.merge(openapi::routes(&config.swagger_root, &openapi::document()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("the request handler failed; see lightningd's log".into())
+                .into_response()
+        }))
         .layer(cors_layer(&config.cors_origins))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
