@@ -1,18 +1,1286 @@
 //! TLS: the certificate directory (a CA plus server and client certificates, shared with
 //! cln-grpc) and the rustls configuration the HTTPS server uses.
+//!
+//! # The directory
+//!
+//! `dir` holds six PEM files, named and laid out as Core Lightning's cln-grpc plugin does so
+//! that both plugins share one CA: `ca.pem`/`ca-key.pem` (self-signed "cln Root CA"),
+//! `server.pem`/`server-key.pem` ("cln rest server", signed by the CA, SANs `cln`,
+//! `localhost` and the configured host) and `client.pem`/`client-key.pem` ("cln rest
+//! client", signed by the CA). Keys are ECDSA P-256 in PKCS#8.
+//!
+//! * When all six exist and are non-empty they are used as they are and never rewritten.
+//!   They are still checked: a file that does not parse, or a key that does not belong to its
+//!   certificate, is an error naming the file (we never regenerate over an operator's
+//!   certificates). A server or client certificate that does not verify against `ca.pem` is
+//!   only logged as a warning, because an operator may deliberately serve a certificate from
+//!   another CA.
+//! * When any is missing or empty, all six are generated anew. The host only matters then:
+//!   changing `host` later does not regenerate anything.
+//!
+//! # Concurrency
+//!
+//! Check-and-generate (and the read of the files that follows) runs under an exclusive
+//! advisory lock (`flock` through [`File::lock`]) on `<dir>/.clnrest-certs.lock`; the lock
+//! file is never deleted. Under the lock the directory is inspected again, so of several
+//! clnrest processes (or threads) starting at once exactly one generates and the others load
+//! its set. Nobody waits for a fixed time. Each file is written to a temporary file in the same
+//! directory (keys created with mode 0600 before any secret byte is written), fsynced, then
+//! renamed into place, and finally the directory is fsynced. A file that was missing or empty
+//! is renamed last, so a crash part-way through leaves an incomplete set that the next start
+//! regenerates instead of a complete but inconsistent one. Temporary files left by a crashed
+//! process are removed by the next lock holder. After generating, the set is read back from
+//! disk and verified (every key matches its certificate, server and client certificates verify
+//! against `ca.pem`), so what we serve is what is on disk.
+//!
+//! # What cannot be guaranteed against cln-grpc
+//!
+//! cln-grpc does not take our lock: it checks each file on its own and writes missing ones in
+//! place (truncate, then write). What we do guarantee: it never reads a half-written file of
+//! ours (renames are atomic), and a set we just wrote is verified before we use it. What we
+//! cannot: if cln-grpc decides a file is missing before our renames and writes it after them,
+//! its file replaces ours and the directory can end with a mix of the two generations (for
+//! instance a `server.pem` signed by a CA key that is no longer in `ca-key.pem`). If that
+//! happens while we hold the lock, our read-back check fails with an error that says so; if it
+//! happens after we have loaded, we serve a consistent certificate, but cln-grpc or later
+//! starts may not. Likewise we may read a file cln-grpc is still writing. The remedy for an
+//! operator is to delete the six files and restart. The window is a few milliseconds at the
+//! first start only (upstream clnrest sleeps about 5 s to avoid it; we do not).
 
-use std::path::Path;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Why certificates could not be loaded or created.
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::client::danger::ServerCertVerifier;
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, InconsistentKeys, RootCertStore};
+
+/// The CA certificate.
+pub const CA_CERT: &str = "ca.pem";
+/// The CA private key.
+pub const CA_KEY: &str = "ca-key.pem";
+/// The server certificate, the one the HTTPS server presents.
+pub const SERVER_CERT: &str = "server.pem";
+/// The server private key.
+pub const SERVER_KEY: &str = "server-key.pem";
+/// The client certificate (for clients of cln-grpc; clnrest does not ask for it).
+pub const CLIENT_CERT: &str = "client.pem";
+/// The client private key.
+pub const CLIENT_KEY: &str = "client-key.pem";
+/// The advisory lock file, in the certificate directory.
+pub const LOCK_FILE: &str = ".clnrest-certs.lock";
+
+/// Common names of the generated certificates.
+const CA_CN: &str = "cln Root CA";
+const SERVER_CN: &str = "cln rest server";
+const CLIENT_CN: &str = "cln rest client";
+
+/// Suffix of our temporary files; only ever present while their writer holds the lock.
+const TMP_SUFFIX: &str = ".clnrest-tmp";
+
+/// The six files, in the order they are renamed into place (a missing one goes last).
+const ALL_FILES: [&str; 6] = [
+    CA_KEY,
+    CA_CERT,
+    SERVER_KEY,
+    SERVER_CERT,
+    CLIENT_KEY,
+    CLIENT_CERT,
+];
+
+/// Why certificates could not be loaded or created. Every message names the file or
+/// directory concerned, for lightningd's log.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{0}")]
-    Todo(String),
+    /// The certificate directory (or a parent) could not be created.
+    #[error("cannot create directory {}: {error}", path.display())]
+    CreateDir { path: PathBuf, error: io::Error },
+    /// A file's metadata could not be read.
+    #[error("cannot access {}: {error}", path.display())]
+    Access { path: PathBuf, error: io::Error },
+    /// A certificate path exists but is not a regular file.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    /// A certificate path is a symbolic link to nothing.
+    #[error("{} is a symbolic link to a file that does not exist", path.display())]
+    DanglingSymlink { path: PathBuf },
+    /// The lock file could not be opened or locked.
+    #[error("cannot lock {}: {error}", path.display())]
+    Lock { path: PathBuf, error: io::Error },
+    /// A file could not be read.
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
+    /// A file could not be written (or renamed into place, or synced).
+    #[error("cannot write {}: {error}", path.display())]
+    Write { path: PathBuf, error: io::Error },
+    /// A file does not hold what it should, or not in a usable form.
+    #[error("{} does not contain a valid {what}: {reason}", path.display())]
+    Parse {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
+    },
+    /// A private key does not belong to its certificate.
+    #[error("{} is not the private key of the certificate in {}", key.display(), cert.display())]
+    KeyMismatch { key: PathBuf, cert: PathBuf },
+    /// rcgen failed to generate a key or certificate.
+    #[error("cannot generate the TLS certificates: {0}")]
+    Generate(rcgen::Error),
+    /// rustls refused the server certificate and key.
+    #[error("cannot build the TLS configuration from {}: {error}", path.display())]
+    Config { path: PathBuf, error: rustls::Error },
+    /// A set we had just written was changed on disk by someone else before we read it back.
+    #[error(
+        "{} does not verify against {} right after generating them ({reason}); another program \
+         (probably cln-grpc) wrote to the certificate directory at the same time: delete the six \
+         certificate files and restart",
+        path.display(),
+        ca.display()
+    )]
+    Inconsistent {
+        path: PathBuf,
+        ca: PathBuf,
+        reason: String,
+    },
 }
 
 /// Loads the six certificate files from `dir`, generating a fresh consistent set first when
 /// any is missing or empty, and returns the server configuration built from them.
-pub fn load_or_generate(_dir: &Path, _host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    todo!()
+///
+/// `host` is the address the server listens on: when the set is generated it becomes an IP
+/// subject alternative name of the server certificate if it is an IP address, or a DNS one if
+/// it is a host name other than `localhost` (which is always there, as is `cln`).
+pub fn load_or_generate(dir: &Path, host: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    DirBuilderExt::mode(fs::DirBuilder::new().recursive(true), 0o700)
+        .create(dir)
+        .map_err(|error| TlsError::CreateDir {
+            path: dir.to_path_buf(),
+            error,
+        })?;
+
+    let lock_path = dir.join(LOCK_FILE);
+    let lock = match open_lock_file(&lock_path) {
+        Ok(file) => Some(file),
+        // A read-only directory holding a complete set (certificates provided by the
+        // operator) needs no lock: nobody can generate there.
+        Err(error)
+            if is_read_only_error(&error) && matches!(inspect_set(dir)?, SetState::Complete) =>
+        {
+            tracing::debug!(
+                "cannot create {} ({error}); using the existing certificates without locking",
+                lock_path.display()
+            );
+            None
+        }
+        Err(error) => {
+            return Err(TlsError::Lock {
+                path: lock_path,
+                error,
+            })
+        }
+    };
+    if let Some(file) = &lock {
+        lock_exclusive(file).map_err(|error| TlsError::Lock {
+            path: lock_path.clone(),
+            error,
+        })?;
+    }
+
+    // Under the lock: look again, generate if needed, and read back what is on disk.
+    let generated = match inspect_set(dir)? {
+        SetState::Complete => false,
+        SetState::Incomplete { first_missing } => {
+            remove_stale_temp_files(dir);
+            let set = generate_set(host)?;
+            write_set(dir, &set, first_missing)?;
+            tracing::info!("generated new TLS certificates in {}", dir.display());
+            true
+        }
+    };
+    let config = load_set(dir, generated);
+    // Dropping the file releases the lock; the lock file itself stays.
+    drop(lock);
+    config
+}
+
+/// Whether the six files are all there.
+enum SetState {
+    Complete,
+    /// At least one file is missing or empty; the first such, in [`ALL_FILES`] order.
+    Incomplete {
+        first_missing: &'static str,
+    },
+}
+
+/// Looks at the six files: missing or empty ones make the set incomplete; anything odd
+/// (a directory, a dangling symlink, unreadable metadata) is an error.
+fn inspect_set(dir: &Path) -> Result<SetState, TlsError> {
+    let mut first_missing = None;
+    for name in ALL_FILES {
+        let path = dir.join(name);
+        let present = match fs::metadata(&path) {
+            Ok(meta) if meta.is_file() => meta.len() > 0,
+            Ok(_) => return Err(TlsError::NotAFile { path }),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                if fs::symlink_metadata(&path).is_ok() {
+                    return Err(TlsError::DanglingSymlink { path });
+                }
+                false
+            }
+            Err(error) => return Err(TlsError::Access { path, error }),
+        };
+        if !present && first_missing.is_none() {
+            first_missing = Some(name);
+        }
+    }
+    Ok(match first_missing {
+        None => SetState::Complete,
+        Some(first_missing) => SetState::Incomplete { first_missing },
+    })
+}
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+}
+
+fn is_read_only_error(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
+/// Takes the exclusive advisory lock, blocking until other holders release it (they hold
+/// it for the milliseconds it takes to generate and read six small files).
+fn lock_exclusive(file: &File) -> io::Result<()> {
+    match file.lock() {
+        Err(error) if error.kind() == io::ErrorKind::Unsupported => {
+            tracing::warn!("file locking is not supported here ({error}); going on without it");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+/// Removes temporary files left by a process that died while generating. Only lock holders
+/// create them, so while we hold the lock any that exist are stale. Best effort.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with(TMP_SUFFIX) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// A freshly generated set: each file name with its PEM text, in [`ALL_FILES`] order.
+struct GeneratedSet {
+    files: [(&'static str, String); 6],
+}
+
+fn distinguished_name(common_name: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn
+}
+
+/// The server certificate's subject alternative names: `cln`, `localhost` and `host`.
+fn server_sans(host: &str) -> Vec<SanType> {
+    let mut names = vec!["cln".to_string(), "localhost".to_string()];
+    let host = host.trim();
+    let unbracketed = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = unbracketed.parse::<IpAddr>().ok();
+    if ip.is_none() && !host.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
+        names.push(host.to_ascii_lowercase());
+    }
+    let mut sans = Vec::new();
+    for name in names {
+        match name.clone().try_into() {
+            Ok(dns) => sans.push(SanType::DnsName(dns)),
+            Err(error) => {
+                tracing::warn!("not adding {name:?} to the server certificate's names: {error}")
+            }
+        }
+    }
+    sans.extend(ip.map(SanType::IpAddress));
+    sans
+}
+
+/// Generates the CA, server and client certificates and keys in memory.
+fn generate_set(host: &str) -> Result<GeneratedSet, TlsError> {
+    let ca_key = KeyPair::generate().map_err(TlsError::Generate)?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.distinguished_name = distinguished_name(CA_CN);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(TlsError::Generate)?;
+
+    let leaf = |cn: &str,
+                sans: Vec<SanType>,
+                usage: ExtendedKeyUsagePurpose|
+     -> Result<(String, String), TlsError> {
+        let key = KeyPair::generate().map_err(TlsError::Generate)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = distinguished_name(cn);
+        params.subject_alt_names = sans;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![usage];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &ca).map_err(TlsError::Generate)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    };
+    let (server_cert, server_key) = leaf(
+        SERVER_CN,
+        server_sans(host),
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let (client_cert, client_key) = leaf(
+        CLIENT_CN,
+        vec![SanType::DnsName(
+            "cln".try_into().map_err(TlsError::Generate)?,
+        )],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    )?;
+
+    Ok(GeneratedSet {
+        files: [
+            (CA_KEY, ca.key().serialize_pem()),
+            (CA_CERT, ca.pem()),
+            (SERVER_KEY, server_key),
+            (SERVER_CERT, server_cert),
+            (CLIENT_KEY, client_key),
+            (CLIENT_CERT, client_cert),
+        ],
+    })
+}
+
+fn is_key_file(name: &str) -> bool {
+    name.ends_with("-key.pem")
+}
+
+/// A temporary file that is removed unless it was renamed into place.
+struct TempFile {
+    path: PathBuf,
+    renamed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.renamed {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `contents` to a new temporary file in `dir` beside `name` (mode 0600 for keys from the
+/// moment it is created), and fsyncs it.
+fn write_temp(dir: &Path, name: &str, contents: &[u8]) -> Result<TempFile, TlsError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let target = dir.join(name);
+    let write_error = |error| TlsError::Write {
+        path: target.clone(),
+        error,
+    };
+    let tmp_path = dir.join(format!(
+        ".{name}.{}-{}{TMP_SUFFIX}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let mode = if is_key_file(name) { 0o600 } else { 0o644 };
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp_path)
+        .map_err(write_error)?;
+    let temp = TempFile {
+        path: tmp_path,
+        renamed: false,
+    };
+    file.write_all(contents).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    Ok(temp)
+}
+
+/// Writes the set: every file to a synced temporary file first, then renames them into
+/// place with `last` (a file that was missing or empty) renamed last, then syncs the
+/// directory.
+fn write_set(dir: &Path, set: &GeneratedSet, last: &'static str) -> Result<(), TlsError> {
+    let order = set
+        .files
+        .iter()
+        .filter(|(name, _)| *name != last)
+        .chain(set.files.iter().filter(|(name, _)| *name == last));
+    let mut temps = Vec::with_capacity(set.files.len());
+    for (name, contents) in order {
+        temps.push((*name, write_temp(dir, name, contents.as_bytes())?));
+    }
+    for (name, temp) in &mut temps {
+        let target = dir.join(*name);
+        fs::rename(&temp.path, &target).map_err(|error| TlsError::Write {
+            path: target,
+            error,
+        })?;
+        temp.renamed = true;
+    }
+    sync_dir(dir)
+}
+
+/// Makes the renames durable. Filesystems that cannot sync a directory are tolerated.
+fn sync_dir(dir: &Path) -> Result<(), TlsError> {
+    let result = File::open(dir).and_then(|d| d.sync_all());
+    match result {
+        Err(error)
+            if !matches!(
+                error.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::Unsupported
+            ) =>
+        {
+            Err(TlsError::Write {
+                path: dir.to_path_buf(),
+                error,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|error| TlsError::Read {
+        path: path.to_path_buf(),
+        error,
+    })
+}
+
+/// A human reason for a PEM parse failure (the library's own shows raw byte arrays).
+fn pem_reason(error: pem::Error, section: &str) -> String {
+    match error {
+        pem::Error::NoItemsFound => format!("no \"{section}\" PEM block found"),
+        pem::Error::MissingSectionEnd { end_marker } => format!(
+            "a PEM block has no \"-----END {}-----\" line",
+            String::from_utf8_lossy(&end_marker)
+        ),
+        pem::Error::IllegalSectionStart { line } => {
+            format!("malformed PEM line {:?}", String::from_utf8_lossy(&line))
+        }
+        pem::Error::Base64Decode(error) => format!("bad base64 in the PEM block: {error}"),
+        other => other.to_string(),
+    }
+}
+
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bytes = read_file(path)?;
+    let parse_error = |reason| TlsError::Parse {
+        path: path.to_path_buf(),
+        what: "PEM certificate",
+        reason,
+    };
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| parse_error(pem_reason(error, "CERTIFICATE")))?;
+    if certs.is_empty() {
+        return Err(parse_error(pem_reason(
+            pem::Error::NoItemsFound,
+            "CERTIFICATE",
+        )));
+    }
+    Ok(certs)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read_file(path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| TlsError::Parse {
+        path: path.to_path_buf(),
+        what: "PEM private key",
+        reason: pem_reason(error, "PRIVATE KEY"),
+    })
+}
+
+/// Reads a certificate file and its key file and checks that the key belongs to the first
+/// certificate.
+fn read_pair(
+    dir: &Path,
+    cert_name: &str,
+    key_name: &str,
+    provider: &CryptoProvider,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    let cert_path = dir.join(cert_name);
+    let key_path = dir.join(key_name);
+    let certs = read_certs(&cert_path)?;
+    let key = read_key(&key_path)?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|error| TlsError::Parse {
+            path: key_path.clone(),
+            what: "private key",
+            reason: error.to_string(),
+        })?;
+    match CertifiedKey::new(certs.clone(), signing_key).keys_match() {
+        Ok(()) | Err(rustls::Error::InconsistentKeys(InconsistentKeys::Unknown)) => {}
+        Err(rustls::Error::InconsistentKeys(InconsistentKeys::KeyMismatch)) => {
+            return Err(TlsError::KeyMismatch {
+                key: key_path,
+                cert: cert_path,
+            })
+        }
+        Err(error) => {
+            let reason = match error {
+                rustls::Error::InvalidCertificate(CertificateError::BadEncoding) => {
+                    "its PEM block does not hold an X.509 certificate".to_string()
+                }
+                other => other.to_string(),
+            };
+            return Err(TlsError::Parse {
+                path: cert_path,
+                what: "certificate",
+                reason,
+            });
+        }
+    }
+    Ok((certs, key))
+}
+
+/// Checks that the server and client certificates chain to the CA certificates; returns the
+/// first failure as (file, reason).
+fn check_chains(
+    dir: &Path,
+    ca: &[CertificateDer<'static>],
+    server: &[CertificateDer<'static>],
+    client: &[CertificateDer<'static>],
+    provider: &Arc<CryptoProvider>,
+) -> Result<Result<(), (PathBuf, String)>, TlsError> {
+    let ca_path = dir.join(CA_CERT);
+    let ca_error = |reason: String| TlsError::Parse {
+        path: ca_path.clone(),
+        what: "CA certificate",
+        reason,
+    };
+    let mut roots = RootCertStore::empty();
+    for cert in ca {
+        roots
+            .add(cert.clone())
+            .map_err(|error| ca_error(error.to_string()))?;
+    }
+    let roots = Arc::new(roots);
+    let now = UnixTime::now();
+
+    // Any name will do to check the chain: a name mismatch is reported separately from
+    // chain failures. Our certificates always carry `localhost`.
+    let server_verifier =
+        WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|error| ca_error(error.to_string()))?;
+    let name = ServerName::DnsName(
+        rustls::pki_types::DnsName::try_from("localhost")
+            .map_err(|error| ca_error(error.to_string()))?,
+    );
+    if let Some((leaf, intermediates)) = server.split_first() {
+        match server_verifier.verify_server_cert(leaf, intermediates, &name, &[], now) {
+            Ok(_)
+            | Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => {}
+            Err(error) => return Ok(Err((dir.join(SERVER_CERT), error.to_string()))),
+        }
+    }
+
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|error| ca_error(error.to_string()))?;
+    if let Some((leaf, intermediates)) = client.split_first() {
+        if let Err(error) = client_verifier.verify_client_cert(leaf, intermediates, now) {
+            return Ok(Err((dir.join(CLIENT_CERT), error.to_string())));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Reads and checks the six files and builds the server configuration. `generated` says
+/// whether we just wrote them, in which case certificates that do not verify against the CA
+/// mean someone else wrote in between (an error); otherwise they are only warned about.
+fn load_set(dir: &Path, generated: bool) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let (ca, _) = read_pair(dir, CA_CERT, CA_KEY, &provider)?;
+    let (server, server_key) = read_pair(dir, SERVER_CERT, SERVER_KEY, &provider)?;
+    let (client, _) = read_pair(dir, CLIENT_CERT, CLIENT_KEY, &provider)?;
+
+    if let Err((path, reason)) = check_chains(dir, &ca, &server, &client, &provider)? {
+        if generated {
+            return Err(TlsError::Inconsistent {
+                path,
+                ca: dir.join(CA_CERT),
+                reason,
+            });
+        }
+        tracing::warn!(
+            "{} does not verify against {}: {reason}; clients that trust {} will refuse it",
+            path.display(),
+            dir.join(CA_CERT).display(),
+            CA_CERT
+        );
+    }
+
+    let server_path = dir.join(SERVER_CERT);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| TlsError::Config {
+            path: server_path.clone(),
+            error,
+        })?
+        .with_no_client_auth()
+        .with_single_cert(server, server_key)
+        .map_err(|error| TlsError::Config {
+            path: server_path,
+            error,
+        })?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::{ClientConfig, ClientConnection, Connection, ProtocolVersion, ServerConnection};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::sync::Barrier;
+    use std::time::{Duration, Instant};
+
+    const HOST: &str = "127.0.0.1";
+
+    fn provider() -> Arc<CryptoProvider> {
+        Arc::new(rustls::crypto::ring::default_provider())
+    }
+
+    /// A client trusting the `ca.pem` currently in `dir`, offering `versions` and h2/http1.1.
+    fn client_config(
+        dir: &Path,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<ClientConfig> {
+        let mut roots = RootCertStore::empty();
+        let ca = fs::read(dir.join(CA_CERT)).unwrap();
+        for cert in CertificateDer::pem_slice_iter(&ca) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
+    fn default_client(dir: &Path) -> Arc<ClientConfig> {
+        client_config(dir, rustls::ALL_VERSIONS)
+    }
+
+    /// Moves whatever `from` has to send into `to`, processing it there.
+    fn transfer(from: &mut Connection, to: &mut Connection) -> Result<(), rustls::Error> {
+        let mut buf = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut buf).unwrap();
+        }
+        let mut rest = &buf[..];
+        while !rest.is_empty() {
+            to.read_tls(&mut rest).unwrap();
+            to.process_new_packets()?;
+        }
+        Ok(())
+    }
+
+    /// A complete in-memory handshake; returns the client side once both sides are done,
+    /// or the first error either side raised.
+    fn handshake_conn(
+        server: Arc<rustls::ServerConfig>,
+        client: ClientConnection,
+    ) -> Result<Connection, rustls::Error> {
+        let mut client = Connection::from(client);
+        let mut server = Connection::from(ServerConnection::new(server)?);
+        for _ in 0..10 {
+            transfer(&mut client, &mut server)?;
+            transfer(&mut server, &mut client)?;
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return Ok(client);
+            }
+        }
+        panic!("handshake did not finish")
+    }
+
+    fn handshake(
+        server: &Arc<rustls::ServerConfig>,
+        client: Arc<ClientConfig>,
+        name: &str,
+    ) -> Result<Connection, rustls::Error> {
+        let name = ServerName::try_from(name.to_string()).unwrap();
+        handshake_conn(server.clone(), ClientConnection::new(client, name)?)
+    }
+
+    fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+        ALL_FILES
+            .iter()
+            .map(|name| fs::read(dir.join(name)).unwrap())
+            .collect()
+    }
+
+    fn temp_files(dir: &Path) -> Vec<String> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".pem.") || name.ends_with(TMP_SUFFIX))
+            .collect()
+    }
+
+    /// The set on disk is one consistent set: the server cert (with its key) is accepted by
+    /// a client trusting ca.pem, the client cert (with its key) is accepted in a mutual-TLS
+    /// handshake by a server trusting ca.pem (what cln-grpc does), and each key matches.
+    fn assert_consistent(dir: &Path) {
+        let config = load_set(dir, true).expect("the set on disk is consistent");
+        handshake(&config, default_client(dir), "localhost").expect("server cert verifies");
+
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(&dir.join(CA_CERT)).unwrap() {
+            roots.add(cert).unwrap();
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .unwrap();
+        let mtls_server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(
+                read_certs(&dir.join(SERVER_CERT)).unwrap(),
+                read_key(&dir.join(SERVER_KEY)).unwrap(),
+            )
+            .unwrap();
+        let mut ca_roots = RootCertStore::empty();
+        for cert in read_certs(&dir.join(CA_CERT)).unwrap() {
+            ca_roots.add(cert).unwrap();
+        }
+        let mtls_client = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(ca_roots)
+            .with_client_auth_cert(
+                read_certs(&dir.join(CLIENT_CERT)).unwrap(),
+                read_key(&dir.join(CLIENT_KEY)).unwrap(),
+            )
+            .expect("client key matches client cert");
+        handshake(&Arc::new(mtls_server), Arc::new(mtls_client), "cln")
+            .expect("client cert verifies against ca.pem");
+    }
+
+    fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn generates_six_files_in_a_new_nested_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/certs");
+        load_or_generate(&dir, HOST).unwrap();
+
+        for name in ALL_FILES {
+            let meta = fs::metadata(dir.join(name)).unwrap();
+            assert!(meta.is_file() && meta.len() > 0, "{name} is empty");
+            let mode = meta.permissions().mode() & 0o777;
+            if name.ends_with("-key.pem") {
+                assert_eq!(mode, 0o600, "{name} has mode {mode:o}");
+            } else {
+                assert_eq!(mode & 0o077 & !0o044, 0, "{name} has mode {mode:o}");
+            }
+        }
+        let ca = fs::read(dir.join(CA_CERT)).unwrap();
+        let ca_der = CertificateDer::from_pem_slice(&ca).unwrap();
+        assert!(contains(&ca_der, CA_CN.as_bytes()));
+        let server = CertificateDer::from_pem_slice(&fs::read(dir.join(SERVER_CERT)).unwrap());
+        assert!(contains(&server.unwrap(), SERVER_CN.as_bytes()));
+        let client = CertificateDer::from_pem_slice(&fs::read(dir.join(CLIENT_CERT)).unwrap());
+        assert!(contains(&client.unwrap(), CLIENT_CN.as_bytes()));
+        for name in [CA_KEY, SERVER_KEY, CLIENT_KEY] {
+            let pem = fs::read_to_string(dir.join(name)).unwrap();
+            assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{name}");
+        }
+        assert!(temp_files(&dir).is_empty(), "{:?}", temp_files(&dir));
+        assert_consistent(&dir);
+    }
+
+    #[test]
+    fn server_certificate_names_include_cln_localhost_and_the_host_ip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = load_or_generate(tmp.path(), HOST).unwrap();
+        for name in ["localhost", "cln", "127.0.0.1"] {
+            handshake(&config, default_client(tmp.path()), name)
+                .unwrap_or_else(|e| panic!("{name} refused: {e}"));
+        }
+        for name in ["example.com", "127.0.0.2", "::1"] {
+            match handshake(&config, default_client(tmp.path()), name) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => {}
+                other => panic!("{name}: expected a name mismatch, got {:?}", other.err()),
+            }
+        }
+    }
+
+    #[test]
+    fn server_certificate_names_for_ipv6_and_dns_hosts() {
+        for (host, name) in [
+            ("::1", "::1"),
+            ("[::1]", "::1"),
+            ("node.example.org", "node.example.org"),
+        ] {
+            let tmp = tempfile::tempdir().unwrap();
+            let config = load_or_generate(tmp.path(), host).unwrap();
+            for name in [name, "localhost", "cln"] {
+                handshake(&config, default_client(tmp.path()), name)
+                    .unwrap_or_else(|e| panic!("host {host}: {name} refused: {e}"));
+            }
+            assert!(handshake(&config, default_client(tmp.path()), "other.example.org").is_err());
+        }
+        // localhost is not added twice, and an empty host just means no extra name.
+        for host in ["localhost", "LOCALHOST", "cln", ""] {
+            let tmp = tempfile::tempdir().unwrap();
+            let config = load_or_generate(tmp.path(), host).unwrap();
+            handshake(&config, default_client(tmp.path()), "localhost").unwrap();
+        }
+    }
+
+    #[test]
+    fn an_existing_complete_set_is_reused_and_not_rewritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        let before = read_all(dir);
+        let stamps: Vec<_> = ALL_FILES
+            .iter()
+            .map(|name| {
+                let meta = fs::metadata(dir.join(name)).unwrap();
+                (meta.ino(), meta.modified().unwrap())
+            })
+            .collect();
+
+        // Another host does not matter once the set exists.
+        let config = load_or_generate(dir, "10.1.2.3").unwrap();
+        assert_eq!(read_all(dir), before);
+        for (name, stamp) in ALL_FILES.iter().zip(&stamps) {
+            let meta = fs::metadata(dir.join(name)).unwrap();
+            assert_eq!(
+                (meta.ino(), meta.modified().unwrap()),
+                *stamp,
+                "{name} was rewritten"
+            );
+        }
+        handshake(&config, default_client(dir), "127.0.0.1").unwrap();
+    }
+
+    #[test]
+    fn one_empty_or_missing_file_regenerates_all_six() {
+        for name in ALL_FILES {
+            for remove in [false, true] {
+                let tmp = tempfile::tempdir().unwrap();
+                let dir = tmp.path();
+                load_or_generate(dir, HOST).unwrap();
+                let before = read_all(dir);
+                if remove {
+                    fs::remove_file(dir.join(name)).unwrap();
+                } else {
+                    File::create(dir.join(name)).unwrap();
+                }
+                let config = load_or_generate(dir, HOST).unwrap();
+                let after = read_all(dir);
+                for ((file, old), new) in ALL_FILES.iter().zip(&before).zip(&after) {
+                    assert!(
+                        !new.is_empty(),
+                        "{file} empty after regenerating for {name}"
+                    );
+                    assert_ne!(old, new, "{file} not regenerated when {name} was missing");
+                }
+                for key in [CA_KEY, SERVER_KEY, CLIENT_KEY] {
+                    let mode = fs::metadata(dir.join(key)).unwrap().permissions().mode();
+                    assert_eq!(mode & 0o777, 0o600, "{key}");
+                }
+                assert_consistent(dir);
+                handshake(&config, default_client(dir), "localhost").unwrap();
+                assert!(temp_files(dir).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn eight_threads_racing_on_an_empty_dir_agree_on_one_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        let barrier = Arc::new(Barrier::new(8));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    load_or_generate(&dir, HOST)
+                })
+            })
+            .collect();
+        let configs: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().expect("every racer succeeds"))
+            .collect();
+        let client = default_client(&dir);
+        for config in &configs {
+            handshake(config, client.clone(), "localhost").expect("serves the final set");
+        }
+        assert_consistent(&dir);
+        assert!(temp_files(&dir).is_empty());
+    }
+
+    const RACE_DIR: &str = "CLNREST_TLS_TEST_RACE_DIR";
+    const RACE_GO: &str = "CLNREST_TLS_TEST_RACE_GO";
+    const RACE_OUT: &str = "CLNREST_TLS_TEST_RACE_OUT";
+
+    /// Not a test on its own: the body of each child process of
+    /// `two_processes_racing_agree_on_one_set`, which re-executes this test binary. Without
+    /// its environment variables it does nothing.
+    #[test]
+    fn race_child_process() {
+        let (Some(dir), Some(go), Some(out)) = (
+            std::env::var_os(RACE_DIR),
+            std::env::var_os(RACE_GO),
+            std::env::var_os(RACE_OUT),
+        ) else {
+            return;
+        };
+        let dir = PathBuf::from(dir);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !Path::new(&go).exists() {
+            assert!(Instant::now() < deadline, "never told to go");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || load_or_generate(&dir, HOST))
+            })
+            .collect();
+        let configs: Vec<_> = threads
+            .into_iter()
+            .map(|t| t.join().unwrap().expect("every racer succeeds"))
+            .collect();
+        // Once a set is complete nobody replaces it, so what is on disk now is final.
+        let client = default_client(&dir);
+        for config in &configs {
+            handshake(config, client.clone(), "localhost").expect("serves the set on disk");
+        }
+        fs::write(out, fs::read(dir.join(CA_CERT)).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn two_processes_racing_agree_on_one_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        let go = tmp.path().join("go");
+        let exe = std::env::current_exe().unwrap();
+        let children: Vec<_> = (0..2)
+            .map(|i| {
+                let out = tmp.path().join(format!("ca-seen-by-{i}"));
+                let child = std::process::Command::new(&exe)
+                    .args([
+                        "tls::tests::race_child_process",
+                        "--exact",
+                        "--test-threads=1",
+                    ])
+                    .env(RACE_DIR, &dir)
+                    .env(RACE_GO, &go)
+                    .env(RACE_OUT, &out)
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap();
+                (child, out)
+            })
+            .collect();
+        fs::write(&go, b"").unwrap();
+        for (mut child, out) in children {
+            assert!(child.wait().unwrap().success(), "a racing process failed");
+            assert_eq!(
+                fs::read(out).unwrap(),
+                fs::read(dir.join(CA_CERT)).unwrap(),
+                "a process served a set other than the final one"
+            );
+        }
+        assert_consistent(&dir);
+        assert!(temp_files(&dir).is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_server_pem_is_an_error_naming_it_and_is_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        fs::write(dir.join(SERVER_CERT), b"this is not a certificate\n").unwrap();
+        let before = read_all(dir);
+
+        let err = load_or_generate(dir, HOST).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, TlsError::Parse { .. }), "{err:?}");
+        assert!(
+            message.contains(&dir.join(SERVER_CERT).display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("CERTIFICATE"), "{message}");
+        assert_eq!(read_all(dir), before, "files were rewritten");
+    }
+
+    #[test]
+    fn a_valid_pem_block_holding_garbage_is_an_error_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        fs::write(
+            dir.join(CA_CERT),
+            "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let message = load_or_generate(dir, HOST).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(CA_CERT).display().to_string()),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_key_that_does_not_match_its_certificate_is_an_error_naming_both() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        fs::copy(dir.join(CLIENT_KEY), dir.join(SERVER_KEY)).unwrap();
+        let err = load_or_generate(dir, HOST).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err:?}");
+        let message = err.to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{} is not the private key of the certificate in {}",
+                dir.join(SERVER_KEY).display(),
+                dir.join(SERVER_CERT).display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_garbled_key_is_an_error_naming_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        fs::write(
+            dir.join(SERVER_KEY),
+            "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let message = load_or_generate(dir, HOST).unwrap_err().to_string();
+        assert!(
+            message.contains(&dir.join(SERVER_KEY).display().to_string()),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn tls12_and_tls13_handshakes_succeed_with_alpn() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = load_or_generate(tmp.path(), HOST).unwrap();
+        for (version, expected) in [
+            (&rustls::version::TLS12, ProtocolVersion::TLSv1_2),
+            (&rustls::version::TLS13, ProtocolVersion::TLSv1_3),
+        ] {
+            let client = client_config(tmp.path(), &[version]);
+            let conn = handshake(&config, client, "localhost").unwrap();
+            assert_eq!(conn.protocol_version(), Some(expected));
+            assert_eq!(conn.alpn_protocol(), Some(&b"h2"[..]));
+        }
+        // A client that only speaks HTTP/1.1 gets it.
+        let mut client = (*client_config(tmp.path(), rustls::ALL_VERSIONS)).clone();
+        client.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let conn = handshake(&config, Arc::new(client), "localhost").unwrap();
+        assert_eq!(conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+    }
+
+    /// A ClientHello record offering only `version` (no supported_versions extension, as a
+    /// TLS 1.1 client sends) with ECDHE-ECDSA suites.
+    fn raw_client_hello(version: [u8; 2]) -> Vec<u8> {
+        let mut body = version.to_vec();
+        body.extend([7u8; 32]); // random
+        body.push(0); // no session id
+                      // TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA
+        body.extend([0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x09]);
+        body.extend([0x01, 0x00]); // null compression
+        let extensions = [
+            0x00, 0x0a, 0x00, 0x04, 0x00, 0x02, 0x00, 0x17, // supported_groups: secp256r1
+            0x00, 0x0b, 0x00, 0x02, 0x01, 0x00, // ec_point_formats: uncompressed
+            0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04,
+            0x03, // signature_algorithms: ecdsa_p256_sha256
+        ];
+        body.extend((extensions.len() as u16).to_be_bytes());
+        body.extend(extensions);
+        let mut handshake = vec![0x01]; // client_hello
+        handshake.extend(&(body.len() as u32).to_be_bytes()[1..]);
+        handshake.extend(body);
+        let mut record = vec![0x16, 0x03, 0x01];
+        record.extend((handshake.len() as u16).to_be_bytes());
+        record.extend(handshake);
+        record
+    }
+
+    /// Feeds a raw ClientHello to a server connection; returns the processing result and
+    /// the bytes the server answers with.
+    fn offer(
+        config: &Arc<rustls::ServerConfig>,
+        hello: &[u8],
+    ) -> (Result<(), rustls::Error>, Vec<u8>) {
+        let mut server = ServerConnection::new(config.clone()).unwrap();
+        server.read_tls(&mut &hello[..]).unwrap();
+        let result = server.process_new_packets().map(|_| ());
+        let mut out = Vec::new();
+        while server.wants_write() {
+            server.write_tls(&mut out).unwrap();
+        }
+        (result, out)
+    }
+
+    #[test]
+    fn an_operator_server_certificate_from_another_ca_is_used_as_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (ours, theirs) = (tmp.path().join("ours"), tmp.path().join("theirs"));
+        load_or_generate(&ours, HOST).unwrap();
+        load_or_generate(&theirs, "10.9.8.7").unwrap();
+        for name in [SERVER_CERT, SERVER_KEY] {
+            fs::copy(theirs.join(name), ours.join(name)).unwrap();
+        }
+        let before = read_all(&ours);
+        // Only a warning: the server serves the operator's certificate.
+        let config = load_or_generate(&ours, HOST).unwrap();
+        assert_eq!(read_all(&ours), before);
+        handshake(&config, default_client(&theirs), "10.9.8.7").unwrap();
+        assert!(handshake(&config, default_client(&ours), "localhost").is_err());
+        // Had we just generated this set, the mix would mean someone else wrote meanwhile.
+        let err = load_set(&ours, true).unwrap_err();
+        assert!(matches!(err, TlsError::Inconsistent { .. }), "{err:?}");
+        assert!(err.to_string().starts_with(&format!(
+            "{} does not verify against {}",
+            ours.join(SERVER_CERT).display(),
+            ours.join(CA_CERT).display()
+        )));
+    }
+
+    #[test]
+    fn a_tls11_client_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = load_or_generate(tmp.path(), HOST).unwrap();
+
+        // The same hello claiming TLS 1.2 is answered with a ServerHello: the hello is sound.
+        let (result, out) = offer(&config, &raw_client_hello([0x03, 0x03]));
+        result.expect("a TLS 1.2 hello is accepted");
+        assert_eq!(out.first(), Some(&0x16), "no ServerHello");
+        assert_eq!(out.get(5), Some(&0x02), "no ServerHello");
+
+        // TLS 1.1 (and 1.0) get a fatal protocol_version alert.
+        for version in [[0x03, 0x02], [0x03, 0x01]] {
+            let (result, out) = offer(&config, &raw_client_hello(version));
+            assert!(
+                matches!(result, Err(rustls::Error::PeerIncompatible(_))),
+                "{version:?}: {result:?}"
+            );
+            assert_eq!(out.first(), Some(&0x15), "{version:?}: no alert");
+            assert_eq!(
+                out.get(5..7),
+                Some(&[2, 70][..]),
+                "{version:?}: not protocol_version"
+            );
+        }
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_none_are_left() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let stale = dir.join(format!(".server-key.pem.1-0{TMP_SUFFIX}"));
+        fs::write(&stale, b"half").unwrap();
+        load_or_generate(dir, HOST).unwrap();
+        assert!(!stale.exists());
+        assert!(temp_files(dir).is_empty());
+        assert!(dir.join(LOCK_FILE).exists());
+    }
+
+    #[test]
+    fn a_dangling_symlink_is_an_error_not_regenerated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        load_or_generate(dir, HOST).unwrap();
+        fs::remove_file(dir.join(SERVER_CERT)).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone.pem"), dir.join(SERVER_CERT)).unwrap();
+        let message = load_or_generate(dir, HOST).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{} is a symbolic link to a file that does not exist",
+                dir.join(SERVER_CERT).display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_dir_that_cannot_be_created_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("file");
+        fs::write(&file, b"").unwrap();
+        let dir = file.join("certs");
+        let message = load_or_generate(&dir, HOST).unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("cannot create directory {}: ", dir.display())),
+            "{message}"
+        );
+        assert!(message.contains("(os error"), "{message}");
+    }
+
+    #[test]
+    fn a_certificate_path_that_is_a_directory_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join(CA_KEY)).unwrap();
+        let message = load_or_generate(tmp.path(), HOST).unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "{} is not a regular file",
+                tmp.path().join(CA_KEY).display()
+            )
+        );
+    }
 }
