@@ -6,6 +6,7 @@
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod journal;
 pub mod logging;
 pub mod notifications;
 pub mod openapi;

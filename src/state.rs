@@ -1,6 +1,7 @@
 //! What the HTTP handlers and the notification handler share: the connection pool to
-//! lightningd and the shutdown signal.
+//! lightningd, the notification journal and the shutdown signal.
 
+use crate::journal::Journal;
 use crate::rpc::LightningRpc;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -13,6 +14,7 @@ pub struct AppState {
 
 struct Shared {
     rpc: LightningRpc,
+    journal: Journal,
     shutdown: watch::Sender<bool>,
 }
 
@@ -21,6 +23,7 @@ impl AppState {
         AppState {
             inner: Arc::new(Shared {
                 rpc,
+                journal: Journal::default(),
                 shutdown: watch::Sender::new(false),
             }),
         }
@@ -29,6 +32,11 @@ impl AppState {
     /// The connection pool to lightningd.
     pub fn rpc(&self) -> &LightningRpc {
         &self.inner.rpc
+    }
+
+    /// The notification journal.
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
     }
 
     /// Asks everything to stop (lightningd sent `shutdown`).

@@ -1,0 +1,338 @@
+//! The notification journal: every notification lightningd sends gets a sequence number
+//! (from 1, per process), the most recent ones are retained for clients that resume, and each
+//! is fanned out to every live subscriber.
+//!
+//! [`Journal::append`] never waits: it is called from the plugin's stdin loop, and lightningd
+//! must never be slowed down by a client. Each subscriber reads from a bounded queue of
+//! [`SUBSCRIBER_QUEUE`] notifications; one that falls further behind is told it
+//! [`Lagged`](Next::Lagged) and is cut off by its delivery task, without delaying anyone else.
+
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// How many notifications the journal keeps for resuming clients.
+pub const RETAINED_COUNT: usize = 10_000;
+/// How many bytes of payload the journal keeps at most.
+pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
+/// How far a subscriber may fall behind before it is cut off as a slow consumer.
+pub const SUBSCRIBER_QUEUE: usize = 10_000;
+
+/// One notification as lightningd sent it.
+#[derive(Debug)]
+pub struct Notification {
+    /// Position in this process's stream, from 1.
+    pub seq: u64,
+    /// The topic, e.g. `invoice_payment`.
+    pub topic: String,
+    /// The topic's object, e.g. `{"msat":10000,"preimage":"...","label":"x"}`.
+    pub payload: Box<RawValue>,
+}
+
+impl Notification {
+    /// The `params` object as lightningd sent it: `{"<topic>": <payload>}`, the data of the
+    /// Socket.IO `message` event.
+    pub fn params(&self) -> Params<'_> {
+        Params(self)
+    }
+
+    fn size(&self) -> usize {
+        self.topic.len() + self.payload.get().len()
+    }
+}
+
+/// Serializes as `{"<topic>": <payload>}`.
+pub struct Params<'a>(&'a Notification);
+
+impl Serialize for Params<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry(&self.0.topic, &self.0.payload)?;
+        map.end()
+    }
+}
+
+/// Serializes as `{"seq": n, "topic": "...", "payload": {...}}`, the data of the
+/// `notification` event for clients that asked for sequence numbers.
+#[derive(Serialize)]
+pub struct Sequenced<'a> {
+    pub seq: u64,
+    pub topic: &'a str,
+    pub payload: &'a RawValue,
+}
+
+impl<'a> From<&'a Notification> for Sequenced<'a> {
+    fn from(n: &'a Notification) -> Self {
+        Sequenced {
+            seq: n.seq,
+            topic: &n.topic,
+            payload: &n.payload,
+        }
+    }
+}
+
+/// A client asked to resume from a point the journal no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Gap {
+    /// What the client asked for.
+    pub since: u64,
+    /// The oldest sequence number still retained (the next one if none is).
+    pub oldest: u64,
+}
+
+/// What a subscriber receives next.
+#[derive(Debug)]
+pub enum Next {
+    Notification(Arc<Notification>),
+    /// The subscriber fell more than [`SUBSCRIBER_QUEUE`] notifications behind.
+    Lagged,
+    /// The journal is gone (the plugin is stopping).
+    Closed,
+}
+
+struct Retained {
+    entries: VecDeque<Arc<Notification>>,
+    bytes: usize,
+    next_seq: u64,
+}
+
+/// The journal; shared by the notification handler and every stream.
+pub struct Journal {
+    retained: Mutex<Retained>,
+    live: broadcast::Sender<Arc<Notification>>,
+    max_count: usize,
+    max_bytes: usize,
+}
+
+impl Default for Journal {
+    fn default() -> Self {
+        Journal::new(RETAINED_COUNT, RETAINED_BYTES, SUBSCRIBER_QUEUE)
+    }
+}
+
+impl Journal {
+    pub fn new(max_count: usize, max_bytes: usize, subscriber_queue: usize) -> Journal {
+        Journal {
+            retained: Mutex::new(Retained {
+                entries: VecDeque::new(),
+                bytes: 0,
+                next_seq: 1,
+            }),
+            live: broadcast::Sender::new(subscriber_queue.max(1)),
+            max_count,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Retained> {
+        // Every critical section leaves `Retained` consistent, so a poisoned lock is usable.
+        self.retained.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a notification and hands it to every subscriber; returns its sequence number.
+    pub fn append(&self, topic: String, payload: Box<RawValue>) -> u64 {
+        let mut retained = self.lock();
+        let seq = retained.next_seq;
+        retained.next_seq += 1;
+        let notification = Arc::new(Notification {
+            seq,
+            topic,
+            payload,
+        });
+        retained.bytes += notification.size();
+        retained.entries.push_back(notification.clone());
+        while retained.entries.len() > self.max_count
+            || (retained.bytes > self.max_bytes && retained.entries.len() > 1)
+        {
+            if let Some(old) = retained.entries.pop_front() {
+                retained.bytes -= old.size();
+            }
+        }
+        // Sent under the lock so subscribers see the same order as the journal.
+        let _ = self.live.send(notification);
+        seq
+    }
+
+    /// The last sequence number handed out (0 before the first notification).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().next_seq - 1
+    }
+
+    /// Subscribes to live notifications, first replaying every retained one after `since`.
+    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+        let retained = self.lock();
+        let live = self.live.subscribe();
+        let (backlog, gap) = match since {
+            None => (VecDeque::new(), None),
+            Some(since) => {
+                let oldest = retained
+                    .entries
+                    .front()
+                    .map_or(retained.next_seq, |n| n.seq);
+                // A `since` beyond anything handed out comes from an earlier plugin process
+                // (sequence numbers restart at 1): replay everything, and say so.
+                let from_earlier_process = since >= retained.next_seq;
+                let gap = (from_earlier_process || since + 1 < oldest)
+                    .then_some(Gap { since, oldest });
+                let after = if from_earlier_process { 0 } else { since };
+                let backlog = retained
+                    .entries
+                    .iter()
+                    .filter(|n| n.seq > after)
+                    .cloned()
+                    .collect();
+                (backlog, gap)
+            }
+        };
+        Subscription { backlog, gap, live }
+    }
+}
+
+/// One subscriber's view: a backlog to replay, then the live stream.
+pub struct Subscription {
+    backlog: VecDeque<Arc<Notification>>,
+    gap: Option<Gap>,
+    live: broadcast::Receiver<Arc<Notification>>,
+}
+
+impl Subscription {
+    /// The gap to report before anything else, if the client resumed from too far back.
+    pub fn take_gap(&mut self) -> Option<Gap> {
+        self.gap.take()
+    }
+
+    /// The next notification, in sequence order and without gaps while the subscriber keeps
+    /// up.
+    pub async fn next(&mut self) -> Next {
+        if let Some(notification) = self.backlog.pop_front() {
+            return Next::Notification(notification);
+        }
+        match self.live.recv().await {
+            Ok(notification) => Next::Notification(notification),
+            Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
+            Err(broadcast::error::RecvError::Closed) => Next::Closed,
+        }
+    }
+
+    /// Like [`Subscription::next`], without waiting: `None` when nothing is ready.
+    pub fn try_next(&mut self) -> Option<Next> {
+        if let Some(notification) = self.backlog.pop_front() {
+            return Some(Next::Notification(notification));
+        }
+        match self.live.try_recv() {
+            Ok(notification) => Some(Next::Notification(notification)),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Next::Lagged),
+            Err(broadcast::error::TryRecvError::Closed) => Some(Next::Closed),
+            Err(broadcast::error::TryRecvError::Empty) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(json: &str) -> Box<RawValue> {
+        RawValue::from_string(json.to_string()).unwrap()
+    }
+
+    fn seqs(sub: &mut Subscription) -> Vec<u64> {
+        let mut out = vec![];
+        while let Some(Next::Notification(n)) = sub.try_next() {
+            out.push(n.seq);
+        }
+        out
+    }
+
+    #[test]
+    fn sequence_numbers_start_at_one_and_live_subscribers_get_everything_in_order() {
+        let journal = Journal::default();
+        let mut sub = journal.subscribe(None);
+        for i in 0..5 {
+            assert_eq!(journal.append("t".into(), raw(&i.to_string())), i + 1);
+        }
+        assert_eq!(seqs(&mut sub), vec![1, 2, 3, 4, 5]);
+        assert_eq!(journal.last_seq(), 5);
+    }
+
+    #[test]
+    fn resume_replays_what_came_after_since_then_goes_live() {
+        let journal = Journal::default();
+        for _ in 0..5 {
+            journal.append("t".into(), raw("{}"));
+        }
+        let mut sub = journal.subscribe(Some(3));
+        journal.append("t".into(), raw("{}"));
+        assert_eq!(sub.take_gap(), None);
+        assert_eq!(seqs(&mut sub), vec![4, 5, 6]);
+    }
+
+    #[test]
+    fn resume_from_before_the_journal_reports_a_gap() {
+        let journal = Journal::new(3, usize::MAX, 100);
+        for _ in 0..10 {
+            journal.append("t".into(), raw("{}"));
+        }
+        let mut sub = journal.subscribe(Some(2));
+        assert_eq!(sub.take_gap(), Some(Gap { since: 2, oldest: 8 }));
+        assert_eq!(seqs(&mut sub), vec![8, 9, 10]);
+        // Exactly at the edge: nothing is missing.
+        assert_eq!(journal.subscribe(Some(7)).take_gap(), None);
+    }
+
+    #[test]
+    fn resume_from_an_earlier_process_replays_everything_after_a_gap() {
+        let journal = Journal::default();
+        for _ in 0..3 {
+            journal.append("t".into(), raw("{}"));
+        }
+        let mut sub = journal.subscribe(Some(5000));
+        assert_eq!(sub.take_gap(), Some(Gap { since: 5000, oldest: 1 }));
+        assert_eq!(seqs(&mut sub), vec![1, 2, 3]);
+        assert_eq!(journal.subscribe(Some(3)).take_gap(), None);
+    }
+
+    #[test]
+    fn retention_is_bounded_by_bytes_too() {
+        let journal = Journal::new(1000, 100, 100);
+        for _ in 0..10 {
+            journal.append("topic".into(), raw(&format!("\"{}\"", "x".repeat(40))));
+        }
+        let mut sub = journal.subscribe(Some(0));
+        assert_eq!(sub.take_gap(), Some(Gap { since: 0, oldest: 9 }));
+        assert_eq!(seqs(&mut sub), vec![9, 10]);
+    }
+
+    #[test]
+    fn a_subscriber_that_falls_behind_is_told_so_and_others_are_not_affected() {
+        let journal = Journal::new(100, usize::MAX, 4);
+        let mut slow = journal.subscribe(None);
+        let mut fast = journal.subscribe(None);
+        for i in 0..10 {
+            journal.append("t".into(), raw("{}"));
+            assert!(matches!(fast.try_next(), Some(Next::Notification(n)) if n.seq == i + 1));
+        }
+        assert!(matches!(slow.try_next(), Some(Next::Lagged)));
+    }
+
+    #[test]
+    fn params_and_sequenced_serialize_in_the_client_shapes() {
+        let journal = Journal::default();
+        let mut sub = journal.subscribe(None);
+        journal.append("invoice_creation".into(), raw(r#"{"msat":10000,"label":"x"}"#));
+        let Some(Next::Notification(n)) = sub.try_next() else {
+            panic!("no notification")
+        };
+        assert_eq!(
+            serde_json::to_string(&n.params()).unwrap(),
+            r#"{"invoice_creation":{"msat":10000,"label":"x"}}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Sequenced::from(&*n)).unwrap(),
+            r#"{"seq":1,"topic":"invoice_creation","payload":{"msat":10000,"label":"x"}}"#
+        );
+    }
+}
