@@ -137,10 +137,21 @@ impl RawOptions {
             protocol: plugin.option(&OPT_PROTOCOL)?,
             host: plugin.option(&OPT_HOST)?,
             certs: plugin.option(&OPT_CERTS)?,
-            cors_origins: plugin.option(&OPT_CORS_ORIGINS)?,
+            cors_origins: string_list(plugin.option_str(OPT_CORS_ORIGINS.name)?),
             csp: plugin.option(&OPT_CSP)?,
             swagger_root: plugin.option(&OPT_SWAGGER_ROOT)?,
         })
+    }
+}
+
+/// A multi string option's values. Read by hand: cln-plugin represents this option's default
+/// as a single string and panics when asked for it as a list.
+fn string_list(value: Option<cln_plugin::options::Value>) -> Vec<String> {
+    use cln_plugin::options::Value;
+    match value {
+        Some(Value::StringArray(values)) => values,
+        Some(Value::String(value)) => vec![value],
+        _ => Vec::new(),
     }
 }
 

@@ -14,5 +14,8 @@ pub mod routes;
 pub mod rpc;
 pub mod rune;
 pub mod server;
+pub mod socketio;
+pub mod sse;
 pub mod state;
+pub mod subscribers;
 pub mod tls;

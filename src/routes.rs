@@ -25,6 +25,9 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// The header carrying the caller's rune (header names are case-insensitive).
 pub static RUNE_HEADER: HeaderName = HeaderName::from_static("rune");
 
+/// Methods after which connected notification listeners' runes are checked again.
+const REVOKING_METHODS: [&str; 2] = ["blacklistrune", "destroyrune"];
+
 /// `POST /v1/<method>`.
 pub async fn call_method(
     State(state): State<AppState>,
@@ -46,6 +49,9 @@ pub async fn call_method(
     let params = params.unwrap_or_else(|| Value::Object(Map::new()));
     crate::rune::check(state.rpc(), &rune, &method, Some(&params)).await?;
     let result = state.rpc().call(&method, &params).await?;
+    if REVOKING_METHODS.contains(&method.as_str()) {
+        state.subscribers().request_recheck();
+    }
     respond(StatusCode::CREATED, response_format, &method, result)
 }
 

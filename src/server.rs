@@ -5,7 +5,7 @@
 use crate::config::{Config, CorsOrigins, Protocol};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{openapi, routes};
+use crate::{openapi, routes, socketio, sse};
 use axum::http::{header, HeaderValue, Method};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -83,15 +83,20 @@ pub fn router(state: AppState, config: &Config) -> Router {
             get(routes::list_methods).fallback(routes::method_not_post),
         )
         .route(
+            "/v1/notifications",
+            get(sse::notifications).fallback(routes::method_not_post),
+        )
+        .route(
             "/v1/{method}",
             post(routes::call_method).fallback(routes::method_not_post),
         )
         .fallback(routes::path_not_found)
-        .with_state(state);
+        .with_state(state.clone());
 
     let csp = HeaderValue::from_str(&config.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::config::DEFAULT_CSP));
     api.merge(openapi::routes(&config.swagger_root, &openapi::document()))
+        .layer(socketio::layer(state))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the request handler failed; see lightningd's log".into())
                 .into_response()

@@ -1,8 +1,9 @@
 //! What the HTTP handlers and the notification handler share: the connection pool to
-//! lightningd, the notification journal and the shutdown signal.
+//! lightningd, the notification journal, the notification listeners and the shutdown signal.
 
 use crate::journal::Journal;
 use crate::rpc::LightningRpc;
+use crate::subscribers::Subscribers;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -13,8 +14,9 @@ pub struct AppState {
 }
 
 struct Shared {
-    rpc: LightningRpc,
+    rpc: Arc<LightningRpc>,
     journal: Journal,
+    subscribers: Arc<Subscribers>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -22,8 +24,9 @@ impl AppState {
     pub fn new(rpc: LightningRpc) -> AppState {
         AppState {
             inner: Arc::new(Shared {
-                rpc,
+                rpc: Arc::new(rpc),
                 journal: Journal::default(),
+                subscribers: Arc::new(Subscribers::default()),
                 shutdown: watch::Sender::new(false),
             }),
         }
@@ -32,6 +35,16 @@ impl AppState {
     /// The connection pool to lightningd.
     pub fn rpc(&self) -> &LightningRpc {
         &self.inner.rpc
+    }
+
+    /// The pool, shared with background tasks.
+    pub fn rpc_handle(&self) -> Arc<LightningRpc> {
+        self.inner.rpc.clone()
+    }
+
+    /// Connected notification listeners.
+    pub fn subscribers(&self) -> &Arc<Subscribers> {
+        &self.inner.subscribers
     }
 
     /// The notification journal.
