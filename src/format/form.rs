@@ -507,7 +507,7 @@ mod tests {
     fn encodes_with_bracket_syntax() {
         assert_eq!(
             encoded(r#"{"invoices":[{"label":"x","amount_msat":50000}]}"#),
-            "invoices%5B0%5D%5Bamount_msat%5D=50000&invoices%5B0%5D%5Blabel%5D=x"
+            "invoices%5B0%5D%5Blabel%5D=x&invoices%5B0%5D%5Bamount_msat%5D=50000"
         );
         let body = encoded(r#"{"invoices":[{"label":"x","amount_msat":50000}]}"#);
         let pairs: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
@@ -516,8 +516,8 @@ mod tests {
         assert_eq!(
             pairs,
             [
-                ("invoices[0][amount_msat]".to_string(), "50000".to_string()),
                 ("invoices[0][label]".to_string(), "x".to_string()),
+                ("invoices[0][amount_msat]".to_string(), "50000".to_string()),
             ]
         );
     }
@@ -528,7 +528,7 @@ mod tests {
             encoded(
                 r#"{"s":"a b&c=d€","t":true,"f":false,"n":-1.5,"big":18446744073709551615,"z":null}"#
             ),
-            "big=18446744073709551615&f=false&n=-1.5&s=a+b%26c%3Dd%E2%82%AC&t=true&z="
+            "s=a+b%26c%3Dd%E2%82%AC&t=true&f=false&n=-1.5&big=18446744073709551615&z="
         );
     }
 

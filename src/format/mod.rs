@@ -819,7 +819,7 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
         let text = std::str::from_utf8(&body).unwrap();
         assert_eq!(
             text,
-            "flag: true\nid: 02ab\nlist:\n- a\n- 'true'\nnone: null\nnum_peers: 3\n"
+            "id: 02ab\nnum_peers: 3\nflag: true\nlist:\n- a\n- 'true'\nnone: null\n"
         );
         // And it reads back as the same value.
         let back: Value = serde_norway::from_str(text).unwrap();
@@ -831,11 +831,11 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
         let result = raw(r#"{"label":"a b","amount_msat":50000}"#);
         assert_eq!(
             &encode_result(Format::Xml, "invoice", &result).unwrap()[..],
-            &b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><invoice><amount_msat>50000</amount_msat><label>a b</label></invoice>"[..]
+            &b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><invoice><label>a b</label><amount_msat>50000</amount_msat></invoice>"[..]
         );
         assert_eq!(
             &encode_result(Format::Form, "invoice", &result).unwrap()[..],
-            b"amount_msat=50000&label=a+b"
+            b"label=a+b&amount_msat=50000"
         );
     }
 

@@ -632,7 +632,7 @@ mod tests {
                 r#"{"invoices":[{"label":"x","amount_msat":50000,"paid":true},{"label":"y","none":null}]}"#
             ),
             format!(
-                "{DECL}<listinvoices><invoices><amount_msat>50000</amount_msat><label>x</label>\
+                "{DECL}<listinvoices><invoices><label>x</label><amount_msat>50000</amount_msat>\
                  <paid>true</paid></invoices><invoices><label>y</label><none/></invoices></listinvoices>"
             )
         );
