@@ -5,8 +5,8 @@
 //! `Killing plugin: disabled itself at init: <reason>`, and operators search for them.
 
 use cln_plugin::options::{
-    ConfigOption, DefaultStringArrayConfigOption, DefaultStringConfigOption,
-    IntegerConfigOption, StringConfigOption,
+    ConfigOption, DefaultStringArrayConfigOption, DefaultStringConfigOption, IntegerConfigOption,
+    StringConfigOption,
 };
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -38,11 +38,8 @@ pub const OPT_CSP: DefaultStringConfigOption = ConfigOption::new_str_with_defaul
     DEFAULT_CSP,
     "Content security policy (CSP) for the server",
 );
-pub const OPT_SWAGGER_ROOT: DefaultStringConfigOption = ConfigOption::new_str_with_default(
-    "clnrest-swagger-root",
-    "/",
-    "Root path for Swagger UI",
-);
+pub const OPT_SWAGGER_ROOT: DefaultStringConfigOption =
+    ConfigOption::new_str_with_default("clnrest-swagger-root", "/", "Root path for Swagger UI");
 
 /// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
 const RESERVED_PREFIXES: [&str; 3] = ["/v1", "/swagger.json", "/socket.io"];
@@ -173,22 +170,24 @@ impl Config {
         let ip = if raw.host == "localhost" {
             IpAddr::V4(Ipv4Addr::LOCALHOST)
         } else {
-            raw.host.parse::<IpAddr>().map_err(|_| ConfigError::BadHost)?
+            raw.host
+                .parse::<IpAddr>()
+                .map_err(|_| ConfigError::BadHost)?
         };
 
         let swagger_root = validate_swagger_root(&raw.swagger_root)?;
 
-        let cors_origins = if raw.cors_origins.is_empty() || raw.cors_origins.iter().any(|o| o == "*")
-        {
-            CorsOrigins::Any
-        } else {
-            for origin in &raw.cors_origins {
-                if http::HeaderValue::from_str(origin).is_err() || origin.is_empty() {
-                    return Err(ConfigError::BadCorsOrigin(origin.clone()));
+        let cors_origins =
+            if raw.cors_origins.is_empty() || raw.cors_origins.iter().any(|o| o == "*") {
+                CorsOrigins::Any
+            } else {
+                for origin in &raw.cors_origins {
+                    if http::HeaderValue::from_str(origin).is_err() || origin.is_empty() {
+                        return Err(ConfigError::BadCorsOrigin(origin.clone()));
+                    }
                 }
-            }
-            CorsOrigins::List(raw.cors_origins.clone())
-        };
+                CorsOrigins::List(raw.cors_origins.clone())
+            };
 
         if http::HeaderValue::from_str(&raw.csp).is_err() {
             return Err(ConfigError::BadCsp);
@@ -263,27 +262,45 @@ mod tests {
     #[test]
     fn messages_are_exact() {
         assert_eq!(
-            error_of(RawOptions { port: None, ..raw() }),
+            error_of(RawOptions {
+                port: None,
+                ..raw()
+            }),
             "`clnrest-port` option is not configured"
         );
         assert_eq!(
-            error_of(RawOptions { port: Some(80), ..raw() }),
+            error_of(RawOptions {
+                port: Some(80),
+                ..raw()
+            }),
             "`clnrest-port` 80, should be a valid available port between 1024 and 65535."
         );
         assert_eq!(
-            error_of(RawOptions { port: Some(65536), ..raw() }),
+            error_of(RawOptions {
+                port: Some(65536),
+                ..raw()
+            }),
             "`clnrest-port` 65536, should be a valid available port between 1024 and 65535."
         );
         assert_eq!(
-            error_of(RawOptions { protocol: "ftp".into(), ..raw() }),
+            error_of(RawOptions {
+                protocol: "ftp".into(),
+                ..raw()
+            }),
             "`clnrest-protocol` can either be http or https."
         );
         assert_eq!(
-            error_of(RawOptions { host: "example.com".into(), ..raw() }),
+            error_of(RawOptions {
+                host: "example.com".into(),
+                ..raw()
+            }),
             "`clnrest-host` should be a valid IP."
         );
         assert_eq!(
-            error_of(RawOptions { swagger_root: "docs".into(), ..raw() }),
+            error_of(RawOptions {
+                swagger_root: "docs".into(),
+                ..raw()
+            }),
             "`clnrest-swagger-root` must start with `/`"
         );
     }
@@ -303,11 +320,20 @@ mod tests {
 
     #[test]
     fn swagger_root_cannot_shadow_the_api() {
-        assert!(error_of(RawOptions { swagger_root: "/v1".into(), ..raw() })
-            .contains("would hide"));
-        assert!(error_of(RawOptions { swagger_root: "/a{b}".into(), ..raw() })
-            .contains("may only contain"));
-        let config = Config::validate(RawOptions { swagger_root: "/docs/".into(), ..raw() });
+        assert!(error_of(RawOptions {
+            swagger_root: "/v1".into(),
+            ..raw()
+        })
+        .contains("would hide"));
+        assert!(error_of(RawOptions {
+            swagger_root: "/a{b}".into(),
+            ..raw()
+        })
+        .contains("may only contain"));
+        let config = Config::validate(RawOptions {
+            swagger_root: "/docs/".into(),
+            ..raw()
+        });
         assert_eq!(config.unwrap().swagger_root, "/docs");
     }
 

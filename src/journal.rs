@@ -175,8 +175,8 @@ impl Journal {
                 // A `since` beyond anything handed out comes from an earlier plugin process
                 // (sequence numbers restart at 1): replay everything, and say so.
                 let from_earlier_process = since >= retained.next_seq;
-                let gap = (from_earlier_process || since + 1 < oldest)
-                    .then_some(Gap { since, oldest });
+                let gap =
+                    (from_earlier_process || since + 1 < oldest).then_some(Gap { since, oldest });
                 let after = if from_earlier_process { 0 } else { since };
                 let backlog = retained
                     .entries
@@ -277,7 +277,13 @@ mod tests {
             journal.append("t".into(), raw("{}"));
         }
         let mut sub = journal.subscribe(Some(2));
-        assert_eq!(sub.take_gap(), Some(Gap { since: 2, oldest: 8 }));
+        assert_eq!(
+            sub.take_gap(),
+            Some(Gap {
+                since: 2,
+                oldest: 8
+            })
+        );
         assert_eq!(seqs(&mut sub), vec![8, 9, 10]);
         // Exactly at the edge: nothing is missing.
         assert_eq!(journal.subscribe(Some(7)).take_gap(), None);
@@ -290,7 +296,13 @@ mod tests {
             journal.append("t".into(), raw("{}"));
         }
         let mut sub = journal.subscribe(Some(5000));
-        assert_eq!(sub.take_gap(), Some(Gap { since: 5000, oldest: 1 }));
+        assert_eq!(
+            sub.take_gap(),
+            Some(Gap {
+                since: 5000,
+                oldest: 1
+            })
+        );
         assert_eq!(seqs(&mut sub), vec![1, 2, 3]);
         assert_eq!(journal.subscribe(Some(3)).take_gap(), None);
     }
@@ -302,7 +314,13 @@ mod tests {
             journal.append("topic".into(), raw(&format!("\"{}\"", "x".repeat(40))));
         }
         let mut sub = journal.subscribe(Some(0));
-        assert_eq!(sub.take_gap(), Some(Gap { since: 0, oldest: 9 }));
+        assert_eq!(
+            sub.take_gap(),
+            Some(Gap {
+                since: 0,
+                oldest: 9
+            })
+        );
         assert_eq!(seqs(&mut sub), vec![9, 10]);
     }
 
@@ -322,7 +340,10 @@ mod tests {
     fn params_and_sequenced_serialize_in_the_client_shapes() {
         let journal = Journal::default();
         let mut sub = journal.subscribe(None);
-        journal.append("invoice_creation".into(), raw(r#"{"msat":10000,"label":"x"}"#));
+        journal.append(
+            "invoice_creation".into(),
+            raw(r#"{"msat":10000,"label":"x"}"#),
+        );
         let Some(Next::Notification(n)) = sub.try_next() else {
             panic!("no notification")
         };

@@ -226,7 +226,6 @@ impl LineBuilder {
             format!("{} [{}]", self.message, self.fields)
         }
     }
-
 }
 
 impl Visit for LineBuilder {
@@ -294,7 +293,11 @@ mod tests {
         let frame = log_frame("info", "hello\n\nworld");
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(text.ends_with("\n\n"));
-        assert_eq!(text.matches("\n\n").count(), 1, "newlines in messages are escaped");
+        assert_eq!(
+            text.matches("\n\n").count(),
+            1,
+            "newlines in messages are escaped"
+        );
         let value: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
         assert_eq!(value["params"]["message"], "hello\n\nworld");
         assert_eq!(value["method"], "log");

@@ -52,7 +52,12 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState::new(rpc);
     let app = server::router(state.clone(), &config);
     let plugin = configured.start(state.clone()).await?;
-    tokio::spawn(state.subscribers().clone().revocation_loop(state.rpc_handle()));
+    tokio::spawn(
+        state
+            .subscribers()
+            .clone()
+            .revocation_loop(state.rpc_handle()),
+    );
 
     let handle = axum_server::Handle::new();
     let serving = tokio::spawn(bound.serve(app, handle.clone()));

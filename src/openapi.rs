@@ -10,8 +10,8 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
-    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder,
-    PathItem, PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder,
+    ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
+    PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder,
 };
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -72,7 +72,9 @@ pub fn document() -> OpenApi {
     let list_methods = OperationBuilder::new()
         .operation_id(Some("list_methods"))
         .summary(Some("List lightningd's commands"))
-        .description(Some("Every command lightningd's `help` lists. Needs no rune."))
+        .description(Some(
+            "Every command lightningd's `help` lists. Needs no rune.",
+        ))
         .responses(
             ResponsesBuilder::new()
                 .response(
@@ -97,8 +99,14 @@ pub fn document() -> OpenApi {
         )
         .paths(
             PathsBuilder::new()
-                .path("/v1/{rpc_method}", PathItem::new(HttpMethod::Post, call_method))
-                .path("/v1/list-methods", PathItem::new(HttpMethod::Get, list_methods)),
+                .path(
+                    "/v1/{rpc_method}",
+                    PathItem::new(HttpMethod::Post, call_method),
+                )
+                .path(
+                    "/v1/list-methods",
+                    PathItem::new(HttpMethod::Get, list_methods),
+                ),
         )
         .components(Some(
             ComponentsBuilder::new()
@@ -134,14 +142,14 @@ fn json_response(description: &str, schema: Option<Ref>) -> ResponseBuilder {
 }
 
 fn error_response(description: &str) -> ResponseBuilder {
-    json_response(
-        description,
-        Some(Ref::from_schema_name(ERROR_SCHEMA)),
-    )
+    json_response(description, Some(Ref::from_schema_name(ERROR_SCHEMA)))
 }
 
 /// Routes serving the document and Swagger UI mounted at `swagger_root`.
-pub fn routes<S: Clone + Send + Sync + 'static>(swagger_root: &str, document: &OpenApi) -> Router<S> {
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    swagger_root: &str,
+    document: &OpenApi,
+) -> Router<S> {
     let json = Bytes::from(document.to_json().unwrap_or_else(|_| "{}".to_string()));
     let serve_document = move || {
         let json = json.clone();

@@ -104,11 +104,7 @@ pub async fn list_methods(State(state): State<AppState>) -> Result<Response, Api
             html_escape(&entry.command)
         );
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        page,
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }
 
 /// Any method but POST on `/v1/<method>`.

@@ -75,7 +75,9 @@ impl LightningRpc {
     pub fn new(path: impl Into<PathBuf>) -> LightningRpc {
         LightningRpc {
             path: path.into(),
-            slots: (0..POOL_SIZE).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            slots: (0..POOL_SIZE)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
             next_slot: AtomicUsize::new(0),
         }
     }
@@ -175,7 +177,10 @@ impl Connection {
         self.register(id, waiter)?;
         // If the caller goes away (its HTTP client hung up), forget the call; a late answer
         // is then dropped silently.
-        let _forget = ForgetOnDrop { connection: self, id };
+        let _forget = ForgetOnDrop {
+            connection: self,
+            id,
+        };
         if self.requests.send(request).is_err() {
             return Err(RpcError::Unreachable("connection closed".into()));
         }

@@ -32,7 +32,9 @@ pub fn unique_id(rune: &str) -> Option<String> {
     let id = std::str::from_utf8(&rest[..end]).ok()?;
     let printable = !id.is_empty()
         && id.len() <= MAX_UNIQUE_ID_LEN
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     printable.then(|| id.to_string())
 }
 

@@ -67,8 +67,7 @@ impl BoundServer {
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

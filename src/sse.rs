@@ -97,7 +97,11 @@ async fn produce(
     };
     if let Some(gap) = subscription.take_gap() {
         let data = serde_json::to_string(&gap).unwrap_or_default();
-        if events.send(Event::default().event("gap").data(data)).await.is_err() {
+        if events
+            .send(Event::default().event("gap").data(data))
+            .await
+            .is_err()
+        {
             return;
         }
     }

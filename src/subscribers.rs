@@ -199,7 +199,10 @@ mod tests {
         assert!(opts.seq);
         assert!(opts.wants("invoice_payment"));
         assert!(!opts.wants("connect"));
-        assert_eq!(StreamOptions::from_auth(&json!(null)).unwrap(), StreamOptions::default());
+        assert_eq!(
+            StreamOptions::from_auth(&json!(null)).unwrap(),
+            StreamOptions::default()
+        );
         assert!(StreamOptions::default().wants("anything"));
     }
 
