@@ -19,6 +19,8 @@ pub const CODE_RUNE_NOT_AUTHORIZED: i64 = 1501;
 pub const CODE_PARSE_ERROR: i64 = -32700;
 /// JSON-RPC "invalid request": a request we refuse for its shape (media types, size).
 pub const CODE_INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC "invalid params".
+pub const CODE_INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC "internal error": lightningd cannot be reached, or we failed ourselves.
 pub const CODE_INTERNAL: i64 = -32603;
 
@@ -63,6 +65,12 @@ pub enum ApiError {
     /// `/v1/<method>` requested with something other than POST.
     #[error("Path invalid, http_method must be POST for CLN methods")]
     MethodNotPost,
+    /// A path registered by a plugin, requested with an HTTP method it was not registered for.
+    #[error("Dynamic path: {path} has no http_method:{method} registered")]
+    DynamicWrongMethod { path: String, method: String },
+    /// A body param has the name of a value captured from the path.
+    #[error("Duplicate key: {0}")]
+    DuplicateKey(String),
     /// No `Rune` header.
     #[error("Not authorized: Missing rune")]
     MissingRune,
@@ -106,7 +114,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::PathNotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotPost => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotPost | ApiError::DynamicWrongMethod { .. } => {
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ApiError::DuplicateKey(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingRune => StatusCode::FORBIDDEN,
             ApiError::RuneRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Lightningd(e) if e.code == CODE_METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
@@ -125,7 +136,10 @@ impl ApiError {
     /// The `code` member of the JSON body for errors we raise ourselves.
     fn code(&self) -> i64 {
         match self {
-            ApiError::PathNotFound | ApiError::MethodNotPost => CODE_METHOD_NOT_FOUND,
+            ApiError::PathNotFound
+            | ApiError::MethodNotPost
+            | ApiError::DynamicWrongMethod { .. } => CODE_METHOD_NOT_FOUND,
+            ApiError::DuplicateKey(_) => CODE_INVALID_PARAMS,
             ApiError::MissingRune => CODE_RUNE_NOT_AUTHORIZED,
             ApiError::RuneRefused(e) | ApiError::Lightningd(e) => e.code,
             ApiError::BadBody { .. } => CODE_PARSE_ERROR,

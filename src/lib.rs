@@ -4,12 +4,14 @@
 //! `main.rs` only wires these modules together; `docs/ARCHITECTURE.md` draws how they fit.
 
 pub mod config;
+pub mod dynamic_routes;
 pub mod error;
 pub mod format;
 pub mod journal;
 pub mod logging;
 pub mod notifications;
 pub mod openapi;
+pub mod plugin_methods;
 pub mod routes;
 pub mod rpc;
 pub mod rune;

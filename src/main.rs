@@ -1,9 +1,11 @@
 //! The `clnrest` plugin binary: wires the plugin protocol, the configuration, the REST server
 //! and the notification handler together. Behaviour lives in the library modules.
 
+use cln_plugin::RpcMethodBuilder;
 use clnrest::config::{self, Config, RawOptions};
 use clnrest::logging::{self, FrameSender};
 use clnrest::notifications;
+use clnrest::plugin_methods;
 use clnrest::rpc::LightningRpc;
 use clnrest::server::{self, BoundServer};
 use clnrest::state::AppState;
@@ -26,6 +28,15 @@ async fn main() -> anyhow::Result<()> {
         .option(config::OPT_CORS_ORIGINS)
         .option(config::OPT_CSP)
         .option(config::OPT_SWAGGER_ROOT)
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new(plugin_methods::REGISTER_PATH, plugin_methods::register_path)
+                .description("Publish a REST route that calls an RPC method")
+                .usage(plugin_methods::REGISTER_PATH_USAGE),
+        )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new(plugin_methods::LIST_PATHS, plugin_methods::list_paths)
+                .description("List the REST routes plugins registered"),
+        )
         .subscribe("*", notifications::on_notification);
 
     // `None`: lightningd only wanted the manifest (e.g. `lightningd --help`).
@@ -58,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
             .clone()
             .revocation_loop(state.rpc_handle()),
     );
+    tokio::spawn(notifications::describe_api(state.clone()));
 
     let handle = axum_server::Handle::new();
     let serving = tokio::spawn(bound.serve(app, handle.clone()));

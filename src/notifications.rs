@@ -1,5 +1,6 @@
 //! lightningd's notifications, as delivered to our `"*"` subscription: each goes into the
-//! [`Journal`](crate::journal::Journal), and `shutdown` also stops the plugin.
+//! [`Journal`](crate::journal::Journal); `plugin_started`/`plugin_stopped` also refresh the API
+//! description (and a stopped plugin's routes go), and `shutdown` stops the plugin.
 //!
 //! The handler runs synchronously inside cln-plugin's dispatch loop (cln-plugin spawns a task
 //! per notification, which would lose their order), so it must never wait.
@@ -25,15 +26,51 @@ pub fn record(state: &AppState, params: Value) {
     };
     for (topic, payload) in members {
         let shutdown = topic == "shutdown";
+        let topic_name = topic.clone();
+        let payload_copy = if topic == "plugin_stopped" {
+            payload.clone()
+        } else {
+            Value::Null
+        };
         match serde_json::value::to_raw_value(&payload) {
             Ok(payload) => {
                 state.journal().append(topic, payload);
             }
             Err(e) => tracing::warn!("cannot record a {topic} notification: {e}"),
         }
+        if let Some(stopped) = plugin_methods_stopped(&topic_name, &payload_copy) {
+            let removed = state.routes().remove_methods(&stopped);
+            if removed > 0 {
+                tracing::info!("removed {removed} route(s) of a stopped plugin");
+            }
+        }
+        if topic_name == "plugin_started" || topic_name == "plugin_stopped" {
+            tokio::spawn(describe_api(state.clone()));
+        }
         if shutdown {
             tracing::info!("lightningd is shutting down: stopping the REST server");
             state.begin_shutdown();
         }
     }
+}
+
+/// The methods of a stopped plugin, from a `plugin_stopped` payload.
+fn plugin_methods_stopped(topic: &str, payload: &Value) -> Option<Vec<String>> {
+    if topic != "plugin_stopped" {
+        return None;
+    }
+    let methods = payload.get("methods")?.as_array()?;
+    Some(
+        methods
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Rebuilds the OpenAPI document from lightningd's `help` (at startup and when plugins come
+/// and go, since they add and remove commands).
+pub async fn describe_api(state: AppState) {
+    crate::openapi::refresh_from_help(&state).await;
 }

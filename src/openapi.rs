@@ -1,17 +1,30 @@
-//! The OpenAPI document served at `/swagger.json` and the Swagger UI that renders it.
+//! The OpenAPI document served at `/swagger.json`, and the Swagger UI that renders it.
+//!
+//! The document describes the node as it is: one `POST /v1/<command>` per command in
+//! lightningd's `help` (its usage string gives the parameters: bracketed ones are optional),
+//! the routes other plugins registered, `/v1/list-methods` and `/v1/notifications`. It is
+//! rebuilt from `help` at startup and when plugins start or stop, and whenever a route is
+//! registered or removed.
 
+use crate::dynamic_routes::Route;
+use crate::state::AppState;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use utoipa::openapi::path::{OperationBuilder, ParameterBuilder, ParameterIn};
+use serde::Deserialize;
+use serde_json::Map;
+use std::sync::RwLock;
+use std::time::Duration;
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
-    PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder,
+    Paths, PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder,
 };
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -23,69 +36,170 @@ const DEFAULT_UI_PATH: &str = "/swagger-ui";
 const RUNE_SCHEME: &str = "rune";
 const ERROR_SCHEMA: &str = "Error";
 
-/// The OpenAPI document describing the REST API.
-pub fn document() -> OpenApi {
-    let call_method = OperationBuilder::new()
-        .operation_id(Some("call_rpc_method"))
-        .summary(Some("Call any lightningd method"))
-        .description(Some(
-            "Calls the lightningd JSON-RPC method named in the path with the body's \
-             parameters (an object for named parameters, an array for positional ones) \
-             after lightningd's `checkrune` has accepted the `Rune` header for this method \
-             and these parameters. The response is lightningd's `result`.",
-        ))
-        .parameter(
-            ParameterBuilder::new()
-                .name("rpc_method")
-                .parameter_in(ParameterIn::Path)
-                .required(Required::True)
-                .description(Some("lightningd method, e.g. getinfo"))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
-        )
-        .request_body(Some(
-            RequestBodyBuilder::new()
-                .description(Some("The method's parameters"))
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(ObjectBuilder::new().schema_type(Type::Object)))
-                        .build(),
-                )
-                .build(),
-        ))
-        .responses(
-            ResponsesBuilder::new()
-                .response("201", json_response("lightningd's result", None))
-                .response("400", error_response("The body does not parse"))
-                .response("401", error_response("checkrune refused the rune"))
-                .response("403", error_response("No Rune header"))
-                .response("404", error_response("Unknown method"))
-                .response("406", error_response("No acceptable response format"))
-                .response("413", error_response("Body over 8 MiB"))
-                .response("415", error_response("Unsupported body format"))
-                .response("500", error_response("lightningd returned an error"))
-                .response("503", error_response("lightningd is unreachable")),
-        )
-        .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
-        .build();
+/// One command from lightningd's `help`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    pub name: String,
+    pub params: Vec<Param>,
+    pub description: Option<String>,
+}
 
-    let list_methods = OperationBuilder::new()
-        .operation_id(Some("list_methods"))
-        .summary(Some("List lightningd's commands"))
-        .description(Some(
-            "Every command lightningd's `help` lists. Needs no rune.",
-        ))
-        .responses(
-            ResponsesBuilder::new()
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("One block per command")
-                        .content("text/html", ContentBuilder::new().build()),
-                )
-                .response("503", error_response("lightningd is unreachable")),
+/// One parameter from a usage string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    pub name: String,
+    pub required: bool,
+    /// Values listed in the usage (`subcommand=start|stop`).
+    pub choices: Vec<String>,
+}
+
+impl Command {
+    /// Parses a `help` entry's usage, e.g. `invoice amount_msat label description [expiry]`.
+    pub fn from_usage(usage: &str, description: Option<String>) -> Option<Command> {
+        let mut tokens = usage.split_whitespace();
+        let name = tokens.next()?.to_string();
+        let params = tokens.filter_map(Param::from_token).collect();
+        Some(Command {
+            name,
+            params,
+            description,
+        })
+    }
+}
+
+impl Param {
+    fn from_token(token: &str) -> Option<Param> {
+        let required = !token.starts_with('[');
+        let inner = token.trim_start_matches('[').trim_end_matches(']');
+        let (name, choices) = match inner.split_once('=') {
+            Some((name, values)) => (name, values.split('|').map(str::to_string).collect()),
+            None => (inner, Vec::new()),
+        };
+        let name: String = name
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        (!name.is_empty()).then_some(Param {
+            name,
+            required,
+            choices,
+        })
+    }
+}
+
+/// The document, rebuilt when what it describes changes.
+pub struct ApiDocument {
+    commands: RwLock<Vec<Command>>,
+    json: RwLock<Bytes>,
+}
+
+impl Default for ApiDocument {
+    fn default() -> Self {
+        let document = ApiDocument {
+            commands: RwLock::new(Vec::new()),
+            json: RwLock::new(Bytes::new()),
+        };
+        document.rebuild(&[]);
+        document
+    }
+}
+
+impl ApiDocument {
+    /// The current document as JSON.
+    pub fn json(&self) -> Bytes {
+        self.json.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the commands (from a fresh `help`) and rebuilds.
+    pub fn set_commands(&self, commands: Vec<Command>, routes: &[Route]) {
+        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
+        self.rebuild(routes);
+    }
+
+    /// Rebuilds with the current commands and these registered routes.
+    pub fn rebuild(&self, routes: &[Route]) {
+        let document = {
+            let commands = self.commands.read().unwrap_or_else(|e| e.into_inner());
+            build(&commands, routes)
+        };
+        let json = document.to_json().unwrap_or_else(|_| "{}".to_string());
+        *self.json.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(json);
+    }
+}
+
+/// Reads `help` and rebuilds the document; retried a few times at startup, when lightningd
+/// may still be busy starting.
+pub async fn refresh_from_help(state: &AppState) {
+    #[derive(Deserialize)]
+    struct Help {
+        help: Vec<HelpEntry>,
+    }
+    #[derive(Deserialize)]
+    struct HelpEntry {
+        command: String,
+        description: Option<String>,
+    }
+    for attempt in 0..5u32 {
+        match state.rpc().call("help", &Map::new()).await {
+            Ok(result) => match result.decode::<Help>() {
+                Ok(help) => {
+                    let commands = help
+                        .help
+                        .into_iter()
+                        .filter_map(|h| Command::from_usage(&h.command, h.description))
+                        .collect();
+                    state
+                        .api_document()
+                        .set_commands(commands, &state.routes().list());
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot read lightningd's help for the API document: {e}");
+                    return;
+                }
+            },
+            Err(e) => {
+                tracing::debug!("help for the API document failed (attempt {attempt}): {e}");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+            }
+        }
+    }
+}
+
+/// Builds the document.
+pub fn build(commands: &[Command], routes: &[Route]) -> OpenApi {
+    let mut paths = PathsBuilder::new()
+        .path(
+            "/v1/{rpc_method}",
+            PathItem::new(HttpMethod::Post, generic_method_operation()),
+        )
+        .path(
+            "/v1/list-methods",
+            PathItem::new(HttpMethod::Get, list_methods_operation()),
+        )
+        .path(
+            "/v1/notifications",
+            PathItem::new(HttpMethod::Get, notifications_operation()),
         )
         .build();
+    for command in commands {
+        add_operation(
+            &mut paths,
+            &format!("/v1/{}", command.name),
+            HttpMethod::Post,
+            command_operation(command),
+        );
+    }
+    for route in routes {
+        if let Some(method) = http_method(&route.http_method) {
+            add_operation(
+                &mut paths,
+                &format!("/{}", route.path),
+                method,
+                route_operation(route),
+            );
+        }
+    }
 
     OpenApiBuilder::new()
         .info(
@@ -94,20 +208,11 @@ pub fn document() -> OpenApi {
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
                     "lightningd's JSON-RPC over REST. Create a rune with \
-                     `lightning-cli createrune` and send it in the `Rune` header.",
+                     `lightning-cli createrune` and send it in the `Rune` header. \
+                     Successful calls answer 201 with lightningd's `result`.",
                 )),
         )
-        .paths(
-            PathsBuilder::new()
-                .path(
-                    "/v1/{rpc_method}",
-                    PathItem::new(HttpMethod::Post, call_method),
-                )
-                .path(
-                    "/v1/list-methods",
-                    PathItem::new(HttpMethod::Get, list_methods),
-                ),
-        )
+        .paths(paths)
         .components(Some(
             ComponentsBuilder::new()
                 .security_scheme(
@@ -129,6 +234,226 @@ pub fn document() -> OpenApi {
         .build()
 }
 
+fn add_operation(paths: &mut Paths, path: &str, method: HttpMethod, operation: Operation) {
+    let item = PathItem::new(method, operation);
+    match paths.paths.get_mut(path) {
+        Some(existing) => existing.merge_operations(item),
+        None => {
+            paths.paths.insert(path.to_string(), item);
+        }
+    }
+}
+
+fn http_method(name: &str) -> Option<HttpMethod> {
+    Some(match name {
+        "GET" => HttpMethod::Get,
+        "POST" => HttpMethod::Post,
+        "PUT" => HttpMethod::Put,
+        "PATCH" => HttpMethod::Patch,
+        "DELETE" => HttpMethod::Delete,
+        _ => return None,
+    })
+}
+
+fn operation_id(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// The responses every call can give.
+fn call_responses() -> ResponsesBuilder {
+    ResponsesBuilder::new()
+        .response("201", json_response("lightningd's result", None))
+        .response("400", error_response("The body does not parse"))
+        .response("401", error_response("checkrune refused the rune"))
+        .response("403", error_response("No Rune header"))
+        .response("404", error_response("Unknown method"))
+        .response("406", error_response("No acceptable response format"))
+        .response("413", error_response("Body over 8 MiB"))
+        .response("415", error_response("Unsupported body format"))
+        .response("500", error_response("lightningd returned an error"))
+        .response("503", error_response("lightningd is unreachable"))
+}
+
+fn params_body(
+    schema: ObjectBuilder,
+    required: bool,
+) -> utoipa::openapi::request_body::RequestBody {
+    RequestBodyBuilder::new()
+        .description(Some("The method's parameters"))
+        .required(Some(if required {
+            Required::True
+        } else {
+            Required::False
+        }))
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        )
+        .build()
+}
+
+fn command_operation(command: &Command) -> Operation {
+    let mut schema = ObjectBuilder::new().schema_type(Type::Object);
+    let mut any_required = false;
+    for param in &command.params {
+        let mut property = ObjectBuilder::new();
+        if !param.choices.is_empty() {
+            property = property
+                .schema_type(Type::String)
+                .enum_values(Some(param.choices.clone()));
+        }
+        schema = schema.property(&param.name, property);
+        if param.required {
+            schema = schema.required(&param.name);
+            any_required = true;
+        }
+    }
+    let usage = std::iter::once(command.name.clone())
+        .chain(command.params.iter().map(|p| {
+            if p.required {
+                p.name.clone()
+            } else {
+                format!("[{}]", p.name)
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ");
+    OperationBuilder::new()
+        .operation_id(Some(operation_id(&command.name)))
+        .summary(Some(command.name.clone()))
+        .description(Some(match &command.description {
+            Some(description) => format!("{description}\n\nUsage: `{usage}`"),
+            None => format!("Usage: `{usage}`"),
+        }))
+        .tag("lightningd")
+        .request_body(Some(params_body(schema, any_required)))
+        .responses(call_responses())
+        .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
+        .build()
+}
+
+fn route_operation(route: &Route) -> Operation {
+    let mut operation = OperationBuilder::new()
+        .operation_id(Some(operation_id(&format!(
+            "{}_{}",
+            route.http_method, route.path
+        ))))
+        .summary(Some(format!("Calls {}", route.rpc_method)))
+        .description(Some(format!(
+            "Registered by a plugin: calls `{}` with the path's captures and the body's \
+             named parameters.",
+            route.rpc_method
+        )))
+        .tag("plugins")
+        .responses(call_responses());
+    for name in route.capture_names() {
+        operation = operation.parameter(
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if route.http_method != "GET" {
+        operation = operation.request_body(Some(params_body(
+            ObjectBuilder::new().schema_type(Type::Object),
+            false,
+        )));
+    }
+    if route.rune_required {
+        operation = operation.security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()));
+    }
+    operation.build()
+}
+
+fn generic_method_operation() -> Operation {
+    OperationBuilder::new()
+        .operation_id(Some("call_rpc_method"))
+        .summary(Some("Call any lightningd method"))
+        .description(Some(
+            "Calls the lightningd JSON-RPC method named in the path with the body's \
+             parameters (an object for named parameters, an array for positional ones) \
+             after lightningd's `checkrune` has accepted the `Rune` header for this method \
+             and these parameters.",
+        ))
+        .tag("lightningd")
+        .parameter(
+            ParameterBuilder::new()
+                .name("rpc_method")
+                .parameter_in(ParameterIn::Path)
+                .required(Required::True)
+                .description(Some("lightningd method, e.g. getinfo"))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        )
+        .request_body(Some(params_body(
+            ObjectBuilder::new().schema_type(Type::Object),
+            false,
+        )))
+        .responses(call_responses())
+        .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
+        .build()
+}
+
+fn list_methods_operation() -> Operation {
+    OperationBuilder::new()
+        .operation_id(Some("list_methods"))
+        .summary(Some("List lightningd's commands"))
+        .description(Some(
+            "Every command lightningd's `help` lists. Needs no rune.",
+        ))
+        .tag("clnrest")
+        .responses(
+            ResponsesBuilder::new()
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("One block per command")
+                        .content("text/html", ContentBuilder::new().build()),
+                )
+                .response("503", error_response("lightningd is unreachable")),
+        )
+        .build()
+}
+
+fn notifications_operation() -> Operation {
+    OperationBuilder::new()
+        .operation_id(Some("notifications"))
+        .summary(Some(
+            "Stream lightningd's notifications (Server-Sent Events)",
+        ))
+        .description(Some(
+            "One event per notification: `id` its sequence number, `event` its topic, \
+             `data` its payload. `Last-Event-ID` resumes; `?topics=a,b` filters. The rune \
+             must allow `listclnrest-notifications`.",
+        ))
+        .tag("clnrest")
+        .parameter(
+            ParameterBuilder::new()
+                .name("topics")
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some("Comma-separated topics to receive"))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        )
+        .responses(
+            ResponsesBuilder::new()
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("The event stream")
+                        .content("text/event-stream", ContentBuilder::new().build()),
+                )
+                .response("401", error_response("checkrune refused the rune"))
+                .response("403", error_response("No Rune header"))
+                .response("503", error_response("lightningd is unreachable")),
+        )
+        .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
+        .build()
+}
+
 fn json_response(description: &str, schema: Option<Ref>) -> ResponseBuilder {
     let content = match schema {
         Some(schema) => ContentBuilder::new().schema(Some(schema)).build(),
@@ -145,16 +470,16 @@ fn error_response(description: &str) -> ResponseBuilder {
     json_response(description, Some(Ref::from_schema_name(ERROR_SCHEMA)))
 }
 
+async fn serve_document(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.api_document().json(),
+    )
+        .into_response()
+}
+
 /// Routes serving the document and Swagger UI mounted at `swagger_root`.
-pub fn routes<S: Clone + Send + Sync + 'static>(
-    swagger_root: &str,
-    document: &OpenApi,
-) -> Router<S> {
-    let json = Bytes::from(document.to_json().unwrap_or_else(|_| "{}".to_string()));
-    let serve_document = move || {
-        let json = json.clone();
-        async move { ([(header::CONTENT_TYPE, "application/json")], json).into_response() }
-    };
+pub fn routes(swagger_root: &str, state: AppState) -> Router {
     let ui_path = if swagger_root == "/" {
         DEFAULT_UI_PATH
     } else {
@@ -164,13 +489,90 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
         .config(utoipa_swagger_ui::Config::new([DOCUMENT_PATH]).try_it_out_enabled(true));
     let mut router = Router::new()
         .route(DOCUMENT_PATH, get(serve_document))
+        .with_state(state)
         .merge(ui);
     if swagger_root == "/" {
-        router = router.route("/", get(|| async { redirect_to_ui() }));
+        router = router.route("/", get(|| async { Redirect::permanent(DEFAULT_UI_PATH) }));
     }
     router
 }
 
-fn redirect_to_ui() -> Response {
-    Redirect::permanent(DEFAULT_UI_PATH).into_response()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dynamic_routes::route_from_params;
+    use serde_json::{json, Value};
+
+    fn document(commands: &[&str], routes: &[Route]) -> Value {
+        let commands: Vec<Command> = commands
+            .iter()
+            .filter_map(|u| Command::from_usage(u, None))
+            .collect();
+        serde_json::from_str(&build(&commands, routes).to_json().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn usage_strings_become_parameters() {
+        let command = Command::from_usage(
+            "invoice amount_msat label description [expiry] [fallbacks]",
+            None,
+        )
+        .unwrap();
+        assert_eq!(command.name, "invoice");
+        let names: Vec<(&str, bool)> = command
+            .params
+            .iter()
+            .map(|p| (p.name.as_str(), p.required))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("amount_msat", true),
+                ("label", true),
+                ("description", true),
+                ("expiry", false),
+                ("fallbacks", false)
+            ]
+        );
+        let dev = Command::from_usage("dev subcommand=crash|rhash|slowcmd", None).unwrap();
+        assert_eq!(dev.params[0].name, "subcommand");
+        assert_eq!(dev.params[0].choices, ["crash", "rhash", "slowcmd"]);
+    }
+
+    #[test]
+    fn every_command_gets_a_post_path_with_its_body_schema() {
+        let doc = document(&["invoice amount_msat label [expiry]", "getinfo "], &[]);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        let invoice = &doc["paths"]["/v1/invoice"]["post"];
+        let schema = &invoice["requestBody"]["content"]["application/json"]["schema"];
+        assert_eq!(schema["required"], json!(["amount_msat", "label"]));
+        assert!(schema["properties"]["expiry"].is_object());
+        assert_eq!(invoice["security"], json!([{"rune": []}]));
+        for status in [
+            "201", "400", "401", "403", "404", "406", "413", "415", "500", "503",
+        ] {
+            assert!(invoice["responses"][status].is_object(), "missing {status}");
+        }
+        assert!(doc["paths"]["/v1/getinfo"]["post"].is_object());
+        assert!(doc["paths"]["/v1/list-methods"]["get"].is_object());
+        assert!(doc["paths"]["/v1/notifications"]["get"].is_object());
+        assert_eq!(
+            doc["components"]["securitySchemes"]["rune"],
+            json!({"type": "apiKey", "name": "rune", "in": "header"})
+        );
+    }
+
+    #[test]
+    fn registered_routes_appear_with_their_captures() {
+        let route = route_from_params(&json!({
+            "path": "v1/keys/{keyset_id}", "rpc_method": "getkeys",
+            "http_method": "GET", "rune_required": false
+        }))
+        .unwrap();
+        let doc = document(&[], &[route]);
+        let get = &doc["paths"]["/v1/keys/{keyset_id}"]["get"];
+        assert_eq!(get["parameters"][0]["name"], "keyset_id");
+        assert_eq!(get["parameters"][0]["in"], "path");
+        assert!(get.get("security").is_none());
+    }
 }

@@ -1,17 +1,20 @@
 //! The REST handlers: `POST /v1/<method>` (any lightningd method, rune-checked),
-//! `GET /v1/list-methods`, and the JSON answers for unknown paths and wrong HTTP methods.
+//! routes other plugins registered, `GET /v1/list-methods`, and the JSON answers for unknown
+//! paths and wrong HTTP methods.
 //!
 //! Every refusal the request itself earns (406, 403, 413, 415, 400) is decided before
 //! anything is sent to lightningd; then `checkrune`, then the method: nothing else is called.
 
+use crate::dynamic_routes::{Resolution, RuneRestrictions};
 use crate::error::ApiError;
 use crate::format::{decode_params, encode_result, Format};
 use crate::rpc::RpcResult;
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -36,23 +39,124 @@ pub async fn call_method(
     body: Body,
 ) -> Result<Response, ApiError> {
     let Path(method) = method.map_err(|_| ApiError::PathNotFound)?;
-    let response_format = Format::negotiate(header_text(&headers, &header::ACCEPT)?)?;
-    let rune = rune_of(&headers)?;
-    let body = read_body(&headers, body).await?;
+    let call = Call {
+        rpc_method: &method,
+        captured: Map::new(),
+        rune_required: true,
+        restrictions: &RuneRestrictions::default(),
+    };
+    execute(&state, call, &headers, body).await
+}
+
+/// Requests to paths other plugins registered: matched before the routes above.
+pub async fn dispatch_registered(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.routes().is_empty() {
+        return next.run(request).await;
+    }
+    let resolution = state
+        .routes()
+        .resolve(request.method().as_str(), request.uri().path());
+    match resolution {
+        Resolution::NotRegistered => next.run(request).await,
+        Resolution::WrongMethod(path) => ApiError::DynamicWrongMethod {
+            path,
+            method: request.method().to_string(),
+        }
+        .into_response(),
+        Resolution::Found(route, captured) => {
+            let (parts, body) = request.into_parts();
+            let call = Call {
+                rpc_method: &route.rpc_method,
+                captured,
+                rune_required: route.rune_required,
+                restrictions: &route.rune_restrictions,
+            };
+            execute(&state, call, &parts.headers, body)
+                .await
+                .into_response()
+        }
+    }
+}
+
+/// One call to lightningd on behalf of an HTTP request.
+struct Call<'a> {
+    rpc_method: &'a str,
+    /// Values captured from the path, merged into the params.
+    captured: Map<String, Value>,
+    rune_required: bool,
+    /// What checkrune is asked instead of the method and params (registered routes).
+    restrictions: &'a RuneRestrictions,
+}
+
+/// The request pipeline: every refusal the request earns, then checkrune, then the method.
+async fn execute(
+    state: &AppState,
+    call: Call<'_>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let response_format = Format::negotiate(header_text(headers, &header::ACCEPT)?)?;
+    let rune = if call.rune_required {
+        Some(rune_of(headers)?)
+    } else {
+        None
+    };
+    let body = read_body(headers, body).await?;
     let params = if body.is_empty() {
         None
     } else {
-        let format = Format::from_content_type(header_text(&headers, &header::CONTENT_TYPE)?)?;
-        decode_params(format, &method, &body)?
+        let format = Format::from_content_type(header_text(headers, &header::CONTENT_TYPE)?)?;
+        decode_params(format, call.rpc_method, &body)?
     };
-    // checkrune sees exactly the params the method will get.
-    let params = params.unwrap_or_else(|| Value::Object(Map::new()));
-    crate::rune::check(state.rpc(), &rune, &method, Some(&params)).await?;
-    let result = state.rpc().call(&method, &params).await?;
-    if REVOKING_METHODS.contains(&method.as_str()) {
+    let params = merge_captured(params, call.captured)?;
+    if let Some(rune) = rune {
+        // checkrune sees exactly the params the method will get, unless the route says
+        // otherwise.
+        let restrictions = call.restrictions;
+        crate::rune::check_as(
+            state.rpc(),
+            &rune,
+            restrictions.nodeid.as_deref(),
+            restrictions.method.as_deref().unwrap_or(call.rpc_method),
+            Some(restrictions.params.as_ref().unwrap_or(&params)),
+        )
+        .await?;
+    }
+    let result = state.rpc().call(call.rpc_method, &params).await?;
+    if REVOKING_METHODS.contains(&call.rpc_method) {
         state.subscribers().request_recheck();
     }
-    respond(StatusCode::CREATED, response_format, &method, result)
+    respond(
+        StatusCode::CREATED,
+        response_format,
+        call.rpc_method,
+        result,
+    )
+}
+
+/// The body's params with the path's captures added; no params at all means `{}`.
+fn merge_captured(params: Option<Value>, captured: Map<String, Value>) -> Result<Value, ApiError> {
+    match params {
+        None => Ok(Value::Object(captured)),
+        Some(Value::Object(mut named)) => {
+            for (name, value) in captured {
+                if named.contains_key(&name) {
+                    return Err(ApiError::DuplicateKey(name));
+                }
+                named.insert(name, value);
+            }
+            Ok(Value::Object(named))
+        }
+        Some(positional) if captured.is_empty() => Ok(positional),
+        Some(_) => Err(ApiError::BadBody {
+            format: "JSON",
+            reason: "params must be named (an object) on a path with captures".into(),
+        }),
+    }
 }
 
 /// Writes a result in the negotiated format. JSON is lightningd's own bytes, untouched.

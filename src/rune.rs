@@ -49,6 +49,8 @@ pub fn log_name(rune: &str) -> String {
 #[derive(Serialize)]
 struct CheckRune<'a> {
     rune: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodeid: Option<&'a str>,
     method: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     params: Option<&'a Value>,
@@ -62,8 +64,21 @@ pub async fn check(
     method: &str,
     params: Option<&Value>,
 ) -> Result<(), ApiError> {
+    check_as(rpc, rune, None, method, params).await
+}
+
+/// Like [`check`], also naming the node id the rune is checked for (routes registered by
+/// plugins may ask for one).
+pub async fn check_as(
+    rpc: &LightningRpc,
+    rune: &str,
+    nodeid: Option<&str>,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), ApiError> {
     let request = CheckRune {
         rune,
+        nodeid,
         method,
         params,
     };

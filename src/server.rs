@@ -7,6 +7,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{openapi, routes, socketio, sse};
 use axum::http::{header, HeaderValue, Method};
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
@@ -94,7 +95,11 @@ pub fn router(state: AppState, config: &Config) -> Router {
 
     let csp = HeaderValue::from_str(&config.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::config::DEFAULT_CSP));
-    api.merge(openapi::routes(&config.swagger_root, &openapi::document()))
+    api.merge(openapi::routes(&config.swagger_root, state.clone()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            routes::dispatch_registered,
+        ))
         .layer(socketio::layer(state))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("the request handler failed; see lightningd's log".into())

@@ -1,7 +1,10 @@
 //! What the HTTP handlers and the notification handler share: the connection pool to
-//! lightningd, the notification journal, the notification listeners and the shutdown signal.
+//! lightningd, the notification journal and listeners, the routes other plugins registered, the
+//! OpenAPI document, and the shutdown signal.
 
+use crate::dynamic_routes::DynamicRoutes;
 use crate::journal::Journal;
+use crate::openapi::ApiDocument;
 use crate::rpc::LightningRpc;
 use crate::subscribers::Subscribers;
 use std::sync::Arc;
@@ -17,6 +20,8 @@ struct Shared {
     rpc: Arc<LightningRpc>,
     journal: Journal,
     subscribers: Arc<Subscribers>,
+    routes: DynamicRoutes,
+    api_document: ApiDocument,
     shutdown: watch::Sender<bool>,
 }
 
@@ -27,6 +32,8 @@ impl AppState {
                 rpc: Arc::new(rpc),
                 journal: Journal::default(),
                 subscribers: Arc::new(Subscribers::default()),
+                routes: DynamicRoutes::default(),
+                api_document: ApiDocument::default(),
                 shutdown: watch::Sender::new(false),
             }),
         }
@@ -45,6 +52,16 @@ impl AppState {
     /// Connected notification listeners.
     pub fn subscribers(&self) -> &Arc<Subscribers> {
         &self.inner.subscribers
+    }
+
+    /// Routes other plugins registered.
+    pub fn routes(&self) -> &DynamicRoutes {
+        &self.inner.routes
+    }
+
+    /// The OpenAPI document.
+    pub fn api_document(&self) -> &ApiDocument {
+        &self.inner.api_document
     }
 
     /// The notification journal.

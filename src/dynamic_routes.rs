@@ -1,0 +1,515 @@
+//! REST routes published by other plugins through our `clnrest-register-path` RPC method:
+//! path patterns with `{name}` captures, their validation and conflict rules, the registry
+//! requests are matched against, and the two RPC methods (`clnrest-register-path`,
+//! `clnrest-list-paths`).
+//!
+//! A pattern is stored without leading or trailing `/`. Each segment is literal text, or one
+//! `{name}` capture with optional literal text before and after it (`v{version}`). Two
+//! routes conflict when, for the same HTTP method, some URL could match both.
+
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashSet;
+use std::sync::RwLock;
+
+/// The HTTP methods a route may be registered for.
+pub const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// What `checkrune` is asked instead of the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RuneRestrictions {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodeid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+}
+
+/// One registered route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Route {
+    /// The pattern, without leading/trailing `/`.
+    pub path: String,
+    pub http_method: String,
+    pub rpc_method: String,
+    pub rune_required: bool,
+    pub rune_restrictions: RuneRestrictions,
+    #[serde(skip)]
+    segments: Vec<Segment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Capture {
+        prefix: String,
+        name: String,
+        suffix: String,
+    },
+}
+
+impl Segment {
+    fn parse(text: &str) -> Result<Segment, String> {
+        let Some(open) = text.find('{') else {
+            if text.contains('}') {
+                return Err(format!("Invalid path segment '{text}'"));
+            }
+            return Ok(Segment::Literal(text.to_string()));
+        };
+        let close = text
+            .find('}')
+            .filter(|close| *close > open)
+            .ok_or_else(|| format!("Invalid path segment '{text}'"))?;
+        let name = &text[open + 1..close];
+        if name.starts_with('*') {
+            return Err("Wildcards not supported".to_string());
+        }
+        let (prefix, suffix) = (&text[..open], &text[close + 1..]);
+        if suffix.contains(['{', '}']) {
+            return Err(format!(
+                "Invalid path segment '{text}': one capture per segment"
+            ));
+        }
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            return Err(format!("Invalid capture name '{{{name}}}'"));
+        }
+        Ok(Segment::Capture {
+            prefix: prefix.to_string(),
+            name: name.to_string(),
+            suffix: suffix.to_string(),
+        })
+    }
+
+    /// Whether some URL segment matches both (captures match one or more characters).
+    fn overlaps(&self, other: &Segment) -> bool {
+        use Segment::*;
+        match (self, other) {
+            (Literal(a), Literal(b)) => a == b,
+            (Literal(text), capture) | (capture, Literal(text)) => capture.capture(text).is_some(),
+            (
+                Capture {
+                    prefix: p1,
+                    suffix: s1,
+                    ..
+                },
+                Capture {
+                    prefix: p2,
+                    suffix: s2,
+                    ..
+                },
+            ) => {
+                (p1.starts_with(p2.as_str()) || p2.starts_with(p1.as_str()))
+                    && (s1.ends_with(s2.as_str()) || s2.ends_with(s1.as_str()))
+            }
+        }
+    }
+
+    /// The captured value if `text` matches this segment.
+    fn capture<'t>(&self, text: &'t str) -> Option<&'t str> {
+        match self {
+            Segment::Literal(literal) => (literal == text).then_some(""),
+            Segment::Capture { prefix, suffix, .. } => {
+                let rest = text.strip_prefix(prefix.as_str())?;
+                let value = rest.strip_suffix(suffix.as_str())?;
+                (!value.is_empty()).then_some(value)
+            }
+        }
+    }
+}
+
+/// Splits a pattern or URL path into segments, ignoring leading/trailing `/`.
+fn split(path: &str) -> Vec<&str> {
+    let trimmed = path.trim_matches('/');
+    if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.split('/').collect()
+    }
+}
+
+impl Route {
+    /// Validates a registration (everything but conflicts with other routes).
+    pub fn new(
+        path: &str,
+        rpc_method: &str,
+        http_method: &str,
+        rune_required: bool,
+        rune_restrictions: RuneRestrictions,
+    ) -> Result<Route, String> {
+        if path.is_empty() {
+            return Err("Path must not be empty".into());
+        }
+        if path.trim_matches('/').is_empty() {
+            return Err("Path must not be root".into());
+        }
+        let http_method = http_method.to_ascii_uppercase();
+        if !HTTP_METHODS.contains(&http_method.as_str()) {
+            return Err(format!("{http_method} is not a supported http method!"));
+        }
+        if !rune_required && http_method != "GET" {
+            return Err("rune_required must be true for anything but GET requests".into());
+        }
+        if rpc_method.is_empty() {
+            return Err("rpc_method must not be empty".into());
+        }
+        let segments = split(path)
+            .into_iter()
+            .map(Segment::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        if segments
+            .iter()
+            .any(|s| matches!(s, Segment::Literal(l) if l.is_empty()))
+        {
+            return Err("Path must not contain empty segments".into());
+        }
+        let mut names = HashSet::new();
+        for segment in &segments {
+            if let Segment::Capture { name, .. } = segment {
+                if !names.insert(name.as_str()) {
+                    return Err(format!("Duplicate capture name '{name}'"));
+                }
+            }
+        }
+        Ok(Route {
+            path: path.trim_matches('/').to_string(),
+            http_method,
+            rpc_method: rpc_method.to_string(),
+            rune_required,
+            rune_restrictions,
+            segments,
+        })
+    }
+
+    /// Whether some URL could match both routes' paths.
+    fn overlaps(&self, other: &Route) -> bool {
+        self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.overlaps(b))
+    }
+
+    /// The captured params if `url_path` matches this route's path.
+    fn captures(&self, url_path: &str) -> Option<Map<String, Value>> {
+        let parts = split(url_path);
+        if parts.len() != self.segments.len() {
+            return None;
+        }
+        let mut captured = Map::new();
+        for (segment, part) in self.segments.iter().zip(parts) {
+            let value = segment.capture(part)?;
+            if let Segment::Capture { name, .. } = segment {
+                let value = percent_decode(value)?;
+                captured.insert(name.clone(), Value::String(value));
+            }
+        }
+        Some(captured)
+    }
+
+    /// The capture names, in path order (for the OpenAPI document).
+    pub fn capture_names(&self) -> Vec<&str> {
+        self.segments
+            .iter()
+            .filter_map(|s| match s {
+                Segment::Capture { name, .. } => Some(name.as_str()),
+                Segment::Literal(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A captured URL segment, percent-decoded; `None` if that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+/// What a request path resolves to among the registered routes.
+pub enum Resolution {
+    /// A route for this path and method, with its captured params.
+    Found(Box<Route>, Map<String, Value>),
+    /// The path is registered, but not for this method.
+    WrongMethod(String),
+    NotRegistered,
+}
+
+/// The registry of routes other plugins registered.
+#[derive(Default)]
+pub struct DynamicRoutes {
+    routes: RwLock<Vec<Route>>,
+}
+
+impl DynamicRoutes {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Route>> {
+        self.routes.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Vec<Route>> {
+        self.routes.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a route unless it conflicts with one already registered for the same method.
+    pub fn register(&self, route: Route) -> Result<(), String> {
+        let mut routes = self.write();
+        if let Some(existing) = routes
+            .iter()
+            .find(|r| r.http_method == route.http_method && r.overlaps(&route))
+        {
+            return Err(format!(
+                "Conflicting path '{}' already exists with http_method: {}",
+                existing.path, existing.http_method
+            ));
+        }
+        tracing::info!(
+            "registered {} /{} -> {}",
+            route.http_method,
+            route.path,
+            route.rpc_method
+        );
+        routes.push(route);
+        Ok(())
+    }
+
+    /// Removes the routes that lead to any of `rpc_methods`; returns how many went.
+    pub fn remove_methods(&self, rpc_methods: &[String]) -> usize {
+        let mut routes = self.write();
+        let before = routes.len();
+        routes.retain(|r| !rpc_methods.contains(&r.rpc_method));
+        before - routes.len()
+    }
+
+    /// Every registered route.
+    pub fn list(&self) -> Vec<Route> {
+        self.read().clone()
+    }
+
+    /// Whether nothing is registered (the common case: requests skip matching).
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Finds the route for a request.
+    pub fn resolve(&self, http_method: &str, url_path: &str) -> Resolution {
+        let routes = self.read();
+        let mut path_registered = None;
+        for route in routes.iter() {
+            if let Some(captured) = route.captures(url_path) {
+                if route.http_method == http_method {
+                    return Resolution::Found(Box::new(route.clone()), captured);
+                }
+                path_registered.get_or_insert_with(|| route.path.clone());
+            }
+        }
+        match path_registered {
+            Some(path) => Resolution::WrongMethod(path),
+            None => Resolution::NotRegistered,
+        }
+    }
+}
+
+/// Parses `clnrest-register-path` params (by name or by position) into a route.
+pub fn route_from_params(params: &Value) -> Result<Route, String> {
+    const ORDER: [&str; 5] = [
+        "path",
+        "rpc_method",
+        "http_method",
+        "rune_required",
+        "rune_restrictions",
+    ];
+    let named: Map<String, Value> = match params {
+        Value::Object(map) => {
+            if let Some(unknown) = map.keys().find(|k| !ORDER.contains(&k.as_str())) {
+                return Err(format!("unknown parameter: {unknown}"));
+            }
+            map.clone()
+        }
+        Value::Array(items) => {
+            if items.len() > ORDER.len() {
+                return Err("too many parameters".into());
+            }
+            ORDER
+                .iter()
+                .zip(items)
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        }
+        Value::Null => Map::new(),
+        _ => return Err("params must be an object or an array".into()),
+    };
+    let string = |name: &str| -> Result<Option<&str>, String> {
+        match named.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(format!("{name}: should be a string")),
+        }
+    };
+    let path = string("path")?.ok_or("missing required parameter: path")?;
+    let rpc_method = string("rpc_method")?.ok_or("missing required parameter: rpc_method")?;
+    let http_method = string("http_method")?.unwrap_or("POST");
+    let rune_required = match named.get("rune_required") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err("rune_required: should be a boolean".into()),
+    };
+    let rune_restrictions = match named.get("rune_restrictions") {
+        None | Some(Value::Null) => RuneRestrictions::default(),
+        Some(Value::Object(r)) => {
+            if let Some(unknown) = r
+                .keys()
+                .find(|k| !["nodeid", "method", "params"].contains(&k.as_str()))
+            {
+                return Err(format!("rune_restrictions: unknown member {unknown}"));
+            }
+            let text = |name: &str| match r.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("rune_restrictions.{name}: should be a string")),
+            };
+            RuneRestrictions {
+                nodeid: text("nodeid")?,
+                method: text("method")?,
+                params: r.get("params").filter(|p| !p.is_null()).cloned(),
+            }
+        }
+        Some(_) => return Err("rune_restrictions: should be an object".into()),
+    };
+    Route::new(
+        path,
+        rpc_method,
+        http_method,
+        rune_required,
+        rune_restrictions,
+    )
+}
+
+/// The result of `clnrest-list-paths`.
+pub fn list_result(routes: &DynamicRoutes) -> Value {
+    json!({ "paths": routes.list() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, method: &str) -> Route {
+        Route::new(path, "m", method, true, RuneRestrictions::default()).unwrap()
+    }
+
+    fn register_error(params: Value) -> String {
+        route_from_params(&params).unwrap_err()
+    }
+
+    #[test]
+    fn registration_errors_are_exact() {
+        assert_eq!(
+            register_error(json!({"path": "/", "rpc_method": "x"})),
+            "Path must not be root"
+        );
+        assert_eq!(
+            register_error(json!({"path": "", "rpc_method": "x"})),
+            "Path must not be empty"
+        );
+        assert_eq!(
+            register_error(json!({"path": "v1/{*rest}", "rpc_method": "x"})),
+            "Wildcards not supported"
+        );
+        assert_eq!(
+            register_error(
+                json!({"path": "v1/x", "rpc_method": "x", "http_method": "post", "rune_required": false})
+            ),
+            "rune_required must be true for anything but GET requests"
+        );
+        assert_eq!(
+            register_error(json!({"path": "v1/x", "rpc_method": "x", "http_method": "TRACE"})),
+            "TRACE is not a supported http method!"
+        );
+    }
+
+    #[test]
+    fn params_by_position_and_defaults() {
+        let route = route_from_params(&json!(["/v1/keys/{keyset_id}/", "getkeys"])).unwrap();
+        assert_eq!(route.path, "v1/keys/{keyset_id}");
+        assert_eq!(route.http_method, "POST");
+        assert!(route.rune_required);
+        let route = route_from_params(&json!(["v1/a", "m", "get", false])).unwrap();
+        assert_eq!(route.http_method, "GET");
+        assert!(!route.rune_required);
+    }
+
+    #[test]
+    fn conflicts_are_any_url_matching_both() {
+        let routes = DynamicRoutes::default();
+        routes
+            .register(route("v{version}/{capture}/go", "POST"))
+            .unwrap();
+        assert_eq!(
+            routes
+                .register(route("v1/{capture}/go", "POST"))
+                .unwrap_err(),
+            "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST"
+        );
+        // Same path, another method: fine.
+        routes.register(route("v1/{capture}/go", "GET")).unwrap();
+        routes.register(route("v1/{a}", "POST")).unwrap();
+        assert!(routes.register(route("v1/{b}", "POST")).is_err());
+        // Different literal segments never conflict.
+        routes.register(route("w1/{a}", "POST")).unwrap();
+        routes.register(route("v1/{a}/stop", "POST")).unwrap();
+    }
+
+    #[test]
+    fn resolution_captures_params_and_reports_wrong_methods() {
+        let routes = DynamicRoutes::default();
+        routes
+            .register(route("v1/keys/{keyset_id}", "GET"))
+            .unwrap();
+        match routes.resolve("GET", "/v1/keys/abc%20d") {
+            Resolution::Found(route, captured) => {
+                assert_eq!(route.path, "v1/keys/{keyset_id}");
+                assert_eq!(Value::Object(captured), json!({"keyset_id": "abc d"}));
+            }
+            _ => panic!("not found"),
+        }
+        assert!(matches!(
+            routes.resolve("POST", "/v1/keys/abc"),
+            Resolution::WrongMethod(path) if path == "v1/keys/{keyset_id}"
+        ));
+        assert!(matches!(
+            routes.resolve("GET", "/v1/keys"),
+            Resolution::NotRegistered
+        ));
+    }
+
+    #[test]
+    fn removal_by_rpc_method() {
+        let routes = DynamicRoutes::default();
+        routes.register(route("a/b", "GET")).unwrap();
+        assert_eq!(routes.remove_methods(&["m".to_string()]), 1);
+        assert!(routes.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn registration_never_panics(path in ".{0,40}", method in "[a-zA-Z]{0,8}") {
+            let _ = route_from_params(&json!({"path": path, "rpc_method": "x", "http_method": method}));
+        }
+
+        #[test]
+        fn resolution_never_panics(pattern in "[a-z{}*/]{1,20}", url in ".{0,40}") {
+            let routes = DynamicRoutes::default();
+            if let Ok(route) = route_from_params(&json!({"path": pattern, "rpc_method": "x"})) {
+                let _ = routes.register(route);
+            }
+            let _ = routes.resolve("POST", &url);
+        }
+    }
+}

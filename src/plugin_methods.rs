@@ -1,0 +1,41 @@
+//! The RPC methods this plugin adds to lightningd: `clnrest-register-path`, through which
+//! other plugins publish REST routes, and `clnrest-list-paths`.
+
+use crate::dynamic_routes::{list_result, route_from_params};
+use crate::state::AppState;
+use serde_json::{json, Value};
+
+pub const REGISTER_PATH: &str = "clnrest-register-path";
+pub const LIST_PATHS: &str = "clnrest-list-paths";
+pub const REGISTER_PATH_USAGE: &str =
+    "path rpc_method [http_method] [rune_required] [rune_restrictions]";
+
+/// lightningd's code for invalid params, used for every refused registration.
+const INVALID_PARAMS: i64 = -32602;
+
+/// `clnrest-register-path`: validates and stores a route; `{}` on success.
+pub async fn register_path(
+    plugin: cln_plugin::Plugin<AppState>,
+    params: Value,
+) -> Result<Value, cln_plugin::Error> {
+    let state = plugin.state();
+    let registered = route_from_params(&params).and_then(|route| state.routes().register(route));
+    match registered {
+        Ok(()) => {
+            state.api_document().rebuild(&state.routes().list());
+            Ok(json!({}))
+        }
+        // cln-plugin turns an error whose text is a JSON error object into that object.
+        Err(message) => Err(cln_plugin::anyhow!(
+            json!({"code": INVALID_PARAMS, "message": message}).to_string()
+        )),
+    }
+}
+
+/// `clnrest-list-paths`: every registered route with its HTTP method and rune rules.
+pub async fn list_paths(
+    plugin: cln_plugin::Plugin<AppState>,
+    _params: Value,
+) -> Result<Value, cln_plugin::Error> {
+    Ok(list_result(plugin.state().routes()))
+}

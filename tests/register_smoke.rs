@@ -1,0 +1,88 @@
+//! Smoke: a plugin registers a route through lightningd's socket, and it is served.
+
+mod harness;
+mod mock_lightningd;
+
+use harness::{json_of, Gateway};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
+    let mut stream = tokio::net::UnixStream::connect(gateway.node.rpc_path())
+        .await
+        .unwrap();
+    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    stream
+        .write_all(request.to_string().as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    while !buf.ends_with(b"\n\n") {
+        let mut chunk = [0u8; 4096];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "socket closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    serde_json::from_slice(&buf).unwrap()
+}
+
+#[tokio::test]
+async fn registered_route_calls_its_method_with_captures() {
+    let gateway = Gateway::start().await;
+    let reply = rpc(
+        &gateway,
+        "clnrest-register-path",
+        json!({"path": "/v1/store/{key}", "rpc_method": "listdatastore", "http_method": "GET"}),
+    )
+    .await;
+    assert_eq!(reply["result"], json!({}), "{reply}");
+    let reply = rpc(&gateway, "clnrest-register-path", json!({"path": "v1/x", "rpc_method": "getinfo", "http_method": "GET", "rune_required": false, "bogus": 1})).await;
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown parameter"),
+        "{reply}"
+    );
+    let response = gateway
+        .http
+        .get(gateway.url("/v1/store/project"))
+        .header("rune", &gateway.rune)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 201, "{body}");
+    let calls = gateway.node.calls_of("listdatastore");
+    assert_eq!(calls[0].params, json!({"key": "project"}));
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/store/project"))
+        .header("rune", &gateway.rune)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 405);
+    assert_eq!(
+        body,
+        json!({"code": -32601, "message": "Dynamic path: v1/store/{key} has no http_method:POST registered"})
+    );
+    let list = rpc(&gateway, "clnrest-list-paths", json!({})).await;
+    assert_eq!(list["result"]["paths"][0]["path"], "v1/store/{key}");
+    let doc: Value = gateway
+        .http
+        .get(gateway.url("/swagger.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/v1/store/{key}"]["get"].is_object());
+    assert!(
+        doc["paths"]["/v1/invoice"]["post"].is_object(),
+        "help-based paths present: {:?}",
+        gateway.node.logs()
+    );
+}
