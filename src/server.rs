@@ -13,16 +13,21 @@ use axum::routing::{get, post};
 use axum::Router;
 use axum_server::tls_rustls::RustlsConfig;
 use axum_server::Handle;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// How long in-flight requests may finish after shutdown begins.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
+
+/// How long a client may take to send its request headers.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A server that is bound and has its certificates, ready to serve.
 pub struct BoundServer {
@@ -52,19 +57,29 @@ impl BoundServer {
         let service = app.into_make_service();
         match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(tls))?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server =
+                    axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(tls))?
+                        .handle(handle);
+                configure_http(server.http_builder());
+                server.serve(service).await
             }
             None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(service)
-                    .await
+                let mut server = axum_server::from_tcp(self.listener)?.handle(handle);
+                configure_http(server.http_builder());
+                server.serve(service).await
             }
         }
     }
+}
+
+/// HTTP/1 and HTTP/2 settings: a client must send its request headers within
+/// [`HEADER_READ_TIMEOUT`], so idle half-open connections do not pile up.
+fn configure_http(builder: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
@@ -105,6 +120,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
             ApiError::Internal("the request handler failed; see lightningd's log".into())
                 .into_response()
         }))
+        // gzip, br or zstd when the client's Accept-Encoding asks (never for event streams).
+        .layer(CompressionLayer::new())
         .layer(cors_layer(&config.cors_origins))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
