@@ -5,8 +5,8 @@
 //! `Killing plugin: disabled itself at init: <reason>`, and operators search for them.
 
 use cln_plugin::options::{
-    ConfigOption, DefaultStringArrayConfigOption, DefaultStringConfigOption, IntegerConfigOption,
-    StringConfigOption,
+    ConfigOption, DefaultIntegerConfigOption, DefaultStringArrayConfigOption,
+    DefaultStringConfigOption, IntegerConfigOption, StringConfigOption,
 };
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -41,6 +41,13 @@ pub const OPT_CSP: DefaultStringConfigOption = ConfigOption::new_str_with_defaul
 pub const OPT_SWAGGER_ROOT: DefaultStringConfigOption =
     ConfigOption::new_str_with_default("clnrest-swagger-root", "/", "Root path for Swagger UI");
 
+pub const OPT_MAX_CONNECTIONS: DefaultIntegerConfigOption = ConfigOption::new_i64_with_default(
+    "clnrest-max-connections",
+    DEFAULT_MAX_CONNECTIONS,
+    "Most concurrent client connections; more are answered 503 and closed",
+);
+const DEFAULT_MAX_CONNECTIONS: i64 = 16384;
+
 /// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
 const RESERVED_PREFIXES: [&str; 3] = ["/v1", "/swagger.json", "/socket.io"];
 
@@ -70,6 +77,7 @@ pub struct RawOptions {
     pub cors_origins: Vec<String>,
     pub csp: String,
     pub swagger_root: String,
+    pub max_connections: Option<i64>,
 }
 
 /// Which origins may call the API from a browser.
@@ -95,6 +103,8 @@ pub struct Config {
     pub csp: String,
     /// Where Swagger UI is mounted, without a trailing `/` (except the root itself).
     pub swagger_root: String,
+    /// Most concurrent client connections.
+    pub max_connections: usize,
 }
 
 /// A reason to refuse the configuration; its text is what lightningd logs.
@@ -118,6 +128,8 @@ pub enum ConfigError {
     BadCorsOrigin(String),
     #[error("`clnrest-csp` is not a valid header value")]
     BadCsp,
+    #[error("`clnrest-max-connections` {0}, should be at least 1")]
+    BadMaxConnections(i64),
 }
 
 impl RawOptions {
@@ -137,6 +149,7 @@ impl RawOptions {
             cors_origins: string_list(plugin.option_str(OPT_CORS_ORIGINS.name)?),
             csp: plugin.option(&OPT_CSP)?,
             swagger_root: plugin.option(&OPT_SWAGGER_ROOT)?,
+            max_connections: plugin.option(&OPT_MAX_CONNECTIONS).ok(),
         })
     }
 }
@@ -193,6 +206,12 @@ impl Config {
             return Err(ConfigError::BadCsp);
         }
 
+        let max_connections = raw.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        let max_connections = usize::try_from(max_connections)
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or(ConfigError::BadMaxConnections(max_connections))?;
+
         Ok(Config {
             port,
             protocol,
@@ -202,6 +221,7 @@ impl Config {
             cors_origins,
             csp: raw.csp,
             swagger_root,
+            max_connections,
         })
     }
 
@@ -244,6 +264,7 @@ mod tests {
             cors_origins: vec!["*".into()],
             csp: DEFAULT_CSP.into(),
             swagger_root: "/".into(),
+            max_connections: None,
         }
     }
 

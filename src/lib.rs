@@ -4,6 +4,7 @@
 //! `main.rs` only wires these modules together; `docs/ARCHITECTURE.md` draws how they fit.
 
 pub mod config;
+pub mod connection_limit;
 pub mod dynamic_routes;
 pub mod error;
 pub mod format;

@@ -28,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
         .option(config::OPT_CORS_ORIGINS)
         .option(config::OPT_CSP)
         .option(config::OPT_SWAGGER_ROOT)
+        .option(config::OPT_MAX_CONNECTIONS)
         .rpcmethod_from_builder(
             RpcMethodBuilder::new(plugin_methods::REGISTER_PATH, plugin_methods::register_path)
                 .description("Publish a REST route that calls an RPC method")

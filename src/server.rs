@@ -3,6 +3,7 @@
 //! shutdown.
 
 use crate::config::{Config, CorsOrigins, Protocol};
+use crate::connection_limit::LimitedAcceptor;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{openapi, routes, socketio, sse};
@@ -11,7 +12,8 @@ use axum::middleware;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::Handle;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::{SocketAddr, TcpListener};
@@ -33,6 +35,7 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct BoundServer {
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    max_connections: usize,
 }
 
 impl BoundServer {
@@ -49,22 +52,31 @@ impl BoundServer {
                 Some(tls)
             }
         };
-        Ok(BoundServer { listener, tls })
+        Ok(BoundServer {
+            listener,
+            tls,
+            max_connections: config.max_connections,
+        })
     }
 
     /// Serves `app` until `handle` is told to shut down.
     pub async fn serve(self, app: Router, handle: Handle<SocketAddr>) -> std::io::Result<()> {
         let service = app.into_make_service();
+        let server = axum_server::from_tcp(self.listener)?.handle(handle);
+        // Small responses go out at once (no Nagle delay), then TLS, then the cap.
         match self.tls {
             Some(tls) => {
-                let mut server =
-                    axum_server::from_tcp_rustls(self.listener, RustlsConfig::from_config(tls))?
-                        .handle(handle);
+                let tls = RustlsAcceptor::new(RustlsConfig::from_config(tls))
+                    .acceptor(NoDelayAcceptor::new());
+                let mut server = server.acceptor(LimitedAcceptor::new(tls, self.max_connections));
                 configure_http(server.http_builder());
                 server.serve(service).await
             }
             None => {
-                let mut server = axum_server::from_tcp(self.listener)?.handle(handle);
+                let mut server = server.acceptor(LimitedAcceptor::new(
+                    NoDelayAcceptor::new(),
+                    self.max_connections,
+                ));
                 configure_http(server.http_builder());
                 server.serve(service).await
             }
