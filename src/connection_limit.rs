@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\n\
 connection: close\r\n\
-content-length: 77\r\n\
+content-length: 76\r\n\
 \r\n\
 {\"code\":-32603,\"message\":\"Too many connections to clnrest, try again later\"}";
 

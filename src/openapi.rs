@@ -20,7 +20,7 @@ use std::sync::RwLock;
 use std::time::Duration;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
@@ -68,19 +68,20 @@ impl Command {
 }
 
 impl Param {
+    /// One usage token: `name`, `[name]` (optional) or `name=a|b` (listed values). Markers
+    /// such as `(DEPRECATED!)` are not parameters.
     fn from_token(token: &str) -> Option<Param> {
+        if token.starts_with('(') {
+            return None;
+        }
         let required = !token.starts_with('[');
         let inner = token.trim_start_matches('[').trim_end_matches(']');
         let (name, choices) = match inner.split_once('=') {
             Some((name, values)) => (name, values.split('|').map(str::to_string).collect()),
             None => (inner, Vec::new()),
         };
-        let name: String = name
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-            .collect();
-        (!name.is_empty()).then_some(Param {
-            name,
+        (!name.is_empty()).then(|| Param {
+            name: name.to_string(),
             required,
             choices,
         })
@@ -298,7 +299,8 @@ fn command_operation(command: &Command) -> Operation {
     let mut schema = ObjectBuilder::new().schema_type(Type::Object);
     let mut any_required = false;
     for param in &command.params {
-        let mut property = ObjectBuilder::new();
+        // help gives no types: any JSON value, unless the usage lists the values.
+        let mut property = ObjectBuilder::new().schema_type(SchemaType::AnyValue);
         if !param.choices.is_empty() {
             property = property
                 .schema_type(Type::String)
@@ -337,7 +339,7 @@ fn command_operation(command: &Command) -> Operation {
 fn route_operation(route: &Route) -> Operation {
     let mut operation = OperationBuilder::new()
         .operation_id(Some(operation_id(&format!(
-            "{}_{}",
+            "plugin_{}_{}",
             route.http_method, route.path
         ))))
         .summary(Some(format!("Calls {}", route.rpc_method)))
@@ -371,7 +373,7 @@ fn route_operation(route: &Route) -> Operation {
 
 fn generic_method_operation() -> Operation {
     OperationBuilder::new()
-        .operation_id(Some("call_rpc_method"))
+        .operation_id(Some("clnrest_call_rpc_method"))
         .summary(Some("Call any lightningd method"))
         .description(Some(
             "Calls the lightningd JSON-RPC method named in the path with the body's \
@@ -399,7 +401,7 @@ fn generic_method_operation() -> Operation {
 
 fn list_methods_operation() -> Operation {
     OperationBuilder::new()
-        .operation_id(Some("list_methods"))
+        .operation_id(Some("clnrest_list_methods"))
         .summary(Some("List lightningd's commands"))
         .description(Some(
             "Every command lightningd's `help` lists. Needs no rune.",
@@ -420,7 +422,7 @@ fn list_methods_operation() -> Operation {
 
 fn notifications_operation() -> Operation {
     OperationBuilder::new()
-        .operation_id(Some("notifications"))
+        .operation_id(Some("clnrest_notifications"))
         .summary(Some(
             "Stream lightningd's notifications (Server-Sent Events)",
         ))
@@ -537,6 +539,12 @@ mod tests {
         let dev = Command::from_usage("dev subcommand=crash|rhash|slowcmd", None).unwrap();
         assert_eq!(dev.params[0].name, "subcommand");
         assert_eq!(dev.params[0].choices, ["crash", "rhash", "slowcmd"]);
+        let reckless =
+            Command::from_usage("reckless command target/subcommand [target]", None).unwrap();
+        let names: Vec<&str> = reckless.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["command", "target/subcommand", "target"]);
+        let old = Command::from_usage("old x (DEPRECATED!)", None).unwrap();
+        assert_eq!(old.params.len(), 1);
     }
 
     #[test]

@@ -11,9 +11,8 @@ use crate::format::{decode_params, encode_result, Format};
 use crate::rpc::RpcResult;
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -34,11 +33,18 @@ const REVOKING_METHODS: [&str; 2] = ["blacklistrune", "destroyrune"];
 /// `POST /v1/<method>`.
 pub async fn call_method(
     State(state): State<AppState>,
-    method: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Path(method) = method.map_err(|_| ApiError::PathNotFound)?;
+    // From the URI rather than a path parameter, so the same handler serves POST on
+    // `/v1/notifications` and `/v1/list-methods` (lightningd has a `notifications` command).
+    let method = uri
+        .path()
+        .strip_prefix("/v1/")
+        .and_then(|m| percent_encoding::percent_decode_str(m).decode_utf8().ok())
+        .filter(|m| !m.is_empty() && !m.contains('/'))
+        .ok_or(ApiError::PathNotFound)?;
     let call = Call {
         rpc_method: &method,
         captured: Map::new(),

@@ -107,11 +107,15 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route(
             "/v1/list-methods",
-            get(routes::list_methods).fallback(routes::method_not_post),
+            get(routes::list_methods)
+                .post(routes::call_method)
+                .fallback(routes::method_not_post),
         )
         .route(
             "/v1/notifications",
-            get(sse::notifications).fallback(routes::method_not_post),
+            get(sse::notifications)
+                .post(routes::call_method)
+                .fallback(routes::method_not_post),
         )
         .route(
             "/v1/{method}",
