@@ -182,6 +182,11 @@ async fn read_requests(
             Ok(n) => n,
         };
         buffer.extend_from_slice(&chunk[..read_len]);
+        // A request can only have ended in this read if it brought a closing bracket: do not
+        // re-parse a large, still incomplete request from its start after every chunk.
+        if !chunk[..read_len].iter().any(|b| matches!(b, b'}' | b']')) {
+            continue;
+        }
         let mut consumed = 0;
         loop {
             match next_request(&buffer[consumed..]) {
