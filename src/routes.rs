@@ -10,19 +10,24 @@ use crate::error::ApiError;
 use crate::format::{decode_params, encode_result, Format};
 use crate::rpc::RpcResult;
 use crate::state::AppState;
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt::Write;
 
 /// The largest request body we accept.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// How much of a refused body we read before giving up on the connection.
+const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
+/// How long we read a refused body before giving up on the connection.
+const DISCARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The header carrying the caller's rune (header names are case-insensitive).
 pub static RUNE_HEADER: HeaderName = HeaderName::from_static("rune");
@@ -105,11 +110,22 @@ async fn execute(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let response_format = Format::negotiate(header_text(headers, &header::ACCEPT)?)?;
-    let rune = if call.rune_required {
-        Some(rune_of(headers)?)
-    } else {
-        None
+    // Refusals decided from the headers alone still read (and discard) the body: a client
+    // that is still uploading would otherwise see a broken pipe instead of our answer.
+    let checked = Format::negotiate(header_text(headers, &header::ACCEPT)?).and_then(|format| {
+        let rune = if call.rune_required {
+            Some(rune_of(headers)?)
+        } else {
+            None
+        };
+        Ok((format, rune))
+    });
+    let (response_format, rune) = match checked {
+        Ok(checked) => checked,
+        Err(refusal) => {
+            discard(body.into_data_stream()).await;
+            return Err(refusal);
+        }
     };
     let body = read_body(headers, body).await?;
     let params = if body.is_empty() {
@@ -252,14 +268,36 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        discard(stream).await;
         return Err(too_large);
     }
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large),
-        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    let mut buffer = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if buffer.len() + chunk.len() > MAX_BODY_BYTES {
+            discard(stream).await;
+            return Err(too_large);
+        }
+        buffer.extend_from_slice(&chunk);
     }
+    Ok(buffer.freeze())
+}
+
+/// Reads and drops what is left of a refused body, so the client gets to read our answer;
+/// bounded in bytes and time, after which the connection is simply closed.
+async fn discard(mut stream: BodyDataStream) {
+    let mut left = DISCARD_LIMIT;
+    let _ = tokio::time::timeout(DISCARD_TIMEOUT, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 fn html_escape(text: &str) -> String {

@@ -1,0 +1,1159 @@
+//! The REST API as a client sees it (status codes, exact JSON bodies, headers) and as
+//! lightningd sees it (the calls that reach `lightning-rpc`, their params, the connections):
+//! `POST /v1/<method>`, the `Rune` header and `checkrune`, errors, other paths and methods,
+//! `GET /v1/list-methods`, Swagger, CSP and CORS.
+
+mod harness;
+mod mock_lightningd;
+
+use harness::{json_of, Gateway};
+use mock_lightningd::fixtures::{fixtures, load_fixture};
+use mock_lightningd::RecordedCall;
+use reqwest::header::{HeaderMap, CONTENT_TYPE};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long a test waits for something the plugin should do at once.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The default `clnrest-csp` (docs/configuration.md).
+const DEFAULT_CSP: &str = "default-src 'self'; font-src 'self'; img-src 'self' data:; \
+frame-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';";
+
+const MISSING_RUNE: &str = r#"{"code":1501,"message":"Not authorized: Missing rune"}"#;
+const NOT_POST: &str =
+    r#"{"code":-32601,"message":"Path invalid, http_method must be POST for CLN methods"}"#;
+const PATH_NOT_FOUND: &str = r#"{"code":-32601,"message":"Path not found"}"#;
+const BAD_RUNE: &str = r#"{"code":-32602,"message":"rune: should be base64 string: invalid token (see logs for details)"}"#;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+/// Waits for the plugin's startup `help` call (for the OpenAPI document), then returns the
+/// number of calls lightningd has seen: calls after that index are the test's.
+async fn settled(gateway: &Gateway) -> usize {
+    let start = Instant::now();
+    while gateway.node.calls_of("help").is_empty() {
+        assert!(
+            start.elapsed() < WAIT,
+            "the plugin never called help at startup; calls: {:?}",
+            gateway.node.calls()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gateway.node.calls().len()
+}
+
+/// The calls lightningd received since `mark`.
+fn calls_since(gateway: &Gateway, mark: usize) -> Vec<RecordedCall> {
+    gateway.node.calls().split_off(mark)
+}
+
+fn methods_of(calls: &[RecordedCall]) -> Vec<&str> {
+    calls.iter().map(|c| c.method.as_str()).collect()
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().expect("a text header"))
+}
+
+fn content_type(headers: &HeaderMap) -> Option<&str> {
+    header(headers, CONTENT_TYPE.as_str())
+}
+
+/// Status, headers and body text of a response.
+async fn parts(response: reqwest::Response) -> (u16, HeaderMap, String) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.expect("a response body");
+    (status, headers, text)
+}
+
+/// `POST /v1/<method>` with `rune` (if any) and a JSON body.
+async fn post_with_rune(
+    gateway: &Gateway,
+    method: &str,
+    rune: Option<&str>,
+    body: Value,
+) -> (u16, HeaderMap, String) {
+    let mut request = gateway.post(method).json(&body);
+    if let Some(rune) = rune {
+        request = request.header("Rune", rune);
+    }
+    parts(request.send().await.expect("the request is answered")).await
+}
+
+/// Asserts a JSON error response: status, `application/json`, exact body text.
+fn assert_json_error(response: &(u16, HeaderMap, String), status: u16, body: &str) {
+    let (got_status, headers, text) = response;
+    assert_eq!(
+        (*got_status, text.as_str()),
+        (status, body),
+        "unexpected answer"
+    );
+    assert_eq!(
+        content_type(headers),
+        Some("application/json"),
+        "error bodies are JSON"
+    );
+}
+
+/// getinfo's result as the mock sends it.
+fn expected_getinfo(gateway: &Gateway) -> Value {
+    let mut result = fixtures().getinfo_result.clone();
+    result["lightning-dir"] = json!(gateway.node.lightning_dir().to_string_lossy());
+    result["blockheight"] = json!(0);
+    result
+}
+
+/// The checkrune call a request should cause: exactly `rune`, `method` and `params`.
+fn checkrune_params(rune: &str, method: &str, params: Value) -> Value {
+    json!({"rune": rune, "method": method, "params": params})
+}
+
+/// Sends one raw HTTP/1.1 request (exact header spelling) with `Connection: close` and
+/// returns the status, the header lines (names lowercased) and the body.
+async fn raw_http(port: u16, request: &str) -> (u16, Vec<(String, String)>, String) {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the plugin");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("write the request");
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the plugin answers and closes within 10 s")
+        .expect("read the response");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no end of headers in: {text}"));
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {status_line}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, headers, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = body.split_once("\r\n").expect("a chunk size line");
+        let size = usize::from_str_radix(size.trim(), 16).expect("a hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        out.push_str(&rest[..size]);
+        body = &rest[size + 2..];
+    }
+}
+
+/// A reqwest client that does not follow redirects.
+fn no_redirect_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a reqwest client builds")
+}
+
+/// Asks the mock directly on its socket (not through the plugin).
+async fn direct_rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
+    let mut stream = tokio::net::UnixStream::connect(gateway.node.rpc_path())
+        .await
+        .expect("connect to lightning-rpc");
+    let request = json!({"jsonrpc": "2.0", "id": "test", "method": method, "params": params});
+    stream
+        .write_all(request.to_string().as_bytes())
+        .await
+        .expect("write to lightning-rpc");
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !buffer.ends_with(b"\n\n") {
+        let n = stream.read(&mut chunk).await.expect("read lightning-rpc");
+        assert!(n > 0, "lightning-rpc closed before answering");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    let response: Value = serde_json::from_slice(&buffer).expect("a JSON response");
+    response["result"].clone()
+}
+
+// ---------------------------------------------------------------------------------------
+// POST /v1/<method>: results
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn post_method_answers_201_with_lightningds_result_as_json() {
+    let gateway = Gateway::start().await;
+    let (status, headers, text) =
+        post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(content_type(&headers), Some("application/json"));
+    let body: Value = serde_json::from_str(&text).expect("a JSON body");
+    assert_eq!(body, expected_getinfo(&gateway));
+    // Numbers stay numbers.
+    assert!(body["fees_collected_msat"].is_u64(), "{text}");
+    assert!(text.contains(r#""fees_collected_msat":0"#), "{text}");
+    assert!(body["num_peers"].is_u64(), "{text}");
+    assert!(body["binding"][0]["port"].is_u64(), "{text}");
+
+    let (status, headers, text) = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&gateway.rune),
+        json!({"amount_msat": 50000, "label": "numbers", "description": "d"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(content_type(&headers), Some("application/json"));
+    let body: Value = serde_json::from_str(&text).expect("a JSON body");
+    assert_eq!(body["created_index"], json!(1), "{text}");
+    assert!(body["created_index"].is_u64(), "{text}");
+    assert!(body["expires_at"].is_u64(), "{text}");
+    assert!(body["bolt11"].is_string(), "{text}");
+    assert!(text.contains(r#""created_index":1"#), "{text}");
+    gateway.node.assert_no_violations();
+}
+
+#[tokio::test]
+async fn msat_amounts_above_2_pow_53_stay_exact_integers() {
+    // 2^53 + 1 has no exact f64: a client would see 9007199254740992 if anything on the way
+    // went through a float.
+    const BIG: u64 = 9_007_199_254_740_993;
+    let gateway = Gateway::start().await;
+    let (status, _, text) = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&gateway.rune),
+        json!({"amount_msat": BIG, "label": "big", "description": "big"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(
+        gateway.node.calls_of("invoice")[0].params["amount_msat"].as_u64(),
+        Some(BIG),
+        "lightningd got the exact amount"
+    );
+    let (status, _, text) = post_with_rune(
+        &gateway,
+        "listinvoices",
+        Some(&gateway.rune),
+        json!({"label": "big"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        text.contains(&format!(r#""amount_msat":{BIG}"#)),
+        "the amount is an exact integer: {text}"
+    );
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["invoices"][0]["amount_msat"].as_u64(), Some(BIG));
+}
+
+// ---------------------------------------------------------------------------------------
+// The Rune header and checkrune
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn rune_header_name_is_case_insensitive() {
+    let gateway = Gateway::start().await;
+    for name in ["rune", "RUNE", "rUnE", "Rune"] {
+        let mark = settled(&gateway).await;
+        let request = format!(
+            "POST /v1/getinfo HTTP/1.1\r\nHost: 127.0.0.1\r\n{name}: {}\r\n\
+             Content-Length: 0\r\nConnection: close\r\n\r\n",
+            gateway.rune
+        );
+        let (status, _, body) = raw_http(gateway.port, &request).await;
+        assert_eq!(status, 201, "header `{name}`: {body}");
+        assert_eq!(
+            serde_json::from_str::<Value>(&body).unwrap(),
+            expected_getinfo(&gateway)
+        );
+        let calls = calls_since(&gateway, mark);
+        assert_eq!(
+            methods_of(&calls),
+            ["checkrune", "getinfo"],
+            "header `{name}`"
+        );
+        assert_eq!(
+            calls[0].params,
+            checkrune_params(&gateway.rune, "getinfo", json!({}))
+        );
+    }
+}
+
+#[tokio::test]
+async fn missing_rune_is_403_and_nothing_reaches_lightningd() {
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    let response = post_with_rune(&gateway, "getinfo", None, json!({})).await;
+    assert_json_error(&response, 403, MISSING_RUNE);
+    let response = post_with_rune(
+        &gateway,
+        "invoice",
+        None,
+        json!({"amount_msat": 1000, "label": "no-rune", "description": "d"}),
+    )
+    .await;
+    assert_json_error(&response, 403, MISSING_RUNE);
+    // No body at all, no Content-Type.
+    let response = parts(gateway.post("getinfo").send().await.unwrap()).await;
+    assert_json_error(&response, 403, MISSING_RUNE);
+    assert_eq!(calls_since(&gateway, mark), [], "lightningd saw no call");
+}
+
+#[tokio::test]
+async fn checkrune_and_the_method_get_the_same_object_params() {
+    let gateway = Gateway::start().await;
+    let params = json!({"amount_msat": 1000, "label": "obj", "description": "named", "expiry": 60});
+    let mark = settled(&gateway).await;
+    let (status, _, text) =
+        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
+    assert_eq!(status, 201, "{text}");
+    let calls = calls_since(&gateway, mark);
+    assert_eq!(methods_of(&calls), ["checkrune", "invoice"]);
+    assert_eq!(
+        calls[0].params,
+        checkrune_params(&gateway.rune, "invoice", params.clone())
+    );
+    assert_eq!(calls[1].params, params);
+}
+
+#[tokio::test]
+async fn checkrune_and_the_method_get_array_params_as_an_array() {
+    let gateway = Gateway::start().await;
+    let params = json!([1000, "arr", "positional"]);
+    let mark = settled(&gateway).await;
+    let (status, _, text) =
+        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
+    assert_eq!(status, 201, "{text}");
+    let calls = calls_since(&gateway, mark);
+    assert_eq!(methods_of(&calls), ["checkrune", "invoice"]);
+    assert_eq!(
+        calls[0].params,
+        checkrune_params(&gateway.rune, "invoice", params.clone())
+    );
+    assert_eq!(calls[1].params, params);
+}
+
+#[tokio::test]
+async fn an_empty_body_is_empty_object_params_for_checkrune_and_the_method() {
+    let gateway = Gateway::start().await;
+    // Without any body, with an empty JSON body, and with whitespace only.
+    let requests = [
+        gateway.post("getinfo").header("Rune", &gateway.rune),
+        gateway
+            .post("getinfo")
+            .header("Rune", &gateway.rune)
+            .header("Content-Type", "application/json")
+            .body(""),
+        gateway
+            .post("getinfo")
+            .header("Rune", &gateway.rune)
+            .header("Content-Type", "application/json")
+            .body("  \n"),
+    ];
+    for request in requests {
+        let mark = settled(&gateway).await;
+        let (status, _, text) = parts(request.send().await.unwrap()).await;
+        assert_eq!(status, 201, "{text}");
+        let calls = calls_since(&gateway, mark);
+        assert_eq!(methods_of(&calls), ["checkrune", "getinfo"]);
+        assert_eq!(
+            calls[0].params,
+            checkrune_params(&gateway.rune, "getinfo", json!({}))
+        );
+        assert_eq!(calls[1].params, json!({}));
+    }
+}
+
+#[tokio::test]
+async fn foreign_rune_is_401_with_lightningds_error_unchanged() {
+    let fixture = load_fixture("rpc/checkrune-c-foreign-rune.json");
+    let foreign = fixture["request"]["params"]["rune"]
+        .as_str()
+        .expect("the fixture has a rune");
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    let response = post_with_rune(&gateway, "getinfo", Some(foreign), json!({})).await;
+    assert_json_error(
+        &response,
+        401,
+        r#"{"code":1501,"message":"Not authorized: Not derived from master"}"#,
+    );
+    let calls = calls_since(&gateway, mark);
+    assert_eq!(
+        methods_of(&calls),
+        ["checkrune"],
+        "the method is not called"
+    );
+    assert_eq!(
+        calls[0].params,
+        checkrune_params(foreign, "getinfo", json!({}))
+    );
+}
+
+#[tokio::test]
+async fn rune_restricted_to_invoice_cannot_call_getinfo() {
+    let gateway = Gateway::start().await;
+    let rune = gateway.node.create_rune(json!([["method=invoice"]]));
+    let mark = settled(&gateway).await;
+    let response = post_with_rune(&gateway, "getinfo", Some(&rune), json!({})).await;
+    assert_json_error(
+        &response,
+        401,
+        r#"{"code":1502,"message":"Not permitted: method is not equal to invoice"}"#,
+    );
+    assert_eq!(methods_of(&calls_since(&gateway, mark)), ["checkrune"]);
+    // The same rune may call invoice.
+    let (status, _, text) = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&rune),
+        json!({"amount_msat": 1000, "label": "allowed", "description": "d"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+}
+
+#[tokio::test]
+async fn garbage_and_empty_runes_are_401_with_lightningds_error() {
+    let gateway = Gateway::start().await;
+    for rune in ["this-is-not-a-rune!", ""] {
+        let mark = settled(&gateway).await;
+        let response = post_with_rune(&gateway, "getinfo", Some(rune), json!({})).await;
+        assert_json_error(&response, 401, BAD_RUNE);
+        let calls = calls_since(&gateway, mark);
+        assert_eq!(methods_of(&calls), ["checkrune"], "rune {rune:?}");
+        assert_eq!(
+            calls[0].params,
+            checkrune_params(rune, "getinfo", json!({}))
+        );
+    }
+}
+
+#[tokio::test]
+async fn readonly_rune_may_list_but_not_create_invoices() {
+    let fixture = load_fixture("rpc/checkrune-f-readonly-vs-invoice.json");
+    let refusal = fixture["response"]["error"].to_string();
+    let gateway = Gateway::start().await;
+    let rune = gateway.node.create_rune(json!("readonly"));
+    let mark = settled(&gateway).await;
+    let response = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&rune),
+        json!({"amount_msat": 1000, "label": "ro", "description": "d"}),
+    )
+    .await;
+    assert_json_error(&response, 401, &refusal);
+    assert_eq!(methods_of(&calls_since(&gateway, mark)), ["checkrune"]);
+
+    let (status, headers, text) =
+        post_with_rune(&gateway, "listinvoices", Some(&rune), json!({})).await;
+    assert_eq!(status, 201, "{text}");
+    assert_eq!(content_type(&headers), Some("application/json"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"invoices": []})
+    );
+}
+
+#[tokio::test]
+async fn named_param_restriction_cannot_be_dodged_with_positional_params() {
+    let gateway = Gateway::start().await;
+    let rune = gateway.node.create_rune(json!([["pnamelabel=foo"]]));
+    let mark = settled(&gateway).await;
+    let (status, _, text) =
+        post_with_rune(&gateway, "invoice", Some(&rune), json!([1000, "foo", "d"])).await;
+    assert_eq!(status, 401, "{text}");
+    let body: Value = serde_json::from_str(&text).expect("a JSON body");
+    assert_eq!(body["code"], 1502, "{text}");
+    let calls = calls_since(&gateway, mark);
+    assert_eq!(methods_of(&calls), ["checkrune"], "no invoice was created");
+    assert_eq!(
+        calls[0].params,
+        checkrune_params(&rune, "invoice", json!([1000, "foo", "d"]))
+    );
+    // Named, the same call is allowed; with another label it is not.
+    let (status, _, text) = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&rune),
+        json!({"amount_msat": 1000, "label": "foo", "description": "d"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let (status, _, text) = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&rune),
+        json!({"amount_msat": 1000, "label": "bar", "description": "d"}),
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+}
+
+#[tokio::test]
+async fn nodeid_header_is_accepted_and_ignored() {
+    let gateway = Gateway::start().await;
+    let node_id = fixtures().getinfo_result["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mark = settled(&gateway).await;
+    let (plain_status, _, plain) =
+        post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
+    let plain_calls = calls_since(&gateway, mark);
+    let mark = gateway.node.calls().len();
+    let response = gateway
+        .post("getinfo")
+        .header("Rune", &gateway.rune)
+        .header("Nodeid", &node_id)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, text) = parts(response).await;
+    assert_eq!((status, &text), (plain_status, &plain));
+    assert_eq!(status, 201);
+    let calls = calls_since(&gateway, mark);
+    assert_eq!(
+        calls.iter().map(|c| &c.params).collect::<Vec<_>>(),
+        plain_calls.iter().map(|c| &c.params).collect::<Vec<_>>(),
+        "the node id is passed nowhere"
+    );
+    assert_eq!(
+        calls[0].params,
+        checkrune_params(&gateway.rune, "getinfo", json!({}))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors from the method
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn method_errors_are_500_with_lightningds_error_unchanged() {
+    let gateway = Gateway::start().await;
+    let params = json!({"amount_msat": 50000, "label": "dup", "description": "d"});
+    let (status, _, text) =
+        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
+    assert_eq!(status, 201, "{text}");
+    let response = post_with_rune(&gateway, "invoice", Some(&gateway.rune), params).await;
+    assert_json_error(
+        &response,
+        500,
+        r#"{"code":900,"message":"Duplicate label 'dup'"}"#,
+    );
+
+    let missing = load_fixture("rpc/invoice-missing-params.json");
+    let response = post_with_rune(
+        &gateway,
+        "invoice",
+        Some(&gateway.rune),
+        missing["request"]["params"].clone(),
+    )
+    .await;
+    assert_json_error(&response, 500, &missing["response"]["error"].to_string());
+    assert_json_error(
+        &response,
+        500,
+        r#"{"code":-32602,"message":"missing required parameter: label"}"#,
+    );
+}
+
+#[tokio::test]
+async fn unknown_command_is_404_with_lightningds_error() {
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    let response = post_with_rune(&gateway, "no-such-method", Some(&gateway.rune), json!({})).await;
+    assert_json_error(
+        &response,
+        404,
+        r#"{"code":-32601,"message":"Unknown command 'no-such-method'"}"#,
+    );
+    assert_eq!(
+        methods_of(&calls_since(&gateway, mark)),
+        ["checkrune", "no-such-method"]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// What reaches lightningd, and over which connections
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_request_makes_exactly_checkrune_then_the_method() {
+    let gateway = Gateway::start().await;
+    let cases = [
+        ("getinfo", json!({})),
+        (
+            "invoice",
+            json!({"amount_msat": 1000, "label": "two", "description": "d"}),
+        ),
+        ("listinvoices", json!({"label": "two"})),
+        (
+            "invoice",
+            json!({"amount_msat": 1000, "label": "two", "description": "d"}),
+        ), // 500
+        ("no-such-method", json!({})), // 404
+    ];
+    for (method, params) in cases {
+        let mark = settled(&gateway).await;
+        let (status, _, text) =
+            post_with_rune(&gateway, method, Some(&gateway.rune), params.clone()).await;
+        assert!(
+            [201, 404, 500].contains(&status),
+            "{method}: {status} {text}"
+        );
+        let calls = calls_since(&gateway, mark);
+        assert_eq!(methods_of(&calls), ["checkrune", method], "{method}");
+        assert_eq!(
+            calls[0].params,
+            checkrune_params(&gateway.rune, method, params.clone())
+        );
+        assert_eq!(calls[1].params, params);
+    }
+    assert!(gateway.node.calls_of("showrunes").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_to_lightningd_are_reused() {
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    for i in 0..50 {
+        let (status, _, text) =
+            post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
+        assert_eq!(status, 201, "sequential request {i}: {text}");
+    }
+    let sequential = calls_since(&gateway, mark);
+    assert_eq!(sequential.len(), 100);
+    for pair in sequential.chunks(2) {
+        assert_eq!(methods_of(pair), ["checkrune", "getinfo"]);
+    }
+    assert!(
+        gateway.node.connections_accepted() <= 4,
+        "{} connections for 50 sequential requests",
+        gateway.node.connections_accepted()
+    );
+
+    // Concurrent requests, each with its own params so its two calls can be told apart.
+    let concurrent = (0..50).map(|i| {
+        let request = gateway
+            .post("listinvoices")
+            .header("Rune", &gateway.rune)
+            .json(&json!({"label": format!("c{i}")}));
+        async move {
+            let response = request.send().await.expect("answered");
+            json_of(response).await
+        }
+    });
+    for (status, body) in futures::future::join_all(concurrent).await {
+        assert_eq!((status, body), (201, json!({"invoices": []})));
+    }
+    let all = calls_since(&gateway, mark);
+    assert_eq!(all.len(), 200, "{:?}", methods_of(&all));
+    let concurrent_calls = &all[100..];
+    for i in 0..50 {
+        let params = json!({"label": format!("c{i}")});
+        let positions: Vec<(usize, &str)> = concurrent_calls
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.params == params || c.params.get("params") == Some(&params))
+            .map(|(n, c)| (n, c.method.as_str()))
+            .collect();
+        assert_eq!(
+            positions.iter().map(|p| p.1).collect::<Vec<_>>(),
+            ["checkrune", "listinvoices"],
+            "request c{i}: checkrune, then the method, nothing else"
+        );
+        assert_eq!(
+            concurrent_calls[positions[0].0].params,
+            checkrune_params(&gateway.rune, "listinvoices", params)
+        );
+    }
+    assert!(gateway.node.calls_of("showrunes").is_empty());
+    let connections = gateway.node.connections_accepted();
+    assert!(
+        (1..=4).contains(&connections),
+        "{connections} connections to lightningd for 100 requests (the pool has 4)"
+    );
+    let used: std::collections::BTreeSet<u64> = all.iter().map(|c| c.connection_id).collect();
+    assert!(used.len() <= 4, "calls came on connections {used:?}");
+    gateway.node.assert_no_violations();
+}
+
+// ---------------------------------------------------------------------------------------
+// Other methods and paths
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn other_http_methods_on_a_cln_method_are_405() {
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
+        for rune in [true, false] {
+            let mut request = gateway
+                .http
+                .request(method.clone(), gateway.url("/v1/getinfo"));
+            if rune {
+                request = request.header("Rune", &gateway.rune);
+            }
+            let response = parts(request.send().await.unwrap()).await;
+            assert_json_error(&response, 405, NOT_POST);
+        }
+    }
+    assert_eq!(calls_since(&gateway, mark), []);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_404_json() {
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    for path in ["/v2/getinfo", "/v1", "/v1/getinfo/extra", "/nope"] {
+        for method in [Method::GET, Method::POST] {
+            let response = gateway
+                .http
+                .request(method.clone(), gateway.url(path))
+                .header("Rune", &gateway.rune)
+                .send()
+                .await
+                .unwrap();
+            let response = parts(response).await;
+            assert_eq!(response.0, 404, "{method} {path}: {}", response.2);
+            assert_json_error(&response, 404, PATH_NOT_FOUND);
+        }
+    }
+    assert_eq!(calls_since(&gateway, mark), []);
+}
+
+// ---------------------------------------------------------------------------------------
+// GET /v1/list-methods
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn list_methods_needs_no_rune_and_lists_every_help_command() {
+    let gateway = Gateway::start().await;
+    let response = gateway
+        .http
+        .get(gateway.url("/v1/list-methods"))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, page) = parts(response).await;
+    assert_eq!(status, 200, "{page}");
+    let media = content_type(&headers).unwrap_or_default();
+    assert!(media.starts_with("text/html"), "Content-Type {media}");
+
+    // What the mock's help says (the fixture's 213 commands and the plugin's own).
+    let help = direct_rpc(&gateway, "help", json!({})).await;
+    let commands: Vec<&str> = help["help"]
+        .as_array()
+        .expect("help lists commands")
+        .iter()
+        .map(|e| e["command"].as_str().unwrap())
+        .collect();
+    let fixture_commands: Vec<&str> = fixtures().help_result["help"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["command"].as_str().unwrap())
+        .collect();
+    assert_eq!(fixture_commands.len(), 213);
+
+    let lines: Vec<&str> = page.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.len(),
+        2 * commands.len(),
+        "one `Command:` line and one separator per command:\n{page}"
+    );
+    let separator = lines[1];
+    assert!(
+        !separator.is_empty() && separator.chars().all(|c| c == '-'),
+        "separator line {separator:?}"
+    );
+    let listed: Vec<&str> = lines
+        .chunks(2)
+        .map(|block| {
+            assert_eq!(block[1], separator, "block {block:?}");
+            block[0]
+                .strip_prefix("Command: ")
+                .unwrap_or_else(|| panic!("not a `Command:` line: {:?}", block[0]))
+        })
+        .collect();
+    assert_eq!(listed, commands);
+    for command in fixture_commands {
+        assert!(listed.contains(&command), "{command} is missing");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Swagger
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn root_redirects_permanently_to_swagger_ui() {
+    let gateway = Gateway::start().await;
+    let response = no_redirect_client()
+        .get(gateway.url("/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 308);
+    assert_eq!(header(response.headers(), "location"), Some("/swagger-ui"));
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let gateway = Gateway::start().await;
+    let response = gateway
+        .http
+        .get(gateway.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, html) = parts(response).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        content_type(&headers)
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "{headers:?}"
+    );
+    assert!(html.contains("swagger-ui"), "{html}");
+    // Following `/` ends there too.
+    let response = gateway.http.get(gateway.url("/")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.url().path().starts_with("/swagger-ui"));
+    // Its script comes from the binary, not a CDN.
+    let response = gateway
+        .http
+        .get(gateway.url("/swagger-ui/swagger-ui-bundle.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.bytes().await.unwrap().len() > 10_000);
+}
+
+#[tokio::test]
+async fn swagger_json_is_an_openapi_document_of_the_api() {
+    let gateway = Gateway::start().await;
+    let response = gateway
+        .http
+        .get(gateway.url("/swagger.json"))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, text) = parts(response).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(content_type(&headers)
+        .unwrap_or_default()
+        .starts_with("application/json"));
+    let document: Value = serde_json::from_str(&text).expect("the document is JSON");
+    let version = document["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3."), "openapi {version:?}");
+    assert!(document["info"]["title"].is_string());
+    assert!(
+        document["paths"]["/v1/{rpc_method}"]["post"].is_object(),
+        "{}",
+        document["paths"]["/v1/{rpc_method}"]
+    );
+    assert!(document["paths"]["/v1/list-methods"]["get"].is_object());
+    let schemes = document["components"]["securitySchemes"]
+        .as_object()
+        .expect("security schemes");
+    assert!(
+        schemes.values().any(|s| s["type"] == "apiKey"
+            && s["in"] == "header"
+            && s["name"].as_str().map(str::to_ascii_lowercase) == Some("rune".into())),
+        "{schemes:?}"
+    );
+}
+
+#[tokio::test]
+async fn swagger_root_option_moves_swagger_ui() {
+    let gateway = Gateway::start_with(json!({"clnrest-swagger-root": "/docs"})).await;
+    let response = gateway
+        .http
+        .get(gateway.url("/docs/"))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, html) = parts(response).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(content_type(&headers)
+        .unwrap_or_default()
+        .starts_with("text/html"));
+    assert!(html.contains("swagger-ui"), "{html}");
+
+    let response = no_redirect_client()
+        .get(gateway.url("/"))
+        .send()
+        .await
+        .unwrap();
+    let response = parts(response).await;
+    assert_json_error(&response, 404, PATH_NOT_FOUND);
+    let response = no_redirect_client()
+        .get(gateway.url("/swagger-ui/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 404);
+    // The document stays where it was.
+    let response = gateway
+        .http
+        .get(gateway.url("/swagger.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+}
+
+// ---------------------------------------------------------------------------------------
+// Content-Security-Policy
+// ---------------------------------------------------------------------------------------
+
+/// Requests of every kind; returns (what, status, CSP header).
+async fn csp_of_every_kind(gateway: &Gateway) -> Vec<(String, u16, Option<String>)> {
+    let client = no_redirect_client();
+    let foreign = load_fixture("rpc/checkrune-c-foreign-rune.json")["request"]["params"]["rune"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let requests = vec![
+        (
+            "201",
+            client
+                .post(gateway.url("/v1/getinfo"))
+                .header("Rune", &gateway.rune),
+        ),
+        ("403", client.post(gateway.url("/v1/getinfo"))),
+        (
+            "401",
+            client
+                .post(gateway.url("/v1/getinfo"))
+                .header("Rune", &foreign),
+        ),
+        (
+            "500",
+            client
+                .post(gateway.url("/v1/invoice"))
+                .header("Rune", &gateway.rune)
+                .json(&json!({"amount_msat": 1000})),
+        ),
+        (
+            "404 unknown command",
+            client
+                .post(gateway.url("/v1/no-such-method"))
+                .header("Rune", &gateway.rune),
+        ),
+        (
+            "406",
+            client
+                .post(gateway.url("/v1/getinfo"))
+                .header("Rune", &gateway.rune)
+                .header("Accept", "image/png"),
+        ),
+        (
+            "415",
+            client
+                .post(gateway.url("/v1/getinfo"))
+                .header("Rune", &gateway.rune)
+                .header("Content-Type", "text/plain")
+                .body("x"),
+        ),
+        ("405", client.get(gateway.url("/v1/getinfo"))),
+        ("404 path", client.get(gateway.url("/nope"))),
+        ("list-methods", client.get(gateway.url("/v1/list-methods"))),
+        ("redirect", client.get(gateway.url("/"))),
+        ("swagger ui", client.get(gateway.url("/swagger-ui/"))),
+        ("swagger json", client.get(gateway.url("/swagger.json"))),
+        (
+            "preflight",
+            client
+                .request(Method::OPTIONS, gateway.url("/v1/getinfo"))
+                .header("Origin", "https://a.example")
+                .header("Access-Control-Request-Method", "POST"),
+        ),
+    ];
+    let mut seen = Vec::new();
+    for (what, request) in requests {
+        let response = request.send().await.unwrap();
+        let csp = header(response.headers(), "content-security-policy").map(str::to_string);
+        seen.push((what.to_string(), response.status().as_u16(), csp));
+    }
+    seen
+}
+
+#[tokio::test]
+async fn every_response_carries_the_default_csp() {
+    let gateway = Gateway::start().await;
+    for (what, status, csp) in csp_of_every_kind(&gateway).await {
+        assert_eq!(csp.as_deref(), Some(DEFAULT_CSP), "{what} ({status})");
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_a_custom_csp() {
+    let custom = "default-src 'none'; img-src 'self'";
+    let gateway = Gateway::start_with(json!({"clnrest-csp": custom})).await;
+    let seen = csp_of_every_kind(&gateway).await;
+    let statuses: Vec<u16> = seen.iter().map(|s| s.1).collect();
+    assert_eq!(
+        statuses,
+        [201, 403, 401, 500, 404, 406, 415, 405, 404, 200, 308, 200, 200, 200]
+    );
+    for (what, status, csp) in seen {
+        assert_eq!(csp.as_deref(), Some(custom), "{what} ({status})");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// CORS
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn cors_allows_any_origin_by_default() {
+    let gateway = Gateway::start().await;
+    let response = gateway
+        .post("getinfo")
+        .header("Rune", &gateway.rune)
+        .header("Origin", "https://a.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        header(response.headers(), "access-control-allow-origin"),
+        Some("*")
+    );
+    // Errors too.
+    let response = gateway
+        .post("getinfo")
+        .header("Origin", "https://z.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    assert_eq!(
+        header(response.headers(), "access-control-allow-origin"),
+        Some("*")
+    );
+}
+
+#[tokio::test]
+async fn cors_origin_list_allows_only_listed_origins() {
+    let gateway = Gateway::start_with(json!({
+        "clnrest-cors-origins": ["https://a.example", "https://b.example"]
+    }))
+    .await;
+    for origin in ["https://a.example", "https://b.example"] {
+        let response = gateway
+            .post("getinfo")
+            .header("Rune", &gateway.rune)
+            .header("Origin", origin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201);
+        assert_eq!(
+            header(response.headers(), "access-control-allow-origin"),
+            Some(origin)
+        );
+    }
+    let response = gateway
+        .post("getinfo")
+        .header("Rune", &gateway.rune)
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(
+        header(response.headers(), "access-control-allow-origin"),
+        None,
+        "a foreign origin is not allowed"
+    );
+}
+
+/// Sends a preflight and checks it allows POST with `rune` and `content-type`.
+async fn assert_preflight_allows(gateway: &Gateway, origin: &str, expected_origin: &str) {
+    let mark = gateway.node.calls().len();
+    let response = gateway
+        .http
+        .request(Method::OPTIONS, gateway.url("/v1/getinfo"))
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "rune,content-type")
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    assert!((200..300).contains(&status), "preflight answered {status}");
+    let headers = response.headers().clone();
+    assert_eq!(
+        header(&headers, "access-control-allow-origin"),
+        Some(expected_origin)
+    );
+    let methods = header(&headers, "access-control-allow-methods")
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    assert!(
+        methods == "*" || methods.split(',').any(|m| m.trim() == "POST"),
+        "allow-methods {methods:?}"
+    );
+    let allowed = header(&headers, "access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let allowed: Vec<&str> = allowed.split(',').map(str::trim).collect();
+    for wanted in ["rune", "content-type"] {
+        assert!(
+            allowed.contains(&"*") || allowed.contains(&wanted),
+            "allow-headers {allowed:?} lacks {wanted}"
+        );
+    }
+    assert_eq!(
+        calls_since(gateway, mark),
+        [],
+        "a preflight reaches nothing"
+    );
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered() {
+    let gateway = Gateway::start().await;
+    settled(&gateway).await;
+    assert_preflight_allows(&gateway, "https://a.example", "*").await;
+
+    let listed = Gateway::start_with(json!({
+        "clnrest-cors-origins": ["https://a.example", "https://b.example"]
+    }))
+    .await;
+    settled(&listed).await;
+    assert_preflight_allows(&listed, "https://b.example", "https://b.example").await;
+}
