@@ -326,7 +326,7 @@ fn fake_bolt11(amount_msat: Option<u64>, random: &Random) -> String {
     let amount = match amount_msat {
         None => String::new(),
         Some(msat) if msat.is_multiple_of(100) => format!("{}n", msat / 100),
-        Some(msat) => format!("{}p", msat * 10),
+        Some(msat) => format!("{}p", u128::from(msat) * 10),
     };
     let data: String = (0..300)
         .map(|_| BECH32_CHARS[(random.next_u64() % 32) as usize] as char)
