@@ -19,8 +19,13 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::{SendError, SocketError, SocketIo};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How long a client's full send buffer may stay full before it counts as a slow consumer.
+const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
+const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 
 /// How long we keep trying to disconnect a client whose send buffer is full.
 const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
@@ -31,15 +36,11 @@ pub fn layer(state: AppState) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
         .build_layer();
-    let check_state = state.clone();
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
-        let state = check_state.clone();
+        let state = state.clone();
         async move { authorize(&state, &socket, &auth.unwrap_or(Value::Null)).await }
     };
-    let connect = move |socket: SocketRef, TryData(auth): TryData<Value>| {
-        let state = state.clone();
-        async move { on_connect(state, socket, auth.unwrap_or(Value::Null)) }
-    };
+    let connect = |socket: SocketRef| async move { on_connect(socket) };
     io.ns("/", connect.with(authorize));
     layer
 }
@@ -54,22 +55,51 @@ fn rune_of(socket: &SocketRef, auth: &Value) -> Option<String> {
 }
 
 /// Connect middleware: refused clients get a connect error carrying lightningd's reason.
+/// An accepted client is subscribed here, before socketioxide confirms the connection, so a
+/// notification sent right after the client sees that confirmation is not missed.
 async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result<(), String> {
-    StreamOptions::from_auth(auth)?;
+    let options = StreamOptions::from_auth(auth)?;
     let rune = rune_of(socket, auth).ok_or("Not authorized: Missing rune")?;
     crate::subscribers::authorize(state.rpc(), &rune)
         .await
         .map_err(|e| match e {
             crate::error::ApiError::RuneRefused(error) => error.message(),
             other => other.to_string(),
-        })
+        })?;
+    let listener = Listener {
+        subscription: state.journal().subscribe(options.since),
+        registration: state.subscribers().register(&rune),
+        options,
+        rune,
+    };
+    socket
+        .extensions
+        .insert(Prepared(Arc::new(Mutex::new(Some(listener)))));
+    Ok(())
 }
 
-fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
-    let options = StreamOptions::from_auth(&auth).unwrap_or_default();
-    let rune = rune_of(&socket, &auth).unwrap_or_default();
-    let subscription = state.journal().subscribe(options.since);
-    let registration = state.subscribers().register(&rune);
+/// What the middleware prepared for the connect handler.
+struct Listener {
+    subscription: Subscription,
+    registration: Registration,
+    options: StreamOptions,
+    rune: String,
+}
+
+/// socketioxide's extensions hold `Clone` values: the listener is taken out once.
+#[derive(Clone)]
+struct Prepared(Arc<Mutex<Option<Listener>>>);
+
+fn on_connect(socket: SocketRef) {
+    let listener = socket
+        .extensions
+        .remove::<Prepared>()
+        .and_then(|prepared| prepared.0.lock().ok()?.take());
+    let Some(listener) = listener else {
+        // The middleware always prepares one; without it there is nothing to deliver.
+        let _ = socket.disconnect();
+        return;
+    };
     let closed = CancellationToken::new();
     let on_close = closed.clone();
     socket.on_disconnect(move |_: DisconnectReason| {
@@ -79,21 +109,21 @@ fn on_connect(state: AppState, socket: SocketRef, auth: Value) {
     tracing::debug!(
         "Socket.IO client {} connected with {}",
         socket.id,
-        crate::rune::log_name(&rune)
+        crate::rune::log_name(&listener.rune)
     );
-    tokio::spawn(deliver(socket, subscription, options, registration, closed));
+    tokio::spawn(deliver(socket, listener, closed));
 }
 
 /// Relays the journal to one client until it disconnects, falls behind or is revoked.
-async fn deliver(
-    socket: SocketRef,
-    mut subscription: Subscription,
-    options: StreamOptions,
-    mut registration: Registration,
-    closed: CancellationToken,
-) {
+async fn deliver(socket: SocketRef, listener: Listener, closed: CancellationToken) {
+    let Listener {
+        mut subscription,
+        mut registration,
+        options,
+        ..
+    } = listener;
     if let Some(gap) = subscription.take_gap() {
-        if socket.emit("gap", &gap).is_err() {
+        if emit(&socket, "gap", &gap).await.is_err() {
             return;
         }
     }
@@ -117,16 +147,41 @@ async fn deliver(
             continue;
         }
         let sent = if options.seq {
-            socket.emit("notification", &Sequenced::from(&*notification))
+            emit(&socket, "notification", &Sequenced::from(&*notification)).await
         } else {
-            socket.emit("message", &notification.params())
+            emit(&socket, "message", &notification.params()).await
         };
         match sent {
             Ok(()) => {}
+            Err(Undelivered::SlowConsumer) => return disconnect(socket, "slow consumer"),
+            Err(Undelivered::Closed) => return,
+        }
+    }
+}
+
+enum Undelivered {
+    SlowConsumer,
+    Closed,
+}
+
+/// Emits one event, waiting (up to [`FULL_BUFFER_PATIENCE`]) for room in the client's send
+/// buffer: a client replaying a long backlog fills it in a burst but drains it quickly.
+async fn emit<T: serde::Serialize + ?Sized>(
+    socket: &SocketRef,
+    event: &str,
+    data: &T,
+) -> Result<(), Undelivered> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match socket.emit(event, data) {
+            Ok(()) => return Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                return disconnect(socket, "slow consumer")
+                if started.elapsed() > FULL_BUFFER_PATIENCE {
+                    return Err(Undelivered::SlowConsumer);
+                }
+                tokio::time::sleep(FULL_BUFFER_RETRY).await;
             }
-            Err(_) => return,
+            Err(_) => return Err(Undelivered::Closed),
         }
     }
 }

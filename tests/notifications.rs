@@ -1,0 +1,925 @@
+//! The live-notification stream: lightningd's notifications relayed to Socket.IO clients
+//! (namespace `/` on the REST port) and to the SSE stream `GET /v1/notifications`.
+//!
+//! Every test runs the real plugin behind the mock lightningd (fresh process, free port,
+//! temp lightning-dir), pushes notifications with the mock's `notify`/`notify_raw`, and
+//! listens with real third-party clients: `rust_socketio` for Socket.IO and `reqwest` for SSE.
+//! The only hand-made client is the deliberately stalled one of the slow-consumer test.
+//!
+//! Submodules: `notifications/clients.rs` (the Socket.IO listener, the SSE reader and the
+//! stalled raw websocket client).
+
+#[path = "notifications/clients.rs"]
+mod clients;
+mod harness;
+mod mock_lightningd;
+
+use clients::{
+    connect_listener, listen, push, push_fixture, push_wildcard_fixture, stalled_client,
+    wait_subscribed, Got, Listener, SseReader, WAIT,
+};
+use harness::{json_of, Gateway};
+use mock_lightningd::fixtures::load_fixture;
+use mock_lightningd::runes::Rune;
+use rust_socketio::TransportType;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// A rune made by another node (fixtures/rpc/checkrune-c-foreign-rune.json).
+fn foreign_rune() -> String {
+    load_fixture("rpc/checkrune-c-foreign-rune.json")["request"]["params"]["rune"]
+        .as_str()
+        .expect("the fixture has a rune")
+        .to_string()
+}
+
+/// The `params` object of fixtures/notifications/<topic>.json, e.g.
+/// `{"invoice_creation": {...}}`.
+fn fixture_params(topic: &str) -> Value {
+    load_fixture(&format!("notifications/{topic}.json"))["params"].clone()
+}
+
+/// The topic's inner object of fixtures/notifications/<topic>.json.
+fn fixture_payload(topic: &str) -> Value {
+    fixture_params(topic)[topic].clone()
+}
+
+/// An `invoice_creation` payload shaped like the fixture, numbered by its label.
+fn numbered_invoice(i: u64) -> Value {
+    let mut payload = fixture_payload("invoice_creation");
+    payload["label"] = json!(format!("n-{i}"));
+    payload
+}
+
+/// The number in an `n-<i>` label of a `message` event's `invoice_creation` data.
+fn label_number(message: &Value) -> u64 {
+    message["invoice_creation"]["label"]
+        .as_str()
+        .and_then(|label| label.strip_prefix("n-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a numbered invoice_creation message: {message}"))
+}
+
+/// Pushes `invoice_creation` notifications `n-<from>` ..= `n-<to>`.
+async fn push_numbered(gateway: &Gateway, from: u64, to: u64) {
+    for i in from..=to {
+        push(gateway, "invoice_creation", numbered_invoice(i)).await;
+    }
+}
+
+/// The unique id of a rune the mock made (`=<id>` restriction).
+fn unique_id(rune: &str) -> u64 {
+    Rune::decode(rune)
+        .and_then(|r| r.unique_id().and_then(|id| id.parse().ok()))
+        .unwrap_or_else(|| panic!("rune without a numeric unique id: {rune}"))
+}
+
+/// Asserts `seqs` is exactly `from..=to`, pointing at the first difference.
+fn assert_exact_sequence(who: &str, seqs: &[u64], from: u64, to: u64) {
+    let expected: Vec<u64> = (from..=to).collect();
+    if seqs != expected.as_slice() {
+        let first_bad = seqs
+            .iter()
+            .zip(&expected)
+            .position(|(got, want)| got != want)
+            .unwrap_or(seqs.len().min(expected.len()));
+        panic!(
+            "{who}: expected exactly {from}..={to} in order ({} items), got {} items; first \
+             difference at index {first_bad}: got {:?}, expected {:?}",
+            expected.len(),
+            seqs.len(),
+            seqs.get(first_bad..(first_bad + 5).min(seqs.len())),
+            expected.get(first_bad..(first_bad + 5).min(expected.len())),
+        );
+    }
+}
+
+/// The plugin's log lines about disconnecting clients or closing streams.
+fn disconnect_logs(gateway: &Gateway) -> Vec<String> {
+    gateway
+        .node
+        .logs()
+        .into_iter()
+        .map(|l| l.message)
+        .filter(|m| m.contains("disconnecting") || m.contains("closing"))
+        .collect()
+}
+
+/// Waits until `who` received `count` events `name`; fails at once, with the plugin's
+/// reason, if the server disconnects it first.
+async fn receive_all(
+    gateway: &Gateway,
+    who: &str,
+    listener: &Listener,
+    name: &str,
+    count: usize,
+) -> Vec<Value> {
+    let outcome = listener
+        .wait_for(&format!("{count} `{name}` events for {who}"), |state| {
+            if state.count(name) >= count {
+                Some(Ok(()))
+            } else if state.lifecycle.contains(&Got::Closed) {
+                Some(Err(state.count(name)))
+            } else {
+                None
+            }
+        })
+        .await;
+    if let Err(received) = outcome {
+        panic!(
+            "{who} was disconnected by the plugin after {received} of {count} `{name}` events; \
+             plugin log: {:?}",
+            disconnect_logs(gateway)
+        );
+    }
+    listener.events_named(name)
+}
+
+/// The `seq` of every `notification` event.
+fn seqs(notifications: &[Value]) -> Vec<u64> {
+    notifications
+        .iter()
+        .map(|n| {
+            n["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("notification without a numeric seq: {n}"))
+        })
+        .collect()
+}
+
+/// Waits until `listener` has `count` `notification` events, returns their `seq`s.
+async fn seqs_of(listener: &Listener, count: usize) -> Vec<u64> {
+    listener.wait_events("notification", count).await;
+    listener
+        .events_named("notification")
+        .iter()
+        .map(|n| {
+            n["seq"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("notification without a numeric seq: {n}"))
+        })
+        .collect()
+}
+
+/// Connects a client that must be refused; returns the connect error text.
+async fn expect_refused(listener: &Listener) -> String {
+    listener
+        .wait_for("a connect error", |state| {
+            state.lifecycle.iter().find_map(|got| match got {
+                Got::ConnectError(text) => Some(text.clone()),
+                _ => None,
+            })
+        })
+        .await
+}
+
+/// Checks that a refused client gets no notification: a witness with a good rune receives
+/// a few notifications pushed after the refusal, then the refused one must have none.
+async fn assert_never_receives(gateway: &Gateway, refused: &Listener) {
+    let witness = listen(gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_numbered(gateway, 1, 3).await;
+    witness.wait_events("notification", 3).await;
+    let state = refused.snapshot();
+    assert!(
+        state.events.is_empty(),
+        "a refused client received events: {:?}",
+        state.events
+    );
+    assert!(
+        !state.lifecycle.contains(&Got::Connected),
+        "a refused client was connected: {:?}",
+        state.lifecycle
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket.IO: authorization at connect.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn socketio_rune_in_auth_payload_is_accepted() {
+    let gateway = Gateway::start().await;
+    let listener = listen(&gateway, json!({"rune": gateway.rune})).await;
+    push_fixture(&gateway, "invoice_creation").await;
+    let messages = listener.wait_events("message", 1).await;
+    assert_eq!(messages[0], fixture_params("invoice_creation"));
+    let checks = gateway.node.calls_of("checkrune");
+    assert!(
+        checks
+            .iter()
+            .any(|c| c.params["method"] == "listclnrest-notifications"
+                && c.params.get("params").is_none_or(Value::is_null)),
+        "expected checkrune for listclnrest-notifications without params: {checks:?}"
+    );
+    gateway.node.assert_no_violations();
+}
+
+#[tokio::test]
+async fn socketio_rune_in_request_header_is_accepted() {
+    let gateway = Gateway::start().await;
+    let listener = connect_listener(
+        &gateway,
+        None,
+        Some(&gateway.rune),
+        TransportType::Websocket,
+    )
+    .await;
+    wait_subscribed(&gateway, &listener, 1).await;
+    push_fixture(&gateway, "invoice_payment").await;
+    let messages = listener.wait_events("message", 1).await;
+    assert_eq!(messages[0], fixture_params("invoice_payment"));
+}
+
+#[tokio::test]
+async fn socketio_rune_header_wins_over_auth_payload() {
+    let gateway = Gateway::start().await;
+    // A good header with a foreign rune in the payload: the header is used.
+    let header_good = connect_listener(
+        &gateway,
+        Some(json!({"rune": foreign_rune()})),
+        Some(&gateway.rune),
+        TransportType::Websocket,
+    )
+    .await;
+    wait_subscribed(&gateway, &header_good, 1).await;
+    // A foreign rune in the header with a good one in the payload: refused.
+    let header_bad = connect_listener(
+        &gateway,
+        Some(json!({"rune": gateway.rune})),
+        Some(&foreign_rune()),
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&header_bad).await;
+    assert!(error.contains("Not derived from master"), "{error}");
+    push_fixture(&gateway, "connect").await;
+    let messages = header_good.wait_events("message", 1).await;
+    assert_eq!(messages[0], fixture_params("connect"));
+    assert!(header_bad.snapshot().events.is_empty());
+}
+
+#[tokio::test]
+async fn socketio_without_rune_is_refused_with_missing_rune() {
+    let gateway = Gateway::start().await;
+    let refused = connect_listener(&gateway, None, None, TransportType::Websocket).await;
+    let error = expect_refused(&refused).await;
+    assert!(error.contains("Missing rune"), "{error}");
+    // An auth payload without `rune` is no better.
+    let refused_too = connect_listener(
+        &gateway,
+        Some(json!({"seq": true})),
+        None,
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&refused_too).await;
+    assert!(error.contains("Missing rune"), "{error}");
+    assert_never_receives(&gateway, &refused).await;
+    assert!(refused_too.snapshot().events.is_empty());
+}
+
+#[tokio::test]
+async fn socketio_foreign_rune_is_refused_not_derived_from_master() {
+    let gateway = Gateway::start().await;
+    let refused = connect_listener(
+        &gateway,
+        Some(json!({"rune": foreign_rune()})),
+        None,
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&refused).await;
+    assert!(error.contains("Not derived from master"), "{error}");
+    assert_never_receives(&gateway, &refused).await;
+}
+
+#[tokio::test]
+async fn socketio_rune_forbidding_the_method_is_refused_with_lightningds_reason() {
+    let gateway = Gateway::start().await;
+    let rune = gateway
+        .node
+        .create_rune(json!("method/listclnrest-notifications"));
+    let refused = connect_listener(
+        &gateway,
+        Some(json!({"rune": rune})),
+        None,
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&refused).await;
+    assert!(
+        error.contains("Not permitted: method is equal to listclnrest-notifications"),
+        "{error}"
+    );
+    assert_never_receives(&gateway, &refused).await;
+}
+
+#[tokio::test]
+async fn socketio_readonly_rune_is_allowed() {
+    let gateway = Gateway::start().await;
+    let readonly = gateway.node.create_rune(json!("readonly"));
+    let listener = listen(&gateway, json!({"rune": readonly})).await;
+    push_fixture(&gateway, "disconnect").await;
+    let messages = listener.wait_events("message", 1).await;
+    assert_eq!(messages[0], fixture_params("disconnect"));
+}
+
+/// A client that saw the server's connect packet is connected: a notification lightningd
+/// sends right after that must reach it (no waiting for the plugin's log here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_notification_sent_right_after_connect_is_delivered() {
+    let gateway = Gateway::start().await;
+    let clients = 20;
+    let mut listeners = Vec::new();
+    for i in 1..=clients {
+        let listener = connect_listener(
+            &gateway,
+            Some(json!({"rune": gateway.rune, "seq": true})),
+            None,
+            TransportType::Websocket,
+        )
+        .await;
+        listener.wait_connected().await;
+        push_numbered(&gateway, i, i).await;
+        listeners.push(listener);
+    }
+    // Once every subscription surely exists, one more for everybody.
+    clients::wait_subscriptions(&gateway, clients as usize).await;
+    push_numbered(&gateway, clients + 1, clients + 1).await;
+    let mut missing = Vec::new();
+    for (i, listener) in (1..).zip(&listeners) {
+        // In order: once the last one is there, everything before it that will come came.
+        listener
+            .wait_for("the last notification", |state| {
+                state
+                    .events
+                    .last()
+                    .is_some_and(|(_, n)| n["seq"] == json!(clients + 1))
+                    .then_some(())
+            })
+            .await;
+        let got = seqs(&listener.events_named("notification"));
+        let expected: Vec<u64> = (i..=clients + 1).collect();
+        if got != expected {
+            missing.push(format!("client {i}: got {got:?}, expected {expected:?}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "clients missed notifications sent after they saw the connect packet:\n{}",
+        missing.join("\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket.IO: what is delivered.
+// ---------------------------------------------------------------------------------------
+
+/// Topics pushed with the mock's `notify` (payload from fixtures/notifications/<topic>.json).
+const NAMED_TOPICS: [&str; 6] = [
+    "invoice_creation",
+    "invoice_payment",
+    "connect",
+    "disconnect",
+    "warning",
+    "sendpay_success",
+];
+
+/// Topics pushed verbatim from fixtures/notifications/wildcard/ (with `origin`, and
+/// `custommsg` which nobody subscribes to by name).
+const WILDCARD_TOPICS: [&str; 3] = ["pay_part_start", "pay_part_end", "custommsg"];
+
+#[tokio::test]
+async fn socketio_message_events_carry_lightningds_params_unchanged() {
+    let gateway = Gateway::start().await;
+    let listener = listen(&gateway, json!({"rune": gateway.rune})).await;
+    let mut expected = Vec::new();
+    for topic in NAMED_TOPICS {
+        push_fixture(&gateway, topic).await;
+        expected.push(fixture_params(topic));
+    }
+    for topic in WILDCARD_TOPICS {
+        let envelope = push_wildcard_fixture(&gateway, topic).await;
+        expected.push(envelope["params"].clone());
+    }
+    let messages = listener.wait_events("message", expected.len()).await;
+    assert_eq!(messages, expected);
+    // Numbers stay numbers (including a u64 beyond 2^53 and a float).
+    assert_eq!(messages[0]["invoice_creation"]["msat"], json!(50000));
+    assert!(messages[0]["invoice_creation"]["msat"].is_u64());
+    let groupid = &messages[6]["pay_part_start"]["groupid"];
+    assert!(groupid.as_u64().is_some_and(|g| g > 1 << 53), "{groupid}");
+    assert!(messages[7]["pay_part_end"]["duration"].is_f64());
+    assert!(listener.events_named("notification").is_empty());
+    gateway.node.assert_no_violations();
+}
+
+#[tokio::test]
+async fn socketio_polling_transport_gets_the_same_messages() {
+    let gateway = Gateway::start().await;
+    let listener = connect_listener(
+        &gateway,
+        Some(json!({"rune": gateway.rune})),
+        None,
+        TransportType::Polling,
+    )
+    .await;
+    wait_subscribed(&gateway, &listener, 1).await;
+    push_fixture(&gateway, "invoice_payment").await;
+    push_fixture(&gateway, "sendpay_success").await;
+    let messages = listener.wait_events("message", 2).await;
+    assert_eq!(
+        messages,
+        vec![
+            fixture_params("invoice_payment"),
+            fixture_params("sendpay_success")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn socketio_topics_filter_delivers_only_those_topics() {
+    let gateway = Gateway::start().await;
+    let filtered = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "topics": ["invoice_payment", "connect"]}),
+    )
+    .await;
+    let everything = listen(&gateway, json!({"rune": gateway.rune})).await;
+    for topic in NAMED_TOPICS {
+        push_fixture(&gateway, topic).await;
+    }
+    // A last wanted one: whatever came through the filter before it is in the list.
+    push_fixture(&gateway, "invoice_payment").await;
+    everything
+        .wait_events("message", NAMED_TOPICS.len() + 1)
+        .await;
+    let messages = filtered.wait_events("message", 3).await;
+    assert_eq!(
+        messages,
+        vec![
+            fixture_params("invoice_payment"),
+            fixture_params("connect"),
+            fixture_params("invoice_payment")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn socketio_seq_true_sends_notification_events_numbered_from_one() {
+    let gateway = Gateway::start().await;
+    let listener = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_fixture(&gateway, "invoice_creation").await;
+    push_fixture(&gateway, "invoice_payment").await;
+    let pay_part_start = push_wildcard_fixture(&gateway, "pay_part_start").await;
+    let notifications = listener.wait_events("notification", 3).await;
+    assert_eq!(
+        notifications,
+        vec![
+            json!({"seq": 1, "topic": "invoice_creation", "payload": fixture_payload("invoice_creation")}),
+            json!({"seq": 2, "topic": "invoice_payment", "payload": fixture_payload("invoice_payment")}),
+            json!({"seq": 3, "topic": "pay_part_start", "payload": pay_part_start["params"]["pay_part_start"]}),
+        ]
+    );
+    assert!(listener.events_named("message").is_empty());
+}
+
+#[tokio::test]
+async fn socketio_seq_and_topics_combine_and_numbers_count_every_notification() {
+    let gateway = Gateway::start().await;
+    let listener = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "seq": true, "topics": ["warning"]}),
+    )
+    .await;
+    for topic in NAMED_TOPICS {
+        push_fixture(&gateway, topic).await;
+    }
+    let notifications = listener.wait_events("notification", 1).await;
+    // warning is the 5th notification of the stream: filtered-out ones still count.
+    assert_eq!(
+        notifications[0],
+        json!({"seq": 5, "topic": "warning", "payload": fixture_payload("warning")})
+    );
+}
+
+#[tokio::test]
+async fn socketio_resume_since_replays_retained_then_live() {
+    let gateway = Gateway::start().await;
+    push_numbered(&gateway, 1, 5).await;
+    // A client that was listening makes sure all five are journaled before resuming.
+    let witness = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "since": 0, "seq": true}),
+    )
+    .await;
+    assert_eq!(seqs_of(&witness, 5).await, vec![1, 2, 3, 4, 5]);
+
+    let resumed = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "since": 2, "seq": true}),
+    )
+    .await;
+    let resumed_messages = listen(&gateway, json!({"rune": gateway.rune, "since": 3})).await;
+    assert_eq!(seqs_of(&resumed, 3).await, vec![3, 4, 5]);
+    push_numbered(&gateway, 6, 7).await;
+    assert_eq!(seqs_of(&resumed, 5).await, vec![3, 4, 5, 6, 7]);
+    let notifications = resumed.events_named("notification");
+    assert_eq!(notifications[0]["payload"], numbered_invoice(3));
+    let messages = resumed_messages.wait_events("message", 4).await;
+    let labels: Vec<u64> = messages.iter().map(label_number).collect();
+    assert_eq!(labels, vec![4, 5, 6, 7]);
+    assert!(resumed.events_named("gap").is_empty());
+    assert!(resumed_messages.events_named("gap").is_empty());
+}
+
+#[tokio::test]
+async fn socketio_resume_from_the_last_seq_gets_only_live_ones() {
+    let gateway = Gateway::start().await;
+    push_numbered(&gateway, 1, 3).await;
+    let witness = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "since": 0, "seq": true}),
+    )
+    .await;
+    seqs_of(&witness, 3).await;
+    let resumed = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "since": 3, "seq": true}),
+    )
+    .await;
+    push_numbered(&gateway, 4, 4).await;
+    assert_eq!(seqs_of(&resumed, 1).await, vec![4]);
+    assert!(resumed.events_named("gap").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socketio_resume_from_before_the_journal_gets_gap_then_everything_retained() {
+    let gateway = Gateway::start().await;
+    let total = 10_050;
+    let witness = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_numbered(&gateway, 1, total).await;
+    // Everything is journaled once a live client has it all.
+    let live = receive_all(&gateway, "live witness", &witness, "notification", 10_050).await;
+    assert_exact_sequence("live witness", &seqs(&live), 1, total);
+
+    let resumed = listen(
+        &gateway,
+        json!({"rune": gateway.rune, "since": 10, "seq": true}),
+    )
+    .await;
+    receive_all(&gateway, "resumed client", &resumed, "notification", 10_000).await;
+    push_numbered(&gateway, total + 1, total + 1).await;
+    let got = receive_all(&gateway, "resumed client", &resumed, "notification", 10_001).await;
+    let state = resumed.snapshot();
+    assert_eq!(
+        state
+            .events
+            .first()
+            .map(|(name, data)| (name.as_str(), data)),
+        Some(("gap", &json!({"since": 10, "oldest": 51}))),
+        "the first event must be the gap"
+    );
+    assert_eq!(state.count("gap"), 1);
+    assert_exact_sequence("resumed client", &seqs(&got), 51, total + 1);
+}
+
+#[tokio::test]
+async fn socketio_bad_auth_options_are_refused() {
+    let gateway = Gateway::start().await;
+    let refused = connect_listener(
+        &gateway,
+        Some(json!({"rune": gateway.rune, "since": -1})),
+        None,
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&refused).await;
+    assert!(error.contains("since"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket.IO: revocation.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn socketio_blacklisted_rune_is_disconnected_promptly_and_others_stay() {
+    let gateway = Gateway::start().await;
+    let doomed_rune = gateway.node.create_rune(Value::Null);
+    let doomed = listen(&gateway, json!({"rune": doomed_rune, "seq": true})).await;
+    let doomed_too = listen(&gateway, json!({"rune": doomed_rune})).await;
+    let survivor = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_numbered(&gateway, 1, 1).await;
+    seqs_of(&doomed, 1).await;
+
+    let started = Instant::now();
+    let (status, body) = json_of(
+        gateway
+            .call("blacklistrune", json!({"start": unique_id(&doomed_rune)}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let reasons = doomed.wait_events("disconnect_reason", 1).await;
+    let reason = reasons[0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.starts_with("rune revoked: "), "{}", reasons[0]);
+    assert!(reason.contains("Blacklisted"), "{reason}");
+    doomed
+        .wait_for("the disconnect", |state| {
+            state.lifecycle.contains(&Got::Closed).then_some(())
+        })
+        .await;
+    // Every listener of that rune goes.
+    doomed_too.wait_events("disconnect_reason", 1).await;
+    doomed_too
+        .wait_for("the disconnect", |state| {
+            state.lifecycle.contains(&Got::Closed).then_some(())
+        })
+        .await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(5),
+        "revocation took {elapsed:?}"
+    );
+    // disconnect_reason comes before the disconnect, and nothing after it.
+    push_numbered(&gateway, 2, 3).await;
+    assert_eq!(seqs_of(&survivor, 3).await, vec![1, 2, 3]);
+    assert_eq!(seqs_of(&doomed, 1).await, vec![1]);
+    assert!(!survivor.snapshot().lifecycle.contains(&Got::Closed));
+
+    // The revoked rune cannot come back.
+    let again = connect_listener(
+        &gateway,
+        Some(json!({"rune": doomed_rune})),
+        None,
+        TransportType::Websocket,
+    )
+    .await;
+    let error = expect_refused(&again).await;
+    assert!(error.contains("Blacklisted"), "{error}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Bursts and slow consumers.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_of_10000_reaches_three_clients_complete_and_in_order() {
+    let gateway = Gateway::start().await;
+    let total = 10_000;
+    let messages = listen(&gateway, json!({"rune": gateway.rune})).await;
+    let numbered = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    let by_header = connect_listener(
+        &gateway,
+        Some(json!({"seq": true})),
+        Some(&gateway.rune),
+        TransportType::Websocket,
+    )
+    .await;
+    wait_subscribed(&gateway, &by_header, 3).await;
+
+    push_numbered(&gateway, 1, total).await;
+
+    let got = receive_all(&gateway, "message client", &messages, "message", 10_000).await;
+    let labels: Vec<u64> = got.iter().map(label_number).collect();
+    assert_exact_sequence("message client", &labels, 1, total);
+    let got = receive_all(&gateway, "seq client", &numbered, "notification", 10_000).await;
+    assert_exact_sequence("seq client", &seqs(&got), 1, total);
+    let got = receive_all(
+        &gateway,
+        "header client",
+        &by_header,
+        "notification",
+        10_000,
+    )
+    .await;
+    assert_exact_sequence("header client", &seqs(&got), 1, total);
+    assert!(
+        disconnect_logs(&gateway).is_empty(),
+        "{:?}",
+        disconnect_logs(&gateway)
+    );
+    gateway.node.assert_no_violations();
+}
+
+/// An `invoice_creation` payload with about 1 KiB of description, numbered by its label:
+/// 20,000 of them are far more than the kernel's socket buffers hold.
+fn padded_invoice(i: u64) -> Value {
+    let mut payload = numbered_invoice(i);
+    payload["description"] = json!("x".repeat(1024));
+    payload
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everything() {
+    let gateway = Gateway::start().await;
+    let total = 20_000;
+    let _stalled = stalled_client(&gateway, &gateway.rune).await;
+    let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    let started = Instant::now();
+    for i in 1..=total {
+        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+    }
+    let pushed = started.elapsed();
+
+    let got = receive_all(&gateway, "fast client", &fast, "notification", 20_000).await;
+    assert_exact_sequence("fast client", &seqs(&got), 1, total);
+    let delivered = started.elapsed();
+    let cut = gateway
+        .node
+        .wait_for_log(|l| l.message.contains("slow consumer"), WAIT)
+        .await;
+    assert!(
+        cut.is_some(),
+        "the stalled client was not cut off as a slow consumer (pushed in {pushed:?}, \
+         delivered in {delivered:?}); plugin log: {:?}",
+        disconnect_logs(&gateway)
+    );
+    assert_eq!(
+        disconnect_logs(&gateway).len(),
+        1,
+        "only the stalled client is cut off: {:?}",
+        disconnect_logs(&gateway)
+    );
+    assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
+}
+
+// ---------------------------------------------------------------------------------------
+// SSE: GET /v1/notifications.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn sse_without_rune_is_403_missing_rune() {
+    let gateway = Gateway::start().await;
+    let response = gateway
+        .http
+        .get(gateway.url("/v1/notifications"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        body,
+        json!({"code": 1501, "message": "Not authorized: Missing rune"})
+    );
+    assert!(gateway.node.calls_of("checkrune").is_empty());
+}
+
+#[tokio::test]
+async fn sse_refused_runes_are_401_with_lightningds_error() {
+    let gateway = Gateway::start().await;
+    let response = SseReader::request(&gateway, Some(&foreign_rune()), None, "").await;
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"code": 1501, "message": "Not authorized: Not derived from master"})
+    );
+
+    let forbidding = gateway
+        .node
+        .create_rune(json!("method/listclnrest-notifications"));
+    let response = SseReader::request(&gateway, Some(&forbidding), None, "").await;
+    let (status, body) = json_of(response).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"code": 1502, "message": "Not permitted: method is equal to listclnrest-notifications"})
+    );
+}
+
+#[tokio::test]
+async fn sse_readonly_rune_gets_the_event_stream() {
+    let gateway = Gateway::start().await;
+    let readonly = gateway.node.create_rune(json!("readonly"));
+    let mut stream = SseReader::open(&gateway, &readonly, None, "").await;
+    push_fixture(&gateway, "invoice_payment").await;
+    let event = stream.next().await;
+    assert_eq!(event.event.as_deref(), Some("invoice_payment"));
+}
+
+#[tokio::test]
+async fn sse_events_have_seq_id_topic_event_and_payload_data() {
+    let gateway = Gateway::start().await;
+    let mut stream = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    let mut expected = Vec::new();
+    for topic in NAMED_TOPICS {
+        push_fixture(&gateway, topic).await;
+        expected.push((topic.to_string(), fixture_payload(topic)));
+    }
+    for topic in WILDCARD_TOPICS {
+        let envelope = push_wildcard_fixture(&gateway, topic).await;
+        expected.push((topic.to_string(), envelope["params"][topic].clone()));
+    }
+    for (i, (topic, payload)) in expected.iter().enumerate() {
+        let event = stream.next().await;
+        assert_eq!(event.id.as_deref(), Some((i + 1).to_string().as_str()));
+        assert_eq!(event.event.as_deref(), Some(topic.as_str()));
+        // The data is the payload as lightningd wrote it: same members, same order, same
+        // numbers.
+        assert_eq!(event.data, payload.to_string(), "event {}", i + 1);
+    }
+}
+
+#[tokio::test]
+async fn sse_last_event_id_resumes_after_it() {
+    let gateway = Gateway::start().await;
+    let mut live = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    push_numbered(&gateway, 1, 5).await;
+    for i in 1..=5 {
+        assert_eq!(live.next().await.id, Some(i.to_string()));
+    }
+    let mut resumed = SseReader::open(&gateway, &gateway.rune, Some("3"), "").await;
+    push_numbered(&gateway, 6, 6).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let event = resumed.next().await;
+        assert_eq!(event.event.as_deref(), Some("invoice_creation"));
+        ids.push(event.id.unwrap_or_default());
+    }
+    assert_eq!(ids, vec!["4", "5", "6"]);
+    push_numbered(&gateway, 7, 7).await;
+    assert_eq!(resumed.next().await.id.as_deref(), Some("7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_last_event_id_before_the_journal_gets_gap_then_everything_retained() {
+    let gateway = Gateway::start().await;
+    let total = 10_050;
+    let mut live = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    push_numbered(&gateway, 1, total).await;
+    // Everything is journaled once a live stream has it all.
+    for i in 1..=total {
+        assert_eq!(live.next().await.id, Some(i.to_string()));
+    }
+    let mut resumed = SseReader::open(&gateway, &gateway.rune, Some("10"), "").await;
+    let gap = resumed.next().await;
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    let data: Value = serde_json::from_str(&gap.data).expect("gap data is JSON");
+    assert_eq!(data, json!({"since": 10, "oldest": 51}));
+    for i in 51..=total {
+        let event = resumed.next().await;
+        assert_eq!(event.id, Some(i.to_string()), "after the gap");
+    }
+    push_numbered(&gateway, total + 1, total + 1).await;
+    assert_eq!(resumed.next().await.id, Some((total + 1).to_string()));
+}
+
+#[tokio::test]
+async fn sse_topics_query_filters() {
+    let gateway = Gateway::start().await;
+    let mut filtered =
+        SseReader::open(&gateway, &gateway.rune, None, "?topics=connect,warning").await;
+    let mut everything = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    for topic in NAMED_TOPICS {
+        push_fixture(&gateway, topic).await;
+    }
+    // A last wanted one: anything else let through would come before it.
+    push_fixture(&gateway, "connect").await;
+    for _ in 0..=NAMED_TOPICS.len() {
+        everything.next().await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let event = filtered.next().await;
+        got.push((
+            event.event.unwrap_or_default(),
+            event.id.unwrap_or_default(),
+        ));
+    }
+    let expected = [("connect", "3"), ("warning", "5"), ("connect", "7")];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(t, i)| (t.to_string(), i.to_string()))
+        .collect();
+    assert_eq!(got, expected);
+}
+
+#[tokio::test]
+async fn sse_blacklisted_rune_ends_the_stream() {
+    let gateway = Gateway::start().await;
+    let doomed_rune = gateway.node.create_rune(Value::Null);
+    let mut doomed = SseReader::open(&gateway, &doomed_rune, None, "").await;
+    let mut survivor = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    let started = Instant::now();
+    let (status, body) = json_of(
+        gateway
+            .call("blacklistrune", json!({"start": unique_id(&doomed_rune)}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let event = doomed.next().await;
+    assert_eq!(event.event.as_deref(), Some("disconnect_reason"));
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    let reason = data["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("rune revoked: "), "{data}");
+    doomed.wait_end().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    push_numbered(&gateway, 1, 1).await;
+    assert_eq!(survivor.next().await.id.as_deref(), Some("1"));
+}
