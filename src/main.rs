@@ -80,8 +80,14 @@ async fn main() -> anyhow::Result<()> {
         _ = plugin.join() => tracing::debug!("lightningd closed our stdin"),
         _ = state.shutdown_requested() => {}
     }
+    if !state.subscribers().is_empty() {
+        // Long-polling Socket.IO clients need one more request to fetch the last
+        // notifications (shutdown included): keep listening a moment for it.
+        tokio::time::sleep(server::LISTENER_DRAIN).await;
+    }
     handle.graceful_shutdown(Some(server::SHUTDOWN_GRACE));
-    let _ = tokio::time::timeout(Duration::from_millis(900), serving).await;
+    let _ =
+        tokio::time::timeout(server::SHUTDOWN_GRACE + Duration::from_millis(100), serving).await;
     exit(&frames, 0).await
 }
 

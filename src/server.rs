@@ -26,7 +26,10 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 /// How long in-flight requests may finish after shutdown begins.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(700);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(450);
+/// How long notification listeners get to fetch what is queued for them before shutdown.
+/// With [`SHUTDOWN_GRACE`] the plugin still exits within 1 s of lightningd's `shutdown`.
+pub const LISTENER_DRAIN: Duration = Duration::from_millis(250);
 
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
