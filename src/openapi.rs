@@ -14,8 +14,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use serde::Deserialize;
-use serde_json::Map;
 use std::sync::RwLock;
 use std::time::Duration;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
@@ -131,34 +129,18 @@ impl ApiDocument {
 /// Reads `help` and rebuilds the document; retried a few times at startup, when lightningd
 /// may still be busy starting.
 pub async fn refresh_from_help(state: &AppState) {
-    #[derive(Deserialize)]
-    struct Help {
-        help: Vec<HelpEntry>,
-    }
-    #[derive(Deserialize)]
-    struct HelpEntry {
-        command: String,
-        description: Option<String>,
-    }
     for attempt in 0..5u32 {
-        match state.rpc().call("help", &Map::new()).await {
-            Ok(result) => match result.decode::<Help>() {
-                Ok(help) => {
-                    let commands = help
-                        .help
-                        .into_iter()
-                        .filter_map(|h| Command::from_usage(&h.command, h.description))
-                        .collect();
-                    state
-                        .api_document()
-                        .set_commands(commands, &state.routes().list());
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("cannot read lightningd's help for the API document: {e}");
-                    return;
-                }
-            },
+        match state.rpc().help().await {
+            Ok(help) => {
+                let commands = help
+                    .into_iter()
+                    .filter_map(|h| Command::from_usage(&h.command, h.description))
+                    .collect();
+                state
+                    .api_document()
+                    .set_commands(commands, &state.routes().list());
+                return;
+            }
             Err(e) => {
                 tracing::debug!("help for the API document failed (attempt {attempt}): {e}");
                 tokio::time::sleep(Duration::from_millis(200 << attempt)).await;

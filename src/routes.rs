@@ -17,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt::Write;
 
@@ -207,23 +206,10 @@ fn respond(
 
 /// `GET /v1/list-methods`: every command lightningd's `help` lists, one block each.
 pub async fn list_methods(State(state): State<AppState>) -> Result<Response, ApiError> {
-    #[derive(Deserialize)]
-    struct Help {
-        help: Vec<HelpEntry>,
-    }
-    #[derive(Deserialize)]
-    struct HelpEntry {
-        command: String,
-    }
-    let help: Help = state
-        .rpc()
-        .call("help", &Map::new())
-        .await?
-        .decode()
-        .map_err(|e| ApiError::Internal(format!("unexpected help result: {e}")))?;
+    let help = state.rpc().help().await?;
     let separator = "-".repeat(80);
     let mut page = String::new();
-    for entry in help.help {
+    for entry in help {
         let _ = write!(
             page,
             "Command: {}\n{separator}\n",

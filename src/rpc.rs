@@ -63,6 +63,13 @@ impl RpcResult {
     }
 }
 
+/// One entry of lightningd's `help`: the usage string (`invoice amount_msat label ...`).
+#[derive(Debug, Deserialize)]
+pub struct HelpEntry {
+    pub command: String,
+    pub description: Option<String>,
+}
+
 /// A pool of multiplexed connections to lightningd.
 pub struct LightningRpc {
     path: PathBuf,
@@ -85,6 +92,19 @@ impl LightningRpc {
     /// The socket's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// lightningd's `help`: every command it (and its plugins) serves.
+    pub async fn help(&self) -> Result<Vec<HelpEntry>, RpcError> {
+        #[derive(Deserialize)]
+        struct Help {
+            help: Vec<HelpEntry>,
+        }
+        let result = self.call("help", &serde_json::Map::new()).await?;
+        result
+            .decode::<Help>()
+            .map(|h| h.help)
+            .map_err(|e| RpcError::Unreachable(format!("unexpected help result: {e}")))
     }
 
     /// Calls `method` with `params` (an object, an array, or `{}` for none).
