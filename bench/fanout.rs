@@ -1,0 +1,1124 @@
+//! Notification fan-out benchmark: N Socket.IO clients (default 1,000) connected to the real
+//! plugin binary, run by the mock lightningd over plain HTTP on a free loopback port.
+//!
+//! 1. Warm-up: one notification every 100 ms until every client has received one (so every
+//!    delivery task is subscribed), not measured.
+//! 2. Steady: notifications pushed at `--rate` per second (default 100) for `--seconds`
+//!    (default 10).
+//! 3. Burst: `--burst` notifications (default 10,000) pushed as fast as the mock can write
+//!    them to the plugin's stdin.
+//!
+//! Every notification is an `invoice_creation` whose payload carries the push time
+//! (`sent_ns`, nanoseconds since this process's start, taken just before the mock writes it),
+//! the phase and its number `n` in the phase. Each client records receive time − push time
+//! and which `n` it got: loss is expected − distinct received, out-of-order counts
+//! notifications older than one already received. The plugin's VmRSS/VmHWM and CPU time come
+//! from /proc/<pid>. A Markdown report goes to stdout.
+//!
+//! The clients are minimal Socket.IO v5 / engine.io v4 clients over a websocket
+//! (tokio-tungstenite): `GET /socket.io/?EIO=4&transport=websocket`, `40{"rune":...}`, pings
+//! `2` answered with `3`, `42["message",{...}]` parsed by looking up three numbers. They run
+//! on their own multi-threaded runtime; the mock and the pusher run on a current-thread
+//! runtime on the main thread.
+//!
+//! Run: `cargo bench --bench fanout` (options after `--`: `--clients N`, `--seconds S`,
+//! `--rate R`, `--burst M`, `--client-threads T`, `--plugin-threads P` which sets
+//! `TOKIO_WORKER_THREADS` for the plugin process).
+//! Everything is bounded: connection, warm-up, each phase and its drain have deadlines.
+
+#[path = "../tests/mock_lightningd/mod.rs"]
+mod mock_lightningd;
+
+use futures::{SinkExt, StreamExt};
+use mock_lightningd::MockLightningd;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+const WARMUP: usize = 0;
+const STEADY: usize = 1;
+const BURST: usize = 2;
+const PHASES: usize = 3;
+
+/// Clients opening their connection at the same time.
+const CONNECT_CONCURRENCY: usize = 64;
+/// One client's websocket + Socket.IO handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// All clients connected (or failed).
+const CONNECT_DEADLINE: Duration = Duration::from_secs(60);
+const WARMUP_INTERVAL: Duration = Duration::from_millis(100);
+const WARMUP_DEADLINE: Duration = Duration::from_secs(20);
+/// One write to the plugin's stdin.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Waiting for deliveries after the last push of a phase: give up after this long without
+/// progress, or after the cap.
+const STEADY_STALL: Duration = Duration::from_secs(5);
+const STEADY_DRAIN_CAP: Duration = Duration::from_secs(20);
+const BURST_STALL: Duration = Duration::from_secs(10);
+const BURST_DRAIN_CAP: Duration = Duration::from_secs(90);
+const POLL: Duration = Duration::from_millis(5);
+
+/// A realistic `invoice_creation` (shared/fixtures/notifications/invoice_creation.json).
+const PREIMAGE: &str = "b3b01aebcaec63b025af22a3f829c1c8a906f3e57043285481dfdef21d8b5deb";
+
+struct Args {
+    clients: usize,
+    seconds: u64,
+    rate: u64,
+    burst: u64,
+    client_threads: usize,
+    /// `TOKIO_WORKER_THREADS` for the plugin (its `#[tokio::main]` runtime reads it); unset:
+    /// tokio's default, one per core.
+    plugin_threads: Option<u64>,
+}
+
+const USAGE: &str = "usage: cargo bench --bench fanout [-- --clients N] [--seconds S] [--rate R] \
+[--burst M] [--client-threads T] [--plugin-threads P]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        clients: 1000,
+        seconds: 10,
+        rate: 100,
+        burst: 10_000,
+        client_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        plugin_threads: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name.to_string(), Some(value.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = |what: &str| -> Result<u64, String> {
+            let text = inline
+                .clone()
+                .or_else(|| it.next())
+                .ok_or(format!("{what} needs a value\n{USAGE}"))?;
+            text.parse::<u64>()
+                .map_err(|e| format!("{what} {text}: {e}\n{USAGE}"))
+        };
+        match name.as_str() {
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            "--clients" => args.clients = value("--clients")? as usize,
+            "--seconds" => args.seconds = value("--seconds")?,
+            "--rate" => args.rate = value("--rate")?,
+            "--burst" => args.burst = value("--burst")?,
+            "--client-threads" => args.client_threads = value("--client-threads")? as usize,
+            "--plugin-threads" => args.plugin_threads = Some(value("--plugin-threads")?),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    if args.clients == 0
+        || args.rate == 0
+        || args.client_threads == 0
+        || args.plugin_threads == Some(0)
+    {
+        return Err(format!(
+            "--clients, --rate and --client-threads must be at least 1\n{USAGE}"
+        ));
+    }
+    if args.seconds > 600 || args.burst > 1_000_000 || args.clients > 10_000 {
+        return Err(format!(
+            "bounded: --seconds ≤ 600, --burst ≤ 1000000, --clients ≤ 10000\n{USAGE}"
+        ));
+    }
+    Ok(args)
+}
+
+/// What the clients and the pusher share.
+struct Shared {
+    epoch: Instant,
+    connected: AtomicUsize,
+    connect_failed: AtomicUsize,
+    /// Clients that lost their connection after connecting, before the end.
+    dropped: AtomicUsize,
+    /// Notifications received per phase, all clients together (duplicates included).
+    received: [AtomicU64; PHASES],
+    /// Clients that received every notification of the phase (the warm-up: at least one).
+    complete: [AtomicUsize; PHASES],
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn live(&self) -> usize {
+        self.connected
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.dropped.load(Ordering::SeqCst))
+    }
+}
+
+/// One client's view of one phase.
+#[derive(Default)]
+struct PhaseRecord {
+    expected: u64,
+    seen: Vec<bool>,
+    distinct: u64,
+    duplicates: u64,
+    out_of_order: u64,
+    max_n: Option<u64>,
+    /// Receive − push, in microseconds.
+    latencies_us: Vec<u32>,
+}
+
+#[derive(Default)]
+struct ClientResult {
+    connected: bool,
+    /// Why the handshake failed.
+    connect_error: Option<String>,
+    /// Why the connection ended before the end of the benchmark.
+    dropped: Option<String>,
+    /// A `disconnect_reason` event, if the server sent one.
+    disconnect_reason: Option<String>,
+    /// Frames that were none of the expected ones.
+    unexpected: u64,
+    phases: [PhaseRecord; PHASES],
+}
+
+impl ClientResult {
+    fn new(expected: [u64; PHASES]) -> ClientResult {
+        let mut result = ClientResult::default();
+        for (phase, record) in result.phases.iter_mut().enumerate() {
+            record.expected = expected[phase];
+            if phase != WARMUP {
+                record.seen = vec![false; expected[phase] as usize];
+                record.latencies_us.reserve(expected[phase] as usize);
+            }
+        }
+        result
+    }
+
+    fn record(&mut self, phase: usize, n: u64, latency_ns: u64, shared: &Shared) {
+        let Some(record) = self.phases.get_mut(phase) else {
+            self.unexpected += 1;
+            return;
+        };
+        shared.received[phase].fetch_add(1, Ordering::Relaxed);
+        if phase == WARMUP {
+            if record.distinct == 0 {
+                shared.complete[WARMUP].fetch_add(1, Ordering::SeqCst);
+            }
+            record.distinct += 1;
+            return;
+        }
+        let Some(seen) = record.seen.get_mut(n as usize) else {
+            self.unexpected += 1;
+            return;
+        };
+        if *seen {
+            record.duplicates += 1;
+            return;
+        }
+        *seen = true;
+        record.distinct += 1;
+        if record.max_n.is_some_and(|max| n < max) {
+            record.out_of_order += 1;
+        }
+        record.max_n = record.max_n.max(Some(n));
+        record
+            .latencies_us
+            .push(u32::try_from(latency_ns / 1000).unwrap_or(u32::MAX));
+        if record.distinct == record.expected {
+            shared.complete[phase].fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The number after `key` (e.g. `"n":`) in `text`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let start = text.find(key)? + key.len();
+    let rest = &text[start..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    rest[..digits].parse().ok()
+}
+
+async fn next_text(ws: &mut Ws) -> Result<String, String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
+            Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("connection ended".into()),
+        }
+    }
+}
+
+/// Websocket, engine.io open, Socket.IO connect to `/` with the rune; returns after the
+/// server's connect ack.
+async fn handshake(url: &str, rune: &str) -> Result<Ws, String> {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .map_err(|e| format!("websocket: {e}"))?;
+    let open = next_text(&mut ws).await?;
+    if !open.starts_with('0') {
+        return Err(format!("expected an engine.io open packet, got {open}"));
+    }
+    let connect = format!("40{}", json!({ "rune": rune }));
+    ws.send(Message::text(connect))
+        .await
+        .map_err(|e| e.to_string())?;
+    loop {
+        let text = next_text(&mut ws).await?;
+        if text == "2" {
+            ws.send(Message::text("3"))
+                .await
+                .map_err(|e| e.to_string())?;
+        } else if text.starts_with("40") {
+            return Ok(ws);
+        } else if text.starts_with("44") {
+            return Err(format!("connect refused: {text}"));
+        }
+    }
+}
+
+async fn run_client(
+    url: String,
+    rune: String,
+    expected: [u64; PHASES],
+    shared: Arc<Shared>,
+    gate: Arc<Semaphore>,
+    stop: CancellationToken,
+) -> ClientResult {
+    let mut result = ClientResult::new(expected);
+    let connecting = async {
+        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(CONNECT_TIMEOUT, handshake(&url, &rune))
+            .await
+            .map_err(|_| format!("no connect ack within {CONNECT_TIMEOUT:?}"))?
+    };
+    let mut ws = tokio::select! {
+        connected = connecting => match connected {
+            Ok(ws) => ws,
+            Err(e) => {
+                result.connect_error = Some(e);
+                shared.connect_failed.fetch_add(1, Ordering::SeqCst);
+                return result;
+            }
+        },
+        _ = stop.cancelled() => {
+            result.connect_error = Some("stopped before connecting".into());
+            shared.connect_failed.fetch_add(1, Ordering::SeqCst);
+            return result;
+        }
+    };
+    result.connected = true;
+    shared.connected.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let frame = tokio::select! {
+            biased;
+            _ = stop.cancelled() => break,
+            frame = ws.next() => frame,
+        };
+        let now = shared.now_ns();
+        let text = match frame {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
+                result.dropped = Some(format!("websocket closed: {frame:?}"));
+                break;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                result.dropped = Some(format!("websocket error: {e}"));
+                break;
+            }
+            None => {
+                result.dropped = Some("connection ended".into());
+                break;
+            }
+        };
+        let text = text.as_str();
+        if let Some(event) = text.strip_prefix("42") {
+            if event.starts_with("[\"message\"") {
+                match (
+                    number_after(event, "\"phase\":"),
+                    number_after(event, "\"n\":"),
+                    number_after(event, "\"sent_ns\":"),
+                ) {
+                    (Some(phase), Some(n), Some(sent)) => {
+                        result.record(phase as usize, n, now.saturating_sub(sent), &shared)
+                    }
+                    _ => result.unexpected += 1,
+                }
+            } else if event.starts_with("[\"disconnect_reason\"") {
+                result.disconnect_reason = Some(event.to_string());
+            } else {
+                result.unexpected += 1;
+            }
+        } else if text == "2" {
+            if let Err(e) = ws.send(Message::text("3")).await {
+                result.dropped = Some(format!("cannot answer a ping: {e}"));
+                break;
+            }
+        } else if text.starts_with("41") || text == "1" {
+            result.dropped = Some(format!("server disconnected the client ({text})"));
+            break;
+        } else {
+            result.unexpected += 1;
+        }
+    }
+    if result.dropped.is_some() {
+        shared.dropped.fetch_add(1, Ordering::SeqCst);
+    }
+    result
+}
+
+/// The plugin process: our child running the clnrest binary.
+fn plugin_pid() -> Option<u32> {
+    let me = std::process::id();
+    let binary = Path::new(mock_lightningd::PLUGIN_BINARY);
+    let canonical = binary.canonicalize().ok();
+    let name = binary.file_name()?.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the `(comm)`: state, ppid, ...
+        let Some(after_comm) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+            continue;
+        };
+        let ppid = after_comm.split_whitespace().nth(1);
+        if ppid != Some(me.to_string().as_str()) {
+            continue;
+        }
+        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
+            continue;
+        };
+        // A concurrent rebuild may have replaced the file: "<path> (deleted)".
+        let exe_text = exe.to_string_lossy();
+        let same = canonical.as_deref() == Some(exe.as_path())
+            || exe_text.trim_end_matches(" (deleted)") == binary.to_string_lossy()
+            || exe
+                .file_name()
+                .is_some_and(|f| f.to_string_lossy().trim_end_matches(" (deleted)").eq(&name));
+        if same {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    rss_kib: u64,
+    hwm_kib: u64,
+    threads: u64,
+}
+
+fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        threads: field("Threads:"),
+    }
+}
+
+/// Scheduler figures of a group of threads: nanoseconds running, nanoseconds runnable but
+/// waiting for a CPU (/proc/<pid>/task/<tid>/schedstat), and context switches (voluntary and
+/// not, from .../status).
+#[derive(Clone, Copy, Default)]
+struct ThreadTimes {
+    run_ns: u64,
+    wait_ns: u64,
+    switches: u64,
+}
+
+/// Per thread name, summed over the threads of that name.
+type Sched = BTreeMap<String, ThreadTimes>;
+
+fn sched(pid: &str) -> Sched {
+    let mut out = Sched::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
+        let mut numbers = stat
+            .split_whitespace()
+            .map(|v| v.parse::<u64>().unwrap_or(0));
+        let (run, wait) = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+        let status = std::fs::read_to_string(path.join("status")).unwrap_or_default();
+        let switches: u64 = status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        let entry = out.entry(name.trim().to_string()).or_default();
+        entry.run_ns += run;
+        entry.wait_ns += wait;
+        entry.switches += switches;
+    }
+    out
+}
+
+/// What `after` adds to `before` (threads gone since are not counted).
+fn sched_delta(before: &Sched, after: &Sched) -> Sched {
+    after
+        .iter()
+        .map(|(name, now)| {
+            let then = before.get(name).copied().unwrap_or_default();
+            let delta = ThreadTimes {
+                run_ns: now.run_ns.saturating_sub(then.run_ns),
+                wait_ns: now.wait_ns.saturating_sub(then.wait_ns),
+                switches: now.switches.saturating_sub(then.switches),
+            };
+            (name.clone(), delta)
+        })
+        .collect()
+}
+
+fn sched_total(sched: &Sched) -> ThreadTimes {
+    sched
+        .values()
+        .fold(ThreadTimes::default(), |sum, t| ThreadTimes {
+            run_ns: sum.run_ns + t.run_ns,
+            wait_ns: sum.wait_ns + t.wait_ns,
+            switches: sum.switches + t.switches,
+        })
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// `ran 1.23 s, waited 0.45 s for a CPU, 1,234 context switches (tokio-rt-worker ...)`.
+fn sched_summary(sched: &Sched) -> String {
+    let total = sched_total(sched);
+    let mut busy: Vec<(&String, &ThreadTimes)> = sched
+        .iter()
+        .filter(|(_, t)| t.run_ns + t.wait_ns >= 10_000_000)
+        .collect();
+    busy.sort_by_key(|(_, t)| std::cmp::Reverse(t.run_ns));
+    let parts: Vec<String> = busy
+        .iter()
+        .map(|(name, t)| {
+            format!(
+                "{name} {:.2}/{:.2}/{}",
+                secs(t.run_ns),
+                secs(t.wait_ns),
+                thousands(t.switches)
+            )
+        })
+        .collect();
+    format!(
+        "ran {:.2} s, waited {:.2} s for a CPU, {} context switches (by thread name, ran s/waited s/switches: {})",
+        secs(total.run_ns),
+        secs(total.wait_ns),
+        thousands(total.switches),
+        parts.join(", ")
+    )
+}
+
+/// User and system CPU seconds of a whole process (/proc/<pid>/stat, ticks of 1/100 s).
+fn user_system(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After `(comm)`, the state is field 3 of proc(5): utime (14) and stime (15) are at 11, 12.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) as f64 / 100.0, ticks(12) as f64 / 100.0)
+}
+
+fn minus(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    (a.0 - b.0, a.1 - b.1)
+}
+
+/// CPU seconds all cores were busy, and elapsed for all cores together, since boot
+/// (/proc/stat, clock ticks of 1/100 s).
+fn machine_cpu() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .map(|rest| {
+            rest.split_whitespace()
+                .map(|t| t.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // user nice system idle iowait irq softirq steal (guest time is counted in user).
+    let total: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    ((total - idle) as f64 / 100.0, total as f64 / 100.0)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Pushes notification `n` of `phase`; false if the mock could not write it.
+async fn push(node: &MockLightningd, shared: &Shared, phase: usize, n: u64) -> bool {
+    let sent_ns = shared.now_ns();
+    let payload = json!({
+        "sent_ns": sent_ns,
+        "phase": phase,
+        "n": n,
+        "msat": 10000,
+        "preimage": PREIMAGE,
+        "label": format!("fanout-{phase}-{n}"),
+    });
+    matches!(
+        tokio::time::timeout(PUSH_TIMEOUT, node.notify("invoice_creation", payload)).await,
+        Ok(true)
+    )
+}
+
+/// Waits until every live client completed `phase`, deliveries stall for `stall`, or `cap`
+/// passes; returns how long it waited and whether every live client completed.
+async fn drain(
+    shared: &Shared,
+    phase: usize,
+    pushed: u64,
+    stall: Duration,
+    cap: Duration,
+) -> (Duration, bool) {
+    let start = Instant::now();
+    if pushed == 0 {
+        return (Duration::ZERO, true);
+    }
+    let mut last = shared.received[phase].load(Ordering::Relaxed);
+    let mut last_progress = Instant::now();
+    loop {
+        if shared.complete[phase].load(Ordering::SeqCst) >= shared.live() {
+            return (start.elapsed(), true);
+        }
+        if start.elapsed() >= cap || last_progress.elapsed() >= stall {
+            return (start.elapsed(), false);
+        }
+        tokio::time::sleep(POLL).await;
+        let now = shared.received[phase].load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            last_progress = Instant::now();
+        }
+    }
+}
+
+struct PhaseRun {
+    name: String,
+    pushed: u64,
+    push_failed: u64,
+    push_time: Duration,
+    drain_time: Duration,
+    drained: bool,
+    plugin_sched: Sched,
+    bench_sched: Sched,
+    /// CPU seconds the whole machine was busy, and available (all cores).
+    machine: (f64, f64),
+    /// User and system CPU seconds of the plugin and of the bench process.
+    plugin_user_system: (f64, f64),
+    bench_user_system: (f64, f64),
+    memory_after: Memory,
+}
+
+struct Run {
+    pid: u32,
+    connect_time: Duration,
+    warmup_pushes: u64,
+    warmup_time: Duration,
+    warmed: usize,
+    memory_start: Memory,
+    memory_connected: Memory,
+    phases: Vec<(usize, PhaseRun)>,
+    load_start: String,
+    load_end: String,
+}
+
+async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec<ClientResult>) {
+    let load_start = load_average();
+    let port = MockLightningd::free_port();
+    let node = MockLightningd::start(json!({
+        "clnrest-port": port,
+        "clnrest-protocol": "http",
+    }))
+    .await;
+    assert_eq!(
+        node.init_result(),
+        &json!({}),
+        "the plugin refused to start: {:?}",
+        node.init_result()
+    );
+    let rune = node.create_rune(Value::Null);
+    let pid = plugin_pid().expect("cannot find the plugin process among our children");
+    let pid_text = pid.to_string();
+    let memory_start = memory(pid);
+
+    let steady_count = args.rate * args.seconds;
+    let expected = [0, steady_count, args.burst];
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        connected: AtomicUsize::new(0),
+        connect_failed: AtomicUsize::new(0),
+        dropped: AtomicUsize::new(0),
+        received: Default::default(),
+        complete: Default::default(),
+    });
+    let stop = CancellationToken::new();
+    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+
+    // Connect.
+    let connect_start = Instant::now();
+    let handles: Vec<JoinHandle<ClientResult>> = (0..args.clients)
+        .map(|_| {
+            clients.spawn(run_client(
+                url.clone(),
+                rune.clone(),
+                expected,
+                shared.clone(),
+                gate.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    while shared.connected.load(Ordering::SeqCst) + shared.connect_failed.load(Ordering::SeqCst)
+        < args.clients
+        && connect_start.elapsed() < CONNECT_DEADLINE
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    let connect_time = connect_start.elapsed();
+    eprintln!(
+        "fanout: {} of {} clients connected in {:.2} s ({} failed)",
+        shared.connected.load(Ordering::SeqCst),
+        args.clients,
+        connect_time.as_secs_f64(),
+        shared.connect_failed.load(Ordering::SeqCst)
+    );
+
+    // Warm-up: every delivery task is subscribed once its client has received one.
+    let warmup_start = Instant::now();
+    let mut warmup_pushes = 0;
+    while shared.complete[WARMUP].load(Ordering::SeqCst) < shared.live()
+        && warmup_start.elapsed() < WARMUP_DEADLINE
+    {
+        push(&node, &shared, WARMUP, warmup_pushes).await;
+        warmup_pushes += 1;
+        tokio::time::sleep(WARMUP_INTERVAL).await;
+    }
+    // Let the last warm-up notifications reach everyone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let warmup_time = warmup_start.elapsed();
+    let warmed = shared.complete[WARMUP].load(Ordering::SeqCst);
+    let memory_connected = memory(pid);
+    eprintln!(
+        "fanout: warm-up reached {warmed} clients; plugin RSS {} MiB",
+        memory_connected.rss_kib / 1024
+    );
+
+    let mut phases = Vec::new();
+
+    // Steady rate.
+    let plugin_sched = sched(&pid_text);
+    let bench_sched = sched("self");
+    let machine = machine_cpu();
+    let plugin_us = user_system(&pid_text);
+    let bench_us = user_system("self");
+    let interval = Duration::from_nanos(1_000_000_000 / args.rate);
+    let start = tokio::time::Instant::now();
+    let mut push_failed = 0;
+    for n in 0..steady_count {
+        tokio::time::sleep_until(start + interval * n as u32).await;
+        if !push(&node, &shared, STEADY, n).await {
+            push_failed += 1;
+        }
+    }
+    let push_time = start.elapsed();
+    let (drain_time, drained) = drain(
+        &shared,
+        STEADY,
+        steady_count,
+        STEADY_STALL,
+        STEADY_DRAIN_CAP,
+    )
+    .await;
+    phases.push((
+        STEADY,
+        PhaseRun {
+            name: format!("steady {}/s for {} s", args.rate, args.seconds),
+            pushed: steady_count,
+            push_failed,
+            push_time,
+            drain_time,
+            drained,
+            plugin_sched: sched_delta(&plugin_sched, &sched(&pid_text)),
+            bench_sched: sched_delta(&bench_sched, &sched("self")),
+            machine: {
+                let (busy, total) = machine_cpu();
+                (busy - machine.0, total - machine.1)
+            },
+            plugin_user_system: minus(user_system(&pid_text), plugin_us),
+            bench_user_system: minus(user_system("self"), bench_us),
+            memory_after: memory(pid),
+        },
+    ));
+    eprintln!("fanout: steady phase done");
+
+    // Burst.
+    let plugin_sched = sched(&pid_text);
+    let bench_sched = sched("self");
+    let machine = machine_cpu();
+    let plugin_us = user_system(&pid_text);
+    let bench_us = user_system("self");
+    let start = Instant::now();
+    let mut push_failed = 0;
+    for n in 0..args.burst {
+        if !push(&node, &shared, BURST, n).await {
+            push_failed += 1;
+        }
+    }
+    let push_time = start.elapsed();
+    let (drain_time, drained) =
+        drain(&shared, BURST, args.burst, BURST_STALL, BURST_DRAIN_CAP).await;
+    phases.push((
+        BURST,
+        PhaseRun {
+            name: "burst, as fast as the mock writes".to_string(),
+            pushed: args.burst,
+            push_failed,
+            push_time,
+            drain_time,
+            drained,
+            plugin_sched: sched_delta(&plugin_sched, &sched(&pid_text)),
+            bench_sched: sched_delta(&bench_sched, &sched("self")),
+            machine: {
+                let (busy, total) = machine_cpu();
+                (busy - machine.0, total - machine.1)
+            },
+            plugin_user_system: minus(user_system(&pid_text), plugin_us),
+            bench_user_system: minus(user_system("self"), bench_us),
+            memory_after: memory(pid),
+        },
+    ));
+    eprintln!("fanout: burst phase done");
+    let load_end = load_average();
+
+    stop.cancel();
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match tokio::time::timeout(Duration::from_secs(10), handle).await {
+            Ok(Ok(result)) => results.push(result),
+            Ok(Err(e)) => eprintln!("fanout: a client task failed: {e}"),
+            Err(_) => eprintln!("fanout: a client task did not stop within 10 s"),
+        }
+    }
+    let violations = node.violations();
+    if !violations.is_empty() {
+        eprintln!("fanout: protocol violations seen by the mock: {violations:?}");
+    }
+    node.kill().await;
+    let run = Run {
+        pid,
+        connect_time,
+        warmup_pushes,
+        warmup_time,
+        warmed,
+        memory_start,
+        memory_connected,
+        phases,
+        load_start,
+        load_end,
+    };
+    (run, results)
+}
+
+/// The `q` quantile (0..=1) of `values`, which it reorders.
+fn quantile(values: &mut [u32], q: f64) -> Option<u32> {
+    if values.is_empty() {
+        return None;
+    }
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
+    Some(*values.select_nth_unstable(rank).1)
+}
+
+fn ms(us: Option<u32>) -> String {
+    match us {
+        Some(us) => format!("{:.2} ms", f64::from(us) / 1000.0),
+        None => "–".to_string(),
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn report(args: &Args, run: &Run, results: &mut [ClientResult]) -> String {
+    let mut out = String::new();
+    let connected = results.iter().filter(|r| r.connected).count();
+    let dropped: Vec<String> = results
+        .iter()
+        .filter_map(|r| {
+            let reason = r.dropped.as_deref()?;
+            Some(format!(
+                "{reason} {}",
+                r.disconnect_reason.as_deref().unwrap_or_default()
+            ))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Fan-out to {} Socket.IO clients ({} connected in {:.2} s, {} disconnected before the end); plugin pid {} with {} runtime worker thread(s), {} client thread(s).\n",
+        thousands(args.clients as u64),
+        thousands(connected as u64),
+        run.connect_time.as_secs_f64(),
+        dropped.len(),
+        run.pid,
+        args.plugin_threads
+            .map_or("the default".to_string(), |t| t.to_string()),
+        args.client_threads,
+    );
+    let _ = writeln!(
+        out,
+        "| phase | clients | notifications | rate achieved | p50 | p99 | max latency | loss | out-of-order | plugin RSS (peak) |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+    let mut details = String::new();
+    for (phase, phase_run) in &run.phases {
+        let phase = *phase;
+        let mut latencies: Vec<u32> = Vec::new();
+        let (mut lost, mut lost_clients, mut ooo, mut dups) = (0u64, 0usize, 0u64, 0u64);
+        let mut lost_kept_up = 0u64;
+        let mut worst_client_p99: Option<u32> = None;
+        for result in results.iter_mut().filter(|r| r.connected) {
+            let record = &mut result.phases[phase];
+            let missing = record.expected - record.distinct;
+            lost += missing;
+            if missing > 0 {
+                lost_clients += 1;
+                if result.dropped.is_none() {
+                    lost_kept_up += missing;
+                }
+            }
+            ooo += record.out_of_order;
+            dups += record.duplicates;
+            latencies.extend_from_slice(&record.latencies_us);
+            let mut own = std::mem::take(&mut record.latencies_us);
+            worst_client_p99 = worst_client_p99.max(quantile(&mut own, 0.99));
+        }
+        let deliveries = latencies.len() as u64;
+        let p50 = quantile(&mut latencies, 0.50);
+        let p99 = quantile(&mut latencies, 0.99);
+        let max = latencies.iter().copied().max();
+        let rate = phase_run.pushed as f64 / phase_run.push_time.as_secs_f64().max(1e-9);
+        let loss = if lost == 0 {
+            "0".to_string()
+        } else {
+            format!(
+                "{} ({} clients; {} of it at clients not disconnected)",
+                thousands(lost),
+                lost_clients,
+                thousands(lost_kept_up)
+            )
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {}/s | {} | {} | {} | {} | {} | {} ({}) |",
+            phase_run.name,
+            thousands(connected as u64),
+            thousands(phase_run.pushed),
+            thousands(rate.round() as u64),
+            ms(p50),
+            ms(p99),
+            ms(max),
+            loss,
+            thousands(ooo),
+            mib(phase_run.memory_after.rss_kib),
+            mib(phase_run.memory_after.hwm_kib),
+        );
+        let _ = writeln!(
+            details,
+            "- {}: {} pushed in {:.2} s ({} push failures); {} deliveries of {} expected ({} duplicates), all delivered {:.2} s after the last push{}; worst client's p99 {}.",
+            phase_run.name,
+            thousands(phase_run.pushed),
+            phase_run.push_time.as_secs_f64(),
+            phase_run.push_failed,
+            thousands(deliveries),
+            thousands(phase_run.pushed * connected as u64),
+            dups,
+            phase_run.drain_time.as_secs_f64(),
+            if phase_run.drained { "" } else { " (gave up waiting: stalled or deadline)" },
+            ms(worst_client_p99),
+        );
+        let wall = (phase_run.push_time + phase_run.drain_time).as_secs_f64();
+        let plugin_run = secs(sched_total(&phase_run.plugin_sched).run_ns);
+        let bench_run = secs(sched_total(&phase_run.bench_sched).run_ns);
+        let (busy, total) = phase_run.machine;
+        let cores = total / wall.max(1e-9);
+        let _ = writeln!(
+            details,
+            "  - CPU over its {wall:.2} s: the machine's {cores:.1} cores were {:.0}% busy: plugin {:.2} s (user {:.2}, system {:.2}), bench process {:.2} s (user {:.2}, system {:.2}), everything else {:.2} s.",
+            100.0 * busy / total.max(1e-9),
+            plugin_run,
+            phase_run.plugin_user_system.0,
+            phase_run.plugin_user_system.1,
+            bench_run,
+            phase_run.bench_user_system.0,
+            phase_run.bench_user_system.1,
+            (busy - plugin_run - bench_run).max(0.0),
+        );
+        let _ = writeln!(
+            details,
+            "  - plugin threads {}; {:.2} µs of plugin CPU per delivery.",
+            sched_summary(&phase_run.plugin_sched),
+            plugin_run * 1e6 / (deliveries.max(1) as f64)
+        );
+        let _ = writeln!(
+            details,
+            "  - bench threads {}.",
+            sched_summary(&phase_run.bench_sched)
+        );
+    }
+    let _ = writeln!(out, "\nPlugin memory (/proc/{}/status):\n", run.pid);
+    let _ = writeln!(out, "| when | VmRSS | VmHWM | threads |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    let mut rows = vec![
+        ("started, no client", run.memory_start),
+        ("clients connected, after warm-up", run.memory_connected),
+    ];
+    for (phase, phase_run) in &run.phases {
+        rows.push((
+            if *phase == STEADY {
+                "after the steady phase"
+            } else {
+                "after the burst"
+            },
+            phase_run.memory_after,
+        ));
+    }
+    for (when, m) in rows {
+        let _ = writeln!(
+            out,
+            "| {when} | {} | {} | {} |",
+            mib(m.rss_kib),
+            mib(m.hwm_kib),
+            m.threads
+        );
+    }
+    let _ = writeln!(out, "\nDetails:\n");
+    out.push_str(&details);
+    let _ = writeln!(
+        out,
+        "- warm-up: {} notification(s) in {:.2} s reached {} clients.",
+        run.warmup_pushes,
+        run.warmup_time.as_secs_f64(),
+        run.warmed
+    );
+    let unexpected: u64 = results.iter().map(|r| r.unexpected).sum();
+    if unexpected > 0 {
+        let _ = writeln!(out, "- {unexpected} unexpected frame(s) received.");
+    }
+    let failures: Vec<&str> = results
+        .iter()
+        .filter_map(|r| r.connect_error.as_deref())
+        .collect();
+    if let Some(first) = failures.first() {
+        let _ = writeln!(
+            out,
+            "- {} client(s) failed to connect, e.g.: {first}",
+            failures.len()
+        );
+    }
+    if let Some(first) = dropped.first() {
+        let _ = writeln!(
+            out,
+            "- {} client(s) were disconnected, e.g.: {first}",
+            dropped.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "- load average (1/5/15 min): {} at the start, {} at the end.",
+        run.load_start, run.load_end
+    );
+    out
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
+        }
+    };
+    if let Some(threads) = args.plugin_threads {
+        // Before any other thread exists; inherited by the plugin process.
+        std::env::set_var("TOKIO_WORKER_THREADS", threads.to_string());
+    }
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.client_threads)
+        .thread_name("fanout-client")
+        .enable_all()
+        .build()
+        .expect("the clients' runtime builds");
+    let main = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the mock's runtime builds");
+    let started = Instant::now();
+    let (run, mut results) = main.block_on(orchestrate(&args, clients.handle()));
+    let text = report(&args, &run, &mut results);
+    println!("{text}");
+    eprintln!(
+        "fanout: finished in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(main);
+    clients.shutdown_timeout(Duration::from_secs(2));
+}
