@@ -23,6 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// How often engine.io pings each client (a keep-alive well inside 30 s).
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+
 /// How long a client's full send buffer may stay full before it counts as a slow consumer.
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
@@ -35,6 +38,8 @@ const DISCONNECT_ATTEMPTS: u32 = 600;
 pub fn layer(state: AppState) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
+        // The stream's keep-alive: engine.io pings every 25 s (clients answer with pongs).
+        .ping_interval(PING_INTERVAL)
         .build_layer();
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = state.clone();
