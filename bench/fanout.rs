@@ -83,8 +83,8 @@ struct Args {
     plugin_threads: Option<u64>,
 }
 
-const USAGE: &str = "usage: cargo bench --bench fanout [-- --clients N] [--seconds S] [--rate R] \
-[--burst M] [--client-threads T] [--plugin-threads P]";
+const USAGE: &str = "usage: cargo bench --bench fanout [-- [--clients N] [--seconds S] [--rate R] \
+[--burst M] [--client-threads T] [--plugin-threads P]]";
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
