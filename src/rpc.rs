@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const POOL_SIZE: usize = 4;
 
 const READ_CHUNK: usize = 64 * 1024;
+/// Read buffer capacity kept between answers; a larger one is released once empty.
+const KEEP_CAPACITY: usize = 1024 * 1024;
 
 /// Why a call produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +299,11 @@ async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
             return;
         }
         scanned = buffer.len().saturating_sub(1);
+        if buffer.is_empty() && buffer.capacity() > KEEP_CAPACITY {
+            // A large answer grew the buffer: do not keep that memory for the connection's
+            // lifetime.
+            buffer = BytesMut::with_capacity(READ_CHUNK);
+        }
         if buffer.capacity() - buffer.len() < READ_CHUNK {
             buffer.reserve(READ_CHUNK.max(buffer.len()));
         }
