@@ -16,8 +16,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::UnixStream;
 
 /// Every status a call can answer, each documented.
 const CALL_STATUSES: [&str; 10] = [
@@ -109,25 +107,7 @@ async fn complete_document(gateway: &Gateway) -> Value {
 
 /// One JSON-RPC call on the mock's `lightning-rpc`, as a plugin makes it.
 async fn rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
-    let mut stream = UnixStream::connect(gateway.node.rpc_path())
-        .await
-        .expect("connect to lightning-rpc");
-    let request = json!({"jsonrpc": "2.0", "id": "doc-test", "method": method, "params": params});
-    stream
-        .write_all(request.to_string().as_bytes())
-        .await
-        .expect("write to lightning-rpc");
-    let mut buffer = Vec::new();
-    while !buffer.ends_with(b"\n\n") {
-        let mut chunk = [0u8; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read lightning-rpc");
-        assert!(n > 0, "lightning-rpc closed the connection");
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    serde_json::from_slice(&buffer).expect("a JSON answer")
+    gateway.lightningd_call(method, params).await
 }
 
 async fn register(gateway: &Gateway, params: Value) {

@@ -5,25 +5,9 @@ mod mock_lightningd;
 
 use harness::{json_of, Gateway};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
-    let mut stream = tokio::net::UnixStream::connect(gateway.node.rpc_path())
-        .await
-        .unwrap();
-    let request = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    stream
-        .write_all(request.to_string().as_bytes())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    while !buf.ends_with(b"\n\n") {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "socket closed");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    serde_json::from_slice(&buf).unwrap()
+    gateway.lightningd_call(method, params).await
 }
 
 #[tokio::test]

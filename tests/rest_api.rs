@@ -181,23 +181,7 @@ fn no_redirect_client() -> reqwest::Client {
 
 /// Asks the mock directly on its socket (not through the plugin).
 async fn direct_rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
-    let mut stream = tokio::net::UnixStream::connect(gateway.node.rpc_path())
-        .await
-        .expect("connect to lightning-rpc");
-    let request = json!({"jsonrpc": "2.0", "id": "test", "method": method, "params": params});
-    stream
-        .write_all(request.to_string().as_bytes())
-        .await
-        .expect("write to lightning-rpc");
-    let mut buffer = Vec::new();
-    let mut chunk = [0u8; 65536];
-    while !buffer.ends_with(b"\n\n") {
-        let n = stream.read(&mut chunk).await.expect("read lightning-rpc");
-        assert!(n > 0, "lightning-rpc closed before answering");
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    let response: Value = serde_json::from_slice(&buffer).expect("a JSON response");
-    response["result"].clone()
+    gateway.lightningd_call(method, params).await["result"].clone()
 }
 
 // ---------------------------------------------------------------------------------------

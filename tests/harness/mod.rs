@@ -71,6 +71,33 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// One JSON-RPC call straight on the mock's `lightning-rpc` (not through the plugin), as
+    /// another plugin or `lightning-cli` makes it; returns the whole answer.
+    pub async fn lightningd_call(&self, method: &str, params: Value) -> Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::UnixStream::connect(self.node.rpc_path())
+            .await
+            .expect("connect to lightning-rpc");
+        let request = json!({"jsonrpc": "2.0", "id": "test", "method": method, "params": params});
+        stream
+            .write_all(request.to_string().as_bytes())
+            .await
+            .expect("write to lightning-rpc");
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 65536];
+        while !buffer.ends_with(b"\n\n") {
+            let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+                .await
+                .expect("an answer within 10 s")
+                .expect("read lightning-rpc");
+            assert!(n > 0, "lightning-rpc closed before answering");
+            buffer.extend_from_slice(&chunk[..n]);
+        }
+        serde_json::from_slice(&buffer).expect("a JSON answer")
+    }
+}
+
 /// An HTTP client that never reuses a stale pool entry across tests and gives up in 10 s.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
