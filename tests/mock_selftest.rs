@@ -938,6 +938,21 @@ async fn calls_and_connections_are_recorded() {
     );
 }
 
+#[tokio::test]
+async fn recording_can_be_switched_off() {
+    let mock = MockLightningd::without_plugin().await;
+    let mut client = RawClient::connect(&mock).await;
+    client.call(&request(1, "getinfo", json!({}))).await;
+    mock.record_calls(false);
+    assert!(mock.calls().is_empty(), "switching off forgets the record");
+    client.call(&request(2, "getinfo", json!({}))).await;
+    assert!(mock.calls().is_empty(), "no call recorded while off");
+    mock.record_calls(true);
+    client.call(&request(3, "listinvoices", json!({}))).await;
+    assert_eq!(mock.calls().len(), 1);
+    assert_eq!(mock.calls()[0].method, "listinvoices");
+}
+
 // --- Faults --------------------------------------------------------------------------
 
 #[tokio::test]
@@ -956,6 +971,19 @@ async fn delays_apply_per_method_and_globally() {
     let started = Instant::now();
     client.call(&request(3, "listinvoices", json!({}))).await;
     assert!(started.elapsed() >= Duration::from_millis(200));
+}
+
+#[tokio::test]
+async fn sub_millisecond_service_times_are_slept() {
+    let mock = MockLightningd::without_plugin().await;
+    let mut client = RawClient::connect(&mock).await;
+    mock.faults()
+        .set_delay("getinfo", Duration::from_micros(300));
+    let started = Instant::now();
+    for id in 0..10 {
+        client.call(&request(id, "getinfo", json!({}))).await;
+    }
+    assert!(started.elapsed() >= Duration::from_micros(3000));
 }
 
 #[tokio::test]
@@ -1426,4 +1454,10 @@ async fn clnrest_completes_the_handshake_over_http() {
         MockLightningd::start(json!({"clnrest-port": port, "clnrest-protocol": "http"})).await;
     assert_eq!(mock.init_result(), &json!({}));
     mock.assert_no_violations();
+    let pid = mock.pid().expect("a started plugin has a pid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("the plugin is running");
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("clnrest"),
+        "pid {pid} is not the plugin"
+    );
 }

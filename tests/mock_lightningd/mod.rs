@@ -135,6 +135,7 @@ impl MockLightningdBuilder {
             socket,
             faults,
             child: None,
+            pid: None,
             plugin: None,
             init_result: Value::Null,
             _temp_dir: temp_dir,
@@ -158,6 +159,7 @@ pub struct MockLightningd {
     socket: Arc<SocketControl>,
     faults: Faults,
     child: Option<tokio::sync::Mutex<Child>>,
+    pid: Option<u32>,
     plugin: Option<Arc<PluginLink>>,
     init_result: Value,
     _temp_dir: Option<tempfile::TempDir>,
@@ -223,6 +225,7 @@ impl MockLightningd {
         let link = PluginLink::new(name, stdin);
         link.spawn_stdout_reader(stdout);
         link.spawn_stderr_reader(stderr);
+        self.pid = child.id();
         self.child = Some(tokio::sync::Mutex::new(child));
         self.plugin = Some(Arc::clone(&link));
 
@@ -406,6 +409,17 @@ impl MockLightningd {
             link.mark_stopped();
         }
         Some(status)
+    }
+
+    /// The plugin's process id (for `/proc/<pid>/...`), if a plugin was started.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    /// Turns the record of `lightning-rpc` calls on (the default) or off, for long runs
+    /// whose calls nobody reads; off also forgets the calls recorded so far.
+    pub fn record_calls(&self, on: bool) {
+        self.node.set_recording(on);
     }
 
     /// Every call received on `lightning-rpc`, in arrival order.

@@ -9,6 +9,7 @@ use super::random::Random;
 use super::runes::RuneRegistry;
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 /// One request received on `lightning-rpc`.
@@ -33,6 +34,8 @@ pub struct Node {
     /// getinfo's `blockheight` (fixtures/rpc/getinfo.json: 0, a lone regtest node).
     pub blockheight: u64,
     calls: Mutex<Vec<RecordedCall>>,
+    /// Whether calls are recorded (benchmarks and soaks turn it off to keep memory flat).
+    recording: AtomicBool,
     plugin: RwLock<Option<Arc<PluginLink>>>,
 }
 
@@ -52,12 +55,23 @@ impl Node {
             faults: Arc::default(),
             blockheight: 0,
             calls: Mutex::default(),
+            recording: AtomicBool::new(true),
             plugin: RwLock::default(),
         }
     }
 
     pub fn record_call(&self, call: RecordedCall) {
-        lock(&self.calls).push(call);
+        if self.recording.load(Ordering::Relaxed) {
+            lock(&self.calls).push(call);
+        }
+    }
+
+    /// Turns the record of calls on or off (off also forgets the calls recorded so far).
+    pub fn set_recording(&self, on: bool) {
+        self.recording.store(on, Ordering::Relaxed);
+        if !on {
+            lock(&self.calls).clear();
+        }
     }
 
     pub fn calls(&self) -> Vec<RecordedCall> {

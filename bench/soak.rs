@@ -1,0 +1,2 @@
+//! Soak run: placeholder, being written.
+fn main() {}
