@@ -83,7 +83,7 @@ async fn sleep_precisely(duration: Duration) {
     if duration.is_zero() {
         return;
     }
-    if duration.subsec_micros() % 1000 == 0 {
+    if duration.subsec_micros().is_multiple_of(1000) {
         tokio::time::sleep(duration).await;
         return;
     }
