@@ -187,7 +187,38 @@ impl Journal {
                 (backlog, gap)
             }
         };
-        Subscription { backlog, gap, live }
+        let position = backlog
+            .front()
+            .map_or(retained.next_seq - 1, |n: &Arc<Notification>| n.seq - 1);
+        Subscription {
+            backlog,
+            gap,
+            live,
+            position,
+        }
+    }
+
+    /// The retained notifications with a sequence number in `after + 1 ..= upto`, in order;
+    /// `None` if the oldest of them is no longer retained.
+    pub fn retained_between(&self, after: u64, upto: u64) -> Option<Vec<Arc<Notification>>> {
+        if after >= upto {
+            return Some(Vec::new());
+        }
+        let retained = self.lock();
+        let oldest = retained.entries.front()?.seq;
+        if after + 1 < oldest {
+            return None;
+        }
+        let skip = usize::try_from(after + 1 - oldest).ok()?;
+        let wanted = usize::try_from(upto - after).ok()?;
+        let found: Vec<_> = retained
+            .entries
+            .iter()
+            .skip(skip)
+            .take(wanted)
+            .cloned()
+            .collect();
+        (found.len() == wanted).then_some(found)
     }
 }
 
@@ -196,6 +227,9 @@ pub struct Subscription {
     backlog: VecDeque<Arc<Notification>>,
     gap: Option<Gap>,
     live: broadcast::Receiver<Arc<Notification>>,
+    /// The sequence number of the last notification handed out (or, before the first, of
+    /// the one just before where the subscription starts).
+    position: u64,
 }
 
 impl Subscription {
@@ -204,30 +238,46 @@ impl Subscription {
         self.gap.take()
     }
 
+    /// The sequence number of the last notification this subscription handed out; before
+    /// the first, the one just before where it starts (so everything after `position()` is
+    /// still to come).
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
     /// The next notification, in sequence order and without gaps while the subscriber keeps
     /// up.
     pub async fn next(&mut self) -> Next {
-        if let Some(notification) = self.backlog.pop_front() {
-            return Next::Notification(notification);
-        }
-        match self.live.recv().await {
-            Ok(notification) => Next::Notification(notification),
-            Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
-            Err(broadcast::error::RecvError::Closed) => Next::Closed,
-        }
+        let next = match self.backlog.pop_front() {
+            Some(notification) => Next::Notification(notification),
+            None => match self.live.recv().await {
+                Ok(notification) => Next::Notification(notification),
+                Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
+                Err(broadcast::error::RecvError::Closed) => Next::Closed,
+            },
+        };
+        self.advance(next)
     }
 
     /// Like [`Subscription::next`], without waiting: `None` when nothing is ready.
     pub fn try_next(&mut self) -> Option<Next> {
-        if let Some(notification) = self.backlog.pop_front() {
-            return Some(Next::Notification(notification));
+        let next = match self.backlog.pop_front() {
+            Some(notification) => Next::Notification(notification),
+            None => match self.live.try_recv() {
+                Ok(notification) => Next::Notification(notification),
+                Err(broadcast::error::TryRecvError::Lagged(_)) => Next::Lagged,
+                Err(broadcast::error::TryRecvError::Closed) => Next::Closed,
+                Err(broadcast::error::TryRecvError::Empty) => return None,
+            },
+        };
+        Some(self.advance(next))
+    }
+
+    fn advance(&mut self, next: Next) -> Next {
+        if let Next::Notification(notification) = &next {
+            self.position = notification.seq;
         }
-        match self.live.try_recv() {
-            Ok(notification) => Some(Next::Notification(notification)),
-            Err(broadcast::error::TryRecvError::Lagged(_)) => Some(Next::Lagged),
-            Err(broadcast::error::TryRecvError::Closed) => Some(Next::Closed),
-            Err(broadcast::error::TryRecvError::Empty) => None,
-        }
+        next
     }
 }
 
@@ -334,6 +384,48 @@ mod tests {
             assert!(matches!(fast.try_next(), Some(Next::Notification(n)) if n.seq == i + 1));
         }
         assert!(matches!(slow.try_next(), Some(Next::Lagged)));
+    }
+
+    #[test]
+    fn position_says_what_a_subscription_covered() {
+        let journal = Journal::new(3, usize::MAX, 100);
+        assert_eq!(journal.subscribe(None).position(), 0);
+        for _ in 0..5 {
+            journal.append("t".into(), raw("{}"));
+        }
+        let mut live = journal.subscribe(None);
+        assert_eq!(live.position(), 5);
+        // Resuming from before the journal starts at its oldest entry (3).
+        let mut resumed = journal.subscribe(Some(0));
+        assert_eq!(resumed.position(), 2);
+        journal.append("t".into(), raw("{}"));
+        assert_eq!(seqs(&mut resumed), vec![3, 4, 5, 6]);
+        assert_eq!(resumed.position(), 6);
+        assert_eq!(seqs(&mut live), vec![6]);
+        assert_eq!(live.position(), 6);
+    }
+
+    #[test]
+    fn retained_between_gives_a_range_or_says_it_is_gone() {
+        let journal = Journal::new(3, usize::MAX, 100);
+        for _ in 0..5 {
+            journal.append("t".into(), raw("{}"));
+        }
+        let seqs_of = |v: Vec<Arc<Notification>>| v.iter().map(|n| n.seq).collect::<Vec<_>>();
+        assert_eq!(
+            journal.retained_between(2, 5).map(seqs_of),
+            Some(vec![3, 4, 5])
+        );
+        assert_eq!(journal.retained_between(3, 4).map(seqs_of), Some(vec![4]));
+        assert_eq!(journal.retained_between(5, 5).map(seqs_of), Some(vec![]));
+        assert!(
+            journal.retained_between(1, 5).is_none(),
+            "2 is no longer retained"
+        );
+        assert!(
+            journal.retained_between(4, 9).is_none(),
+            "6.. were never handed out"
+        );
     }
 
     #[test]

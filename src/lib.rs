@@ -18,6 +18,7 @@ pub mod rpc;
 pub mod rune;
 pub mod server;
 pub mod socketio;
+pub mod socketio_relay;
 pub mod sse;
 pub mod state;
 pub mod subscribers;

@@ -1,5 +1,7 @@
 //! The Socket.IO server (socketioxide, namespace `/`, protocol v4 and v5 clients): rune
-//! check at connect, then one delivery task per client that replays and relays the journal.
+//! check at connect, then a delivery task per client that replays what it asked to resume
+//! and hands it to the relay (`socketio_relay.rs`) for live notifications, and cuts it off
+//! when its rune is revoked.
 //!
 //! Events a client receives:
 //! - `message`: `{"<topic>": {...}}`, lightningd's `params`, the shape existing clients expect;
@@ -10,7 +12,8 @@
 //! - `disconnect_reason`: `{"reason": "..."}` just before the server disconnects the client
 //!   (rune revoked), when it can still be sent.
 
-use crate::journal::{Next, Sequenced, Subscription, SUBSCRIBER_QUEUE};
+use crate::journal::{Next, Subscription, SUBSCRIBER_QUEUE};
+use crate::socketio_relay::{Encoded, Member, Relay, Undelivered};
 use crate::state::AppState;
 use crate::subscribers::{Registration, StreamOptions};
 use serde_json::{json, Value};
@@ -34,22 +37,26 @@ const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
 const DISCONNECT_ATTEMPTS: u32 = 600;
 
-/// The tower layer that serves `/socket.io/` next to the REST routes.
+/// The tower layer that serves `/socket.io/` next to the REST routes; starts the relay task
+/// that feeds caught-up clients.
 pub fn layer(state: AppState) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
         // The stream's keep-alive: engine.io pings every 25 s (clients answer with pongs).
         .ping_interval(PING_INTERVAL)
         .build_layer();
+    let relay = Relay::start(state.clone());
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = state.clone();
         async move { authorize(&state, &socket, &auth.unwrap_or(Value::Null)).await }
     };
-    let connect = |socket: SocketRef| async move { on_connect(socket) };
+    let connect = move |socket: SocketRef| {
+        let relay = relay.clone();
+        async move { on_connect(socket, relay) }
+    };
     io.ns("/", connect.with(authorize));
     layer
 }
-
 /// The rune: the `rune` request header, or else the auth payload's `rune`.
 fn rune_of(socket: &SocketRef, auth: &Value) -> Option<String> {
     let header = socket.req_parts().headers.get("rune");
@@ -95,7 +102,7 @@ struct Listener {
 #[derive(Clone)]
 struct Prepared(Arc<Mutex<Option<Listener>>>);
 
-fn on_connect(socket: SocketRef) {
+fn on_connect(socket: SocketRef, relay: Relay) {
     let listener = socket
         .extensions
         .remove::<Prepared>()
@@ -107,8 +114,11 @@ fn on_connect(socket: SocketRef) {
     };
     let closed = CancellationToken::new();
     let on_close = closed.clone();
-    socket.on_disconnect(move |_: DisconnectReason| {
+    let leave = relay.clone();
+    socket.on_disconnect(move |socket: SocketRef, _: DisconnectReason| {
+        // Cancelled before the relay hears of it: a join still on its way is then ignored.
         on_close.cancel();
+        leave.leave(socket.id);
         async {}
     });
     tracing::debug!(
@@ -116,11 +126,13 @@ fn on_connect(socket: SocketRef) {
         socket.id,
         crate::rune::log_name(&listener.rune)
     );
-    tokio::spawn(deliver(socket, listener, closed));
+    tokio::spawn(deliver(socket, listener, relay, closed));
 }
 
-/// Relays the journal to one client until it disconnects, falls behind or is revoked.
-async fn deliver(socket: SocketRef, listener: Listener, closed: CancellationToken) {
+/// One client's delivery task: replays what the client asked to resume (and what arrives
+/// meanwhile) at the client's pace, hands the client to the relay once caught up, then
+/// waits for the client to go or for its rune to be revoked.
+async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: CancellationToken) {
     let Listener {
         mut subscription,
         mut registration,
@@ -128,57 +140,68 @@ async fn deliver(socket: SocketRef, listener: Listener, closed: CancellationToke
         ..
     } = listener;
     if let Some(gap) = subscription.take_gap() {
-        if emit(&socket, "gap", &gap).await.is_err() {
+        if emit_patiently(&socket, |s| s.emit("gap", &gap))
+            .await
+            .is_err()
+        {
             return;
         }
     }
-    loop {
-        let next = tokio::select! {
-            next = subscription.next() => next,
-            reason = &mut registration.revoked => {
-                let reason = format!("rune revoked: {}", reason.unwrap_or_default());
-                let _ = socket.emit("disconnect_reason", &json!({ "reason": reason }));
-                disconnect(socket, &reason);
-                return;
-            }
-            _ = closed.cancelled() => return,
-        };
-        let notification = match next {
-            Next::Notification(notification) => notification,
-            Next::Lagged => return disconnect(socket, "slow consumer"),
-            Next::Closed => return,
-        };
-        if !options.wants(&notification.topic) {
-            continue;
+    let caught_up = tokio::select! {
+        caught_up = catch_up(&socket, &mut subscription, &options) => caught_up,
+        _ = closed.cancelled() => return,
+    };
+    match caught_up {
+        Ok(()) => {}
+        Err(Undelivered::SlowConsumer) => return disconnect(socket, "slow consumer"),
+        Err(Undelivered::Closed) => return,
+    }
+    relay.join(Member {
+        socket: socket.clone(),
+        options,
+        delivered: subscription.position(),
+        closed: closed.clone(),
+    });
+    // The relay delivers from here on; this subscription is not read any more.
+    drop(subscription);
+    tokio::select! {
+        reason = &mut registration.revoked => {
+            let reason = format!("rune revoked: {}", reason.unwrap_or_default());
+            let _ = socket.emit("disconnect_reason", &json!({ "reason": reason }));
+            disconnect(socket, &reason);
         }
-        let sent = if options.seq {
-            emit(&socket, "notification", &Sequenced::from(&*notification)).await
-        } else {
-            emit(&socket, "message", &notification.params()).await
-        };
-        match sent {
-            Ok(()) => {}
-            Err(Undelivered::SlowConsumer) => return disconnect(socket, "slow consumer"),
-            Err(Undelivered::Closed) => return,
-        }
+        _ = closed.cancelled() => {}
     }
 }
 
-enum Undelivered {
-    SlowConsumer,
-    Closed,
+/// Emits everything the subscription has ready, waiting for room in the client's send
+/// queue as needed, until nothing more is ready.
+async fn catch_up(
+    socket: &SocketRef,
+    subscription: &mut Subscription,
+    options: &StreamOptions,
+) -> Result<(), Undelivered> {
+    while let Some(next) = subscription.try_next() {
+        let notification = match next {
+            Next::Notification(notification) => notification,
+            Next::Lagged => return Err(Undelivered::SlowConsumer),
+            Next::Closed => return Err(Undelivered::Closed),
+        };
+        let mut encoded = Encoded::new(&notification);
+        emit_patiently(socket, |s| encoded.emit(s, options)).await?;
+    }
+    Ok(())
 }
 
 /// Emits one event, waiting (up to [`FULL_BUFFER_PATIENCE`]) for room in the client's send
-/// buffer: a client replaying a long backlog fills it in a burst but drains it quickly.
-async fn emit<T: serde::Serialize + ?Sized>(
+/// queue: a client replaying a long backlog fills it in a burst but drains it quickly.
+async fn emit_patiently(
     socket: &SocketRef,
-    event: &str,
-    data: &T,
+    mut emit: impl FnMut(&SocketRef) -> Result<(), SendError>,
 ) -> Result<(), Undelivered> {
     let started = tokio::time::Instant::now();
     loop {
-        match socket.emit(event, data) {
+        match emit(socket) {
             Ok(()) => return Ok(()),
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 if started.elapsed() > FULL_BUFFER_PATIENCE {
@@ -193,7 +216,7 @@ async fn emit<T: serde::Serialize + ?Sized>(
 
 /// Disconnects a client. Its send buffer may be full, which makes socketioxide refuse the
 /// disconnect packet: retry in the background until there is room or the transport closes.
-fn disconnect(socket: SocketRef, reason: &str) {
+pub fn disconnect(socket: SocketRef, reason: &str) {
     tracing::info!("disconnecting Socket.IO client {}: {reason}", socket.id);
     tokio::spawn(async move {
         for _ in 0..DISCONNECT_ATTEMPTS {

@@ -705,6 +705,66 @@ async fn burst_of_10000_reaches_three_clients_complete_and_in_order() {
     gateway.node.assert_no_violations();
 }
 
+/// Clients that connect while notifications stream in (live ones, and ones resuming from 0)
+/// each get an unbroken run of sequence numbers up to the last one: joining the live
+/// fan-out mid-stream neither skips nor repeats a notification.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_joining_mid_stream_get_an_unbroken_sequence() {
+    let gateway = std::sync::Arc::new(Gateway::start().await);
+    let total: u64 = 3_000;
+    let pusher = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            for i in 1..=total {
+                push(&gateway, "invoice_creation", numbered_invoice(i)).await;
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        })
+    };
+    let mut clients = Vec::new();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        let auth = if round % 2 == 0 {
+            json!({"rune": gateway.rune, "seq": true})
+        } else {
+            json!({"rune": gateway.rune, "seq": true, "since": 0})
+        };
+        let resumes = round % 2 == 1;
+        clients.push((
+            resumes,
+            connect_listener(&gateway, Some(auth), None, TransportType::Websocket).await,
+        ));
+    }
+    pusher.await.expect("the pusher finished");
+    for (n, (resumes, listener)) in clients.iter().enumerate() {
+        let who = format!("client {n} (resumes from 0: {resumes})");
+        let got = listener
+            .wait_for(&format!("seq {total} for {who}"), |state| {
+                let last = state
+                    .events
+                    .last()
+                    .filter(|(name, _)| name == "notification")?;
+                (last.1["seq"].as_u64() == Some(total)).then_some(())
+            })
+            .await;
+        let _: () = got;
+        let seqs = seqs(&listener.events_named("notification"));
+        let first = if *resumes {
+            1
+        } else {
+            seqs.first().copied().unwrap_or(1)
+        };
+        assert_exact_sequence(&who, &seqs, first, total);
+    }
+    assert!(
+        disconnect_logs(&gateway).is_empty(),
+        "{:?}",
+        disconnect_logs(&gateway)
+    );
+}
+
 /// An `invoice_creation` payload with about 1 KiB of description, numbered by its label:
 /// 20,000 of them are far more than the kernel's socket buffers hold.
 fn padded_invoice(i: u64) -> Value {
