@@ -5,11 +5,15 @@
 //! long-lived connections and multiplexes every call over them; a connection that breaks fails
 //! its pending calls at once and is replaced on the next call.
 //!
+//! A caller writes its own request, whole, straight to the socket; only what a full socket does
+//! not take is queued, in order, for a task to finish, so no request is ever cut or interleaved,
+//! even if its caller is cancelled. One reader task per connection routes the answers.
+//!
 //! Results are not re-serialized: an [`RpcResult`] is a view into the bytes lightningd sent,
 //! so a JSON response body is lightningd's own `result` text.
 
 use crate::error::RpcErrorObject;
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -18,10 +22,10 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// How many connections calls are spread over.
 pub const POOL_SIZE: usize = 4;
@@ -29,6 +33,8 @@ pub const POOL_SIZE: usize = 4;
 const READ_CHUNK: usize = 64 * 1024;
 /// Read buffer capacity kept between answers; a larger one is released once empty.
 const KEEP_CAPACITY: usize = 1024 * 1024;
+/// Answers up to this size are copied out of the read buffer; larger ones are split off it.
+const COPY_FRAMES_UP_TO: usize = 16 * 1024;
 
 /// Why a call produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -147,9 +153,11 @@ struct Pending {
     closed: Option<String>,
 }
 
-/// One socket connection: a writer task, a reader task and the calls waiting for answers.
+/// One socket connection: its write half, a reader task and the calls waiting for answers.
 struct Connection {
-    requests: mpsc::UnboundedSender<Vec<u8>>,
+    writer: OwnedWriteHalf,
+    /// Request bytes accepted but not yet written; taking this lock is the right to write.
+    backlog: Mutex<Vec<u8>>,
     pending: Mutex<Pending>,
     open: AtomicBool,
     next_id: AtomicU64,
@@ -158,14 +166,13 @@ struct Connection {
 impl Connection {
     fn start(stream: UnixStream) -> Arc<Connection> {
         let (reader, writer) = stream.into_split();
-        let (requests, queue) = mpsc::unbounded_channel();
         let connection = Arc::new(Connection {
-            requests,
+            writer,
+            backlog: Mutex::new(Vec::new()),
             pending: Mutex::new(Pending::default()),
             open: AtomicBool::new(true),
             next_id: AtomicU64::new(1),
         });
-        tokio::spawn(write_requests(Arc::downgrade(&connection), writer, queue));
         tokio::spawn(read_replies(connection.clone(), reader));
         connection
     }
@@ -175,7 +182,7 @@ impl Connection {
     }
 
     async fn call<P: Serialize + ?Sized>(
-        &self,
+        self: &Arc<Self>,
         method: &str,
         params: &P,
     ) -> Result<RpcResult, RpcError> {
@@ -203,15 +210,44 @@ impl Connection {
             connection: self,
             id,
         };
-        if self.requests.send(request).is_err() {
-            return Err(RpcError::Unreachable("connection closed".into()));
-        }
+        // Synchronous: a cancelled caller cannot stop it half-way. A failure closes the
+        // connection, which answers our waiter too.
+        self.send(&request);
         match answer.await {
             Ok(Ok(Reply::Result(result))) => Ok(result),
             Ok(Ok(Reply::Error(error))) => Err(RpcError::Lightningd(error)),
             Ok(Err(reason)) => Err(RpcError::Unreachable(reason)),
             Err(_) => Err(RpcError::Unreachable("connection closed".into())),
         }
+    }
+
+    /// Writes a whole request now if the socket takes it; what it does not take goes to the
+    /// backlog, which a task writes out, in order, as the socket drains. Requests are never
+    /// interleaved: whoever holds the backlog lock writes, and only when nothing is queued
+    /// before them.
+    fn send(self: &Arc<Self>, request: &[u8]) {
+        let mut backlog = self.lock_backlog();
+        if !backlog.is_empty() {
+            backlog.extend_from_slice(request);
+            return;
+        }
+        match write_now(&self.writer, request) {
+            Ok(written) if written == request.len() => {}
+            Ok(written) => {
+                backlog.extend_from_slice(&request[written..]);
+                tokio::spawn(write_backlog(self.clone()));
+            }
+            Err(e) => {
+                drop(backlog);
+                self.close(format!("writing to lightningd failed: {e}"));
+            }
+        }
+    }
+
+    fn lock_backlog(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // Poisoning cannot leave half a request: bytes are appended whole or drained as the
+        // socket took them.
+        self.backlog.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn register(&self, id: u64, waiter: Waiter) -> Result<(), RpcError> {
@@ -266,19 +302,44 @@ impl Drop for ForgetOnDrop<'_> {
     }
 }
 
-/// Writes whole requests, one after the other, so a cancelled caller never leaves half a
-/// request on the socket.
-async fn write_requests(
-    connection: std::sync::Weak<Connection>,
-    mut writer: OwnedWriteHalf,
-    mut queue: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    while let Some(request) = queue.recv().await {
-        if let Err(e) = writer.write_all(&request).await {
-            if let Some(connection) = connection.upgrade() {
-                connection.close(format!("writing to lightningd failed: {e}"));
+/// Writes as much of `bytes` as the socket takes without waiting.
+fn write_now(writer: &OwnedWriteHalf, bytes: &[u8]) -> std::io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match writer.try_write(&bytes[written..]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}
+
+/// Writes the backlog out as the socket drains; started when a request did not fit, ends
+/// when the backlog is empty (new requests meanwhile join the backlog, in order).
+async fn write_backlog(connection: Arc<Connection>) {
+    loop {
+        let ready = connection.writer.writable().await;
+        let mut backlog = connection.lock_backlog();
+        let result = ready.and_then(|()| write_now(&connection.writer, &backlog));
+        match result {
+            Ok(written) => {
+                backlog.drain(..written);
+                if backlog.is_empty() {
+                    // Do not keep a large request's memory for the connection's lifetime.
+                    backlog.shrink_to(0);
+                    return;
+                }
             }
-            return;
+            Err(e) => {
+                // Nothing more can be written; later requests are answered by the close.
+                *backlog = Vec::new();
+                drop(backlog);
+                connection.close(format!("writing to lightningd failed: {e}"));
+                return;
+            }
         }
     }
 }
@@ -289,9 +350,20 @@ async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
     let mut scanned = 0;
     let reason = loop {
         while let Some(end) = memchr::memmem::find(&buffer[scanned..], b"\n\n") {
-            let frame = buffer.split_to(scanned + end + 2).freeze();
+            let end = scanned + end;
             scanned = 0;
-            if dispatch(&connection, frame.slice(..frame.len() - 2)).is_err() {
+            let frame = if end <= COPY_FRAMES_UP_TO {
+                // A small answer is copied out, so the buffer stays ours and is reused for
+                // the next read instead of being pinned by this answer until it is sent.
+                let frame = Bytes::copy_from_slice(&buffer[..end]);
+                buffer.advance(end + 2);
+                frame
+            } else {
+                let mut frame = buffer.split_to(end + 2);
+                frame.truncate(end);
+                frame.freeze()
+            };
+            if dispatch(&connection, frame).is_err() {
                 break;
             }
         }
