@@ -445,3 +445,100 @@ fn dispatch(connection: &Connection, frame: Bytes) -> Result<(), ()> {
     connection.answer(id, reply);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    /// lightningd's side of the socket: reads `count` requests, each of which must be a whole
+    /// JSON object, and returns them.
+    async fn read_requests(stream: &mut UnixStream, count: usize) -> Vec<Value> {
+        let mut buffer = Vec::new();
+        let mut requests = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        while requests.len() < count {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the plugin closed the socket");
+            buffer.extend_from_slice(&chunk[..n]);
+            let mut values = serde_json::Deserializer::from_slice(&buffer).into_iter::<Value>();
+            let mut consumed = 0;
+            while let Some(value) = values.next() {
+                match value {
+                    Ok(value) => {
+                        requests.push(value);
+                        consumed = values.byte_offset();
+                    }
+                    Err(e) if e.is_eof() => break,
+                    Err(e) => panic!("a request was cut or interleaved: {e}"),
+                }
+            }
+            buffer.drain(..consumed);
+        }
+        requests
+    }
+
+    async fn answer(stream: &mut UnixStream, id: &Value, result: &Value) {
+        let frame = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{result}}}\n\n");
+        stream.write_all(frame.as_bytes()).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_larger_than_the_socket_arrive_whole_and_answers_match_by_id() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let connection = Connection::start(ours);
+        let calls: Vec<_> = (0..48u64)
+            .map(|i| {
+                let connection = connection.clone();
+                tokio::spawn(async move {
+                    let pad = "x".repeat(50_000 + i as usize);
+                    let result = connection.call("echo", &json!({"i": i, "pad": pad})).await;
+                    assert_eq!(result.unwrap().decode::<u64>().unwrap(), i);
+                })
+            })
+            .collect();
+        let requests = read_requests(&mut theirs, calls.len()).await;
+        // Answered out of order.
+        for request in requests.iter().rev() {
+            answer(&mut theirs, &request["id"], &request["params"]["i"]).await;
+        }
+        for call in calls {
+            call.await.unwrap();
+        }
+        assert!(connection.lock_backlog().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_caller_still_leaves_a_whole_request() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let connection = Connection::start(ours);
+        let pad = "y".repeat(1 << 20);
+        // The first poll writes what the socket takes and queues the rest; then it is dropped.
+        let cancelled = tokio::time::timeout(
+            Duration::ZERO,
+            connection.call("echo", &json!({"i": 0, "pad": pad})),
+        )
+        .await;
+        assert!(cancelled.is_err());
+        assert!(
+            !connection.lock_backlog().is_empty(),
+            "the socket took 1 MiB at once"
+        );
+        let next = {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.call("echo", &json!({"i": 1})).await })
+        };
+        let requests = read_requests(&mut theirs, 2).await;
+        assert_eq!(
+            requests[0]["params"]["pad"].as_str().map(str::len),
+            Some(1 << 20)
+        );
+        for request in &requests {
+            answer(&mut theirs, &request["id"], &request["params"]["i"]).await;
+        }
+        let result = next.await.unwrap().unwrap();
+        assert_eq!(result.decode::<u64>().unwrap(), 1);
+    }
+}
