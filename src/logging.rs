@@ -2,21 +2,31 @@
 //!
 //! lightningd reads plugin messages from stdout as JSON objects separated by `"\n\n"`. Both
 //! cln-plugin (replies to lightningd's calls) and our tracing layer (log notifications) write
-//! there, so [`PluginStdout`] collects whole frames from cln-plugin and a single writer task
-//! interleaves them with log frames, never mid-frame.
+//! there. [`PluginStdout`] cuts cln-plugin's output into whole frames, and every frame, theirs
+//! or a log line, is written whole by whoever produced it ([`FrameSender`]), under one lock, so
+//! two frames never interleave.
+//!
+//! When stdout is a pipe (as lightningd gives it) it is switched to non-blocking: a frame is
+//! written in place if the pipe takes it, with no task or thread in between; what the pipe does
+//! not take waits in a backlog, in order, which a task writes out (in one write per wake-up) as
+//! lightningd reads, and later frames queue behind it. Anything else (a terminal, a file) is
+//! written with ordinary blocking writes.
 //!
 //! Every log message is capped at [`MAX_LOG_LINE`] bytes. This is a safety rule: lightningd
 //! v26.06 crashes when a plugin sends it a log message of ~8 MiB, so nothing a client sends may
 //! reach the log unbounded.
 
-use bytes::{Bytes, BytesMut};
-use serde::Serialize;
-use std::io;
+use bytes::{Buf, Bytes, BytesMut};
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::AsyncWrite;
+use tokio::net::unix::pipe;
+use tokio::sync::Notify;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::filter::Targets;
@@ -33,68 +43,172 @@ pub const LOG_FILTER_ENV: &str = "CLNREST_LOG";
 const DEFAULT_FILTER: &str = "warn,clnrest=debug";
 const TRUNCATION_MARK: &str = "... [truncated]";
 
-enum Output {
-    Frame(Bytes),
-    Flush(oneshot::Sender<()>),
+/// Where frames go.
+enum Sink {
+    /// A non-blocking pipe: written in place when it has room, else by the backlog task.
+    Pipe(pipe::Sender),
+    /// Anything else: blocking writes in place.
+    Blocking(Mutex<Box<dyn Write + Send>>),
 }
 
-/// Sends whole frames to the stdout writer task.
+struct Output {
+    sink: Sink,
+    /// Bytes accepted but not yet written (pipe only). Taking this lock is the right to
+    /// write, and nothing is written while it is not empty except by the backlog task.
+    state: Mutex<Backlog>,
+    /// Wakes the backlog task.
+    pending: Notify,
+    /// Tells flushers the backlog emptied.
+    drained: Notify,
+}
+
+#[derive(Default)]
+struct Backlog {
+    bytes: BytesMut,
+    /// lightningd is gone: frames are dropped from now on.
+    broken: bool,
+}
+
+/// Writes whole frames to the plugin's stdout; cheap to clone.
 #[derive(Clone)]
-pub struct FrameSender(mpsc::UnboundedSender<Output>);
+pub struct FrameSender(Arc<Output>);
 
 impl FrameSender {
-    fn send(&self, frame: Bytes) {
-        // The writer only goes away at exit; a lost log line then is harmless.
-        let _ = self.0.send(Output::Frame(frame));
+    fn new(sink: Sink) -> FrameSender {
+        FrameSender(Arc::new(Output {
+            sink,
+            state: Mutex::new(Backlog::default()),
+            pending: Notify::new(),
+            drained: Notify::new(),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Backlog> {
+        // Poisoning cannot leave half a frame queued: bytes are appended whole, and removed
+        // only as the pipe took them.
+        self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes one whole frame (or queues it behind earlier ones). Never waits for lightningd.
+    fn send(&self, frame: &[u8]) {
+        let mut backlog = self.lock();
+        if backlog.broken {
+            // lightningd is gone; a lost log line then is harmless.
+            return;
+        }
+        if !backlog.bytes.is_empty() {
+            backlog.bytes.extend_from_slice(frame);
+            return;
+        }
+        match &self.0.sink {
+            Sink::Pipe(pipe) => match write_now(pipe, frame) {
+                Ok(written) if written == frame.len() => {}
+                Ok(written) => {
+                    backlog.bytes.extend_from_slice(&frame[written..]);
+                    self.0.pending.notify_one();
+                }
+                Err(_) => backlog.broken = true,
+            },
+            Sink::Blocking(out) => {
+                let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
+                backlog.broken = out.write_all(frame).and_then(|()| out.flush()).is_err();
+            }
+        }
     }
 
     /// Waits until everything sent so far has been written to stdout (bounded by `timeout`).
     pub async fn flush(&self, timeout: Duration) {
-        let (done, wait) = oneshot::channel();
-        if self.0.send(Output::Flush(done)).is_ok() {
-            let _ = tokio::time::timeout(timeout, wait).await;
+        let drained = async {
+            loop {
+                let notified = self.0.drained.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.lock().bytes.is_empty() {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, drained).await;
+    }
+
+    /// Writes the backlog out as the pipe drains.
+    async fn write_backlog(self) {
+        let Sink::Pipe(pipe) = &self.0.sink else {
+            return;
+        };
+        loop {
+            self.0.pending.notified().await;
+            loop {
+                let ready = pipe.writable().await;
+                let mut backlog = self.lock();
+                match ready.and_then(|()| write_now(pipe, &backlog.bytes)) {
+                    Ok(written) => backlog.bytes.advance(written),
+                    Err(_) => {
+                        backlog.broken = true;
+                        backlog.bytes = BytesMut::new();
+                    }
+                }
+                if backlog.bytes.is_empty() {
+                    if backlog.bytes.capacity() > 64 * 1024 {
+                        backlog.bytes = BytesMut::new();
+                    }
+                    drop(backlog);
+                    self.0.drained.notify_waiters();
+                    break;
+                }
+            }
         }
     }
 }
 
-/// Starts the task that owns the real stdout and returns the handles that write to it.
-pub fn start_stdout_writer() -> (PluginStdout, FrameSender) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Output>();
-    tokio::spawn(async move {
-        let mut stdout = tokio::io::stdout();
-        let mut broken = false;
-        while let Some(item) = rx.recv().await {
-            match item {
-                Output::Frame(frame) if !broken => {
-                    broken = stdout.write_all(&frame).await.is_err();
-                    if !broken && rx.is_empty() {
-                        broken = stdout.flush().await.is_err();
-                    }
-                }
-                // lightningd is gone: keep draining so senders never accumulate memory.
-                Output::Frame(_) => {}
-                Output::Flush(done) => {
-                    let _ = stdout.flush().await;
-                    let _ = done.send(());
-                }
-            }
+/// Writes as much of `bytes` as the pipe takes without waiting.
+fn write_now(pipe: &pipe::Sender, bytes: &[u8]) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match pipe.try_write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-    });
-    let sender = FrameSender(tx);
-    (
-        PluginStdout {
-            pending: BytesMut::new(),
-            frames: sender.clone(),
-        },
-        sender,
-    )
+    }
+    Ok(written)
 }
 
-/// The `AsyncWrite` handed to cln-plugin: it forwards each complete `"\n\n"`-terminated
-/// frame to the writer task.
+/// Takes over the real stdout and returns the handles that write to it. Must run inside the
+/// tokio runtime (a pipe is registered with it, and its backlog task spawned).
+pub fn start_stdout_writer() -> (PluginStdout, FrameSender) {
+    let pipe = io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Sender::from_owned_fd);
+    let sender = match pipe {
+        Ok(pipe) => {
+            let sender = FrameSender::new(Sink::Pipe(pipe));
+            tokio::spawn(sender.clone().write_backlog());
+            sender
+        }
+        Err(_) => FrameSender::new(Sink::Blocking(Mutex::new(Box::new(io::stdout())))),
+    };
+    (PluginStdout::new(sender.clone()), sender)
+}
+
+/// The `AsyncWrite` handed to cln-plugin: it writes each complete `"\n\n"`-terminated frame
+/// as soon as it has it.
 pub struct PluginStdout {
     pending: BytesMut,
     frames: FrameSender,
+}
+
+impl PluginStdout {
+    fn new(frames: FrameSender) -> PluginStdout {
+        PluginStdout {
+            pending: BytesMut::new(),
+            frames,
+        }
+    }
 }
 
 impl AsyncWrite for PluginStdout {
@@ -107,11 +221,14 @@ impl AsyncWrite for PluginStdout {
         let search_from = this.pending.len().saturating_sub(1);
         this.pending.extend_from_slice(buf);
         let mut start = search_from;
-        while let Some(pos) = find_separator(&this.pending[start..]) {
-            let frame = this.pending.split_to(start + pos + 2).freeze();
-            this.frames.send(frame);
+        let mut sent = 0;
+        while let Some(pos) = find_separator(&this.pending[sent + start..]) {
+            let end = sent + start + pos + 2;
+            this.frames.send(&this.pending[sent..end]);
+            sent = end;
             start = 0;
         }
+        this.pending.advance(sent);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -125,7 +242,7 @@ impl AsyncWrite for PluginStdout {
 }
 
 fn find_separator(bytes: &[u8]) -> Option<usize> {
-    bytes.windows(2).position(|w| w == b"\n\n")
+    memchr::memmem::find(bytes, b"\n\n")
 }
 
 /// Installs the global tracing subscriber that sends log notifications to lightningd.
@@ -152,13 +269,48 @@ struct LightningdLogLayer {
     frames: FrameSender,
 }
 
+/// Buffers for formatting a log line, kept per thread so a log line costs no allocation.
+#[derive(Default)]
+struct Scratch {
+    line: LineBuilder,
+    frame: Vec<u8>,
+}
+
+/// Scratch buffers grown past this (a long line) are not kept.
+const KEEP_SCRATCH: usize = 32 * 1024;
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
 impl<S: Subscriber> Layer<S> for LightningdLogLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: LayerContext<'_, S>) {
-        let mut line = LineBuilder::default();
-        event.record(&mut line);
-        let message = cap_log_line(line.finish());
-        self.frames
-            .send(log_frame(level_name(*event.metadata().level()), &message));
+        let level = level_name(*event.metadata().level());
+        let format_and_send = |scratch: &mut Scratch| {
+            scratch.line.message.clear();
+            scratch.line.fields.clear();
+            event.record(&mut scratch.line);
+            scratch.frame.clear();
+            encode_log_frame(&mut scratch.frame, level, scratch.line.finish_capped());
+            self.frames.send(&scratch.frame);
+            if scratch.frame.capacity() > KEEP_SCRATCH {
+                *scratch = Scratch::default();
+            }
+        };
+        // A fresh buffer if this thread's is in use (an event logged while formatting one)
+        // or already gone (thread exit).
+        let done = SCRATCH
+            .try_with(|scratch| match scratch.try_borrow_mut() {
+                Ok(mut scratch) => {
+                    format_and_send(&mut scratch);
+                    true
+                }
+                Err(_) => false,
+            })
+            .unwrap_or(false);
+        if !done {
+            format_and_send(&mut Scratch::default());
+        }
     }
 }
 
@@ -172,35 +324,33 @@ fn level_name(level: Level) -> &'static str {
     }
 }
 
-#[derive(Serialize)]
-struct LogParams<'a> {
-    level: &'a str,
-    message: &'a str,
-}
-
-#[derive(Serialize)]
-struct LogNotification<'a> {
-    jsonrpc: &'static str,
-    method: &'static str,
-    params: LogParams<'a>,
+/// Appends one `log` notification, framed for stdout: compact JSON (newlines in the message
+/// are escaped, so the frame holds no `"\n\n"`) and the separator.
+fn encode_log_frame(out: &mut Vec<u8>, level: &str, message: &str) {
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","method":"log","params":{"level":"#);
+    // Serializing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, level);
+    out.extend_from_slice(br#","message":"#);
+    let _ = serde_json::to_writer(&mut *out, message);
+    out.extend_from_slice(b"}}\n\n");
 }
 
 /// One `log` notification, framed for stdout.
 pub fn log_frame(level: &str, message: &str) -> Bytes {
-    let notification = LogNotification {
-        jsonrpc: "2.0",
-        method: "log",
-        params: LogParams { level, message },
-    };
-    let mut out = serde_json::to_vec(&notification).unwrap_or_default();
-    out.extend_from_slice(b"\n\n");
+    let mut out = Vec::with_capacity(64 + message.len());
+    encode_log_frame(&mut out, level, message);
     Bytes::from(out)
 }
 
 /// Cuts a message to at most [`MAX_LOG_LINE`] bytes, on a character boundary, marking the cut.
 pub fn cap_log_line(mut message: String) -> String {
+    cap_in_place(&mut message);
+    message
+}
+
+fn cap_in_place(message: &mut String) {
     if message.len() <= MAX_LOG_LINE {
-        return message;
+        return;
     }
     let mut cut = MAX_LOG_LINE - TRUNCATION_MARK.len();
     while !message.is_char_boundary(cut) {
@@ -208,7 +358,6 @@ pub fn cap_log_line(mut message: String) -> String {
     }
     message.truncate(cut);
     message.push_str(TRUNCATION_MARK);
-    message
 }
 
 /// Collects an event's message and fields into one line, refusing to grow far past the cap.
@@ -219,12 +368,15 @@ struct LineBuilder {
 }
 
 impl LineBuilder {
-    fn finish(self) -> String {
-        if self.fields.is_empty() {
-            self.message
-        } else {
-            format!("{} [{}]", self.message, self.fields)
+    /// The line: the message, then `[fields]` if any, capped at [`MAX_LOG_LINE`].
+    fn finish_capped(&mut self) -> &str {
+        if !self.fields.is_empty() {
+            self.message.push_str(" [");
+            self.message.push_str(&self.fields);
+            self.message.push(']');
         }
+        cap_in_place(&mut self.message);
+        &self.message
     }
 }
 
@@ -313,19 +465,76 @@ mod tests {
         assert_eq!(line.fields.len(), 100);
     }
 
+    /// A `Write` that records each call, to see frames arrive whole.
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
     #[tokio::test]
     async fn plugin_stdout_splits_frames_written_in_pieces() {
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut out = PluginStdout {
-            pending: BytesMut::new(),
-            frames: FrameSender(tx),
-        };
+        use tokio::io::AsyncWriteExt;
+        let recorder = Recorder::default();
+        let sender = FrameSender::new(Sink::Blocking(Mutex::new(Box::new(recorder.clone()))));
+        let mut out = PluginStdout::new(sender);
         out.write_all(b"{\"a\":1}\n").await.unwrap();
         out.write_all(b"\n{\"b\":2}\n\n{\"c\"").await.unwrap();
-        let mut frames = vec![];
-        while let Ok(Output::Frame(f)) = rx.try_recv() {
-            frames.push(f);
-        }
+        let frames = recorder.0.lock().unwrap().clone();
         assert_eq!(frames, vec![&b"{\"a\":1}\n\n"[..], &b"{\"b\":2}\n\n"[..]]);
+    }
+
+    #[tokio::test]
+    async fn a_full_pipe_queues_whole_frames_in_order() {
+        let (sender, mut receiver) = pipe::pipe().unwrap();
+        let frames = FrameSender::new(Sink::Pipe(sender));
+        tokio::spawn(frames.clone().write_backlog());
+        // Far more than a pipe holds (64 KiB), from cln-plugin and the log, interleaved.
+        let (mut plugin, logs) = (PluginStdout::new(frames.clone()), frames.clone());
+        let mut expected = Vec::new();
+        for i in 0..2000 {
+            let reply = format!("{{\"id\":{i},\"result\":\"{}\"}}\n\n", "r".repeat(i % 300));
+            use tokio::io::AsyncWriteExt;
+            plugin.write_all(reply.as_bytes()).await.unwrap();
+            expected.extend_from_slice(reply.as_bytes());
+            let line = log_frame("debug", &format!("line {i} {}", "l".repeat(i % 500)));
+            logs.send(&line);
+            expected.extend_from_slice(&line);
+        }
+        let reading = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while got.len() < expected.len() {
+                let n = receiver.read(&mut chunk).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&chunk[..n]);
+            }
+            assert_eq!(got, expected);
+        });
+        frames.flush(Duration::from_secs(10)).await;
+        assert!(frames.lock().bytes.is_empty());
+        reading.await.unwrap();
+    }
+
+    #[test]
+    fn fields_follow_the_message_and_the_whole_line_is_capped() {
+        let mut line = LineBuilder::default();
+        line.message.push_str("hello");
+        line.fields.push_str("a=1");
+        assert_eq!(line.finish_capped(), "hello [a=1]");
+        let mut line = LineBuilder {
+            message: "m".repeat(MAX_LOG_LINE),
+            fields: "f=1".into(),
+        };
+        let capped = line.finish_capped();
+        assert!(capped.len() <= MAX_LOG_LINE && capped.ends_with(TRUNCATION_MARK));
     }
 }
