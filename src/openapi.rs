@@ -4,7 +4,7 @@
 //! lightningd's `help` (its usage string gives the parameters: bracketed ones are optional),
 //! the routes other plugins registered, `/v1/list-methods` and `/v1/notifications`. It is
 //! rebuilt from `help` at startup and when plugins start or stop, and whenever a route is
-//! registered or removed.
+//! registered or removed; each rebuild hands the heap it used and freed back to the system.
 
 use crate::dynamic_routes::Route;
 use crate::state::AppState;
@@ -122,7 +122,21 @@ impl ApiDocument {
             build(&commands, routes)
         };
         let json = document.to_json().unwrap_or_else(|_| "{}".to_string());
+        drop(document);
         *self.json.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(json);
+        release_freed_memory();
+    }
+}
+
+/// Gives freed heap back to the system. Building the document allocates ~10 MiB of
+/// short-lived objects (utoipa's model of ~150 operations) for a ~400 KB result; glibc would
+/// keep those pages for good, more than the rest of an idle plugin's heap.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused pages of glibc's heap to the system; it takes
+    // glibc's own locks and touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
