@@ -7,6 +7,7 @@ pub mod config;
 pub mod connection_limit;
 pub mod dynamic_routes;
 pub mod error;
+pub mod first_bytes_deadline;
 pub mod format;
 pub mod journal;
 pub mod logging;
