@@ -12,12 +12,13 @@ use crate::rpc::RpcResult;
 use crate::state::AppState;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::fmt::Write;
 
 /// The largest request body we accept.
@@ -37,13 +38,14 @@ const REVOKING_METHODS: [&str; 2] = ["blacklistrune", "destroyrune"];
 /// `POST /v1/<method>`.
 pub async fn call_method(
     State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // The request taken whole: the `HeaderMap` and `Uri` extractors would clone them.
+    let (parts, body) = request.into_parts();
     // From the URI rather than a path parameter, so the same handler serves POST on
     // `/v1/notifications` and `/v1/list-methods` (lightningd has a `notifications` command).
-    let method = uri
+    let method = parts
+        .uri
         .path()
         .strip_prefix("/v1/")
         .and_then(|m| percent_encoding::percent_decode_str(m).decode_utf8().ok())
@@ -55,7 +57,7 @@ pub async fn call_method(
         rune_required: true,
         restrictions: &RuneRestrictions::default(),
     };
-    execute(&state, call, &headers, body).await
+    execute(&state, call, &parts.headers, body).await
 }
 
 /// Requests to paths other plugins registered: matched before the routes above.
@@ -196,7 +198,8 @@ fn respond(
             encode_result(other, method, raw)?
         }
     };
-    let mut response = (status, body).into_response();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(format.media_type()),
@@ -240,9 +243,9 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&
 }
 
 /// The `Rune` header; a rune that is not text is still passed on, for lightningd to refuse.
-fn rune_of(headers: &HeaderMap) -> Result<String, ApiError> {
+fn rune_of(headers: &HeaderMap) -> Result<Cow<'_, str>, ApiError> {
     let value = headers.get(&RUNE_HEADER).ok_or(ApiError::MissingRune)?;
-    Ok(String::from_utf8_lossy(value.as_bytes()).into_owned())
+    Ok(String::from_utf8_lossy(value.as_bytes()))
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without buffering it.

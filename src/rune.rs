@@ -23,9 +23,18 @@ pub fn unique_id(rune: &str) -> Option<String> {
     if trimmed.len() > 16 * 1024 {
         return None;
     }
-    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .ok()?;
+    // Runes are short: decode on the stack, and allocate only for a long one.
+    let mut small = [0u8; 256];
+    let heap;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let decoded = match engine.decode_slice(trimmed, &mut small) {
+        Ok(len) => &small[..len],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            heap = engine.decode(trimmed).ok()?;
+            &heap[..]
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => return None,
+    };
     let restrictions = decoded.get(RUNE_HASH_LEN..)?;
     let rest = restrictions.strip_prefix(b"=")?;
     let end = rest.iter().position(|b| *b == b'&').unwrap_or(rest.len());
@@ -40,10 +49,28 @@ pub fn unique_id(rune: &str) -> Option<String> {
 
 /// How a rune is named in logs: its unique id, never the rune.
 pub fn log_name(rune: &str) -> String {
-    match unique_id(rune) {
-        Some(id) => format!("rune #{id}"),
-        None => "an undecodable rune".to_string(),
+    LogName(rune).to_string()
+}
+
+/// [`log_name`] as it is formatted, without building the string first.
+struct LogName<'a>(&'a str);
+
+impl std::fmt::Display for LogName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match unique_id(self.0) {
+            Some(id) => write!(f, "rune #{id}"),
+            None => f.write_str("an undecodable rune"),
+        }
     }
+}
+
+/// At most the first `chars` characters of `text`.
+fn prefix(text: &str, chars: usize) -> &str {
+    let end = text
+        .char_indices()
+        .nth(chars)
+        .map_or(text.len(), |(i, _)| i);
+    &text[..end]
 }
 
 #[derive(Serialize)]
@@ -84,11 +111,7 @@ pub async fn check_as(
     };
     match rpc.call("checkrune", &request).await {
         Ok(_) => {
-            tracing::debug!(
-                "authorized {} for {}",
-                log_name(rune),
-                crate::logging::cap_log_line(method.chars().take(128).collect())
-            );
+            tracing::debug!("authorized {} for {}", LogName(rune), prefix(method, 128));
             Ok(())
         }
         Err(RpcError::Lightningd(error)) => Err(ApiError::RuneRefused(error)),
@@ -117,6 +140,25 @@ mod tests {
                 .as_deref(),
             Some("2")
         );
+    }
+
+    #[test]
+    fn long_runes_are_decoded_too() {
+        let mut bytes = vec![7u8; 32];
+        bytes.extend_from_slice(b"=42&");
+        bytes.extend_from_slice(&[b'x'; 1000]);
+        let rune = base64::engine::general_purpose::URL_SAFE.encode(bytes);
+        assert_eq!(unique_id(&rune).as_deref(), Some("42"));
+        let mut broken = rune.clone();
+        broken.insert(rune.len() - 10, '!');
+        assert_eq!(unique_id(&broken), None);
+    }
+
+    #[test]
+    fn method_names_are_cut_at_128_characters() {
+        assert_eq!(prefix("getinfo", 128), "getinfo");
+        let long = "é".repeat(200);
+        assert_eq!(prefix(&long, 128).chars().count(), 128);
     }
 
     #[test]
