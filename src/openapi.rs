@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -90,6 +90,9 @@ impl Param {
 pub struct ApiDocument {
     commands: RwLock<Vec<Command>>,
     json: RwLock<Bytes>,
+    /// Held for a whole rebuild: rebuilds run one after the other, so one that started from
+    /// older routes or commands never replaces the document of one that started later.
+    building: Mutex<()>,
 }
 
 impl Default for ApiDocument {
@@ -97,6 +100,7 @@ impl Default for ApiDocument {
         let document = ApiDocument {
             commands: RwLock::new(Vec::new()),
             json: RwLock::new(Bytes::new()),
+            building: Mutex::new(()),
         };
         document.rebuild(&[]);
         document
@@ -109,14 +113,22 @@ impl ApiDocument {
         self.json.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the commands (from a fresh `help`) and rebuilds.
-    pub fn set_commands(&self, commands: Vec<Command>, routes: &[Route]) {
+    /// Replaces the commands (from a fresh `help`) and rebuilds with the registered routes
+    /// `routes` gives, asked once this rebuild's turn has come (a route registered meanwhile
+    /// is then included, or its own rebuild comes after this one).
+    pub fn set_commands(&self, commands: Vec<Command>, routes: impl FnOnce() -> Vec<Route>) {
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
         *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
-        self.rebuild(routes);
+        self.build_and_store(&routes());
     }
 
     /// Rebuilds with the current commands and these registered routes.
     pub fn rebuild(&self, routes: &[Route]) {
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        self.build_and_store(routes);
+    }
+
+    fn build_and_store(&self, routes: &[Route]) {
         let document = {
             let commands = self.commands.read().unwrap_or_else(|e| e.into_inner());
             build(&commands, routes)
@@ -152,7 +164,7 @@ pub async fn refresh_from_help(state: &AppState) {
                     .collect();
                 state
                     .api_document()
-                    .set_commands(commands, &state.routes().list());
+                    .set_commands(commands, || state.routes().list());
                 return;
             }
             Err(e) => {
