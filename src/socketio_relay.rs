@@ -25,6 +25,9 @@ use std::collections::HashMap;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// How many ready notifications the relay hands out before letting other tasks run.
+const RELAY_BATCH: usize = 64;
+
 /// A client handed over to the relay.
 pub struct Member {
     pub socket: SocketRef,
@@ -157,22 +160,32 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                 }
                 None => return,
             },
-            next = subscription.next() => match next {
-                Next::Notification(notification) => {
-                    relaying.relay(&notification);
-                    // Let other tasks (the clients' writers among them) run between
-                    // notifications of a burst.
-                    tokio::task::yield_now().await;
-                }
-                Next::Lagged => {
-                    // The relay itself fell a whole queue behind: pick up from the journal.
-                    subscription = relaying.state.journal().subscribe(Some(relaying.relayed));
-                    if let Some(gap) = subscription.take_gap() {
-                        relaying.lost(gap.oldest - 1);
+            next = subscription.next() => {
+                let mut next = Some(next);
+                let mut batch = 0;
+                // Relay what else is ready too (up to a batch) before the clients' writers
+                // run, so that in a burst each writes several messages at once.
+                while let Some(ready) = next.take() {
+                    match ready {
+                        Next::Notification(notification) => relaying.relay(&notification),
+                        Next::Lagged => {
+                            // The relay itself fell a whole queue behind: pick up from the
+                            // journal.
+                            subscription =
+                                relaying.state.journal().subscribe(Some(relaying.relayed));
+                            if let Some(gap) = subscription.take_gap() {
+                                relaying.lost(gap.oldest - 1);
+                            }
+                        }
+                        Next::Closed => return,
+                    }
+                    batch += 1;
+                    if batch < RELAY_BATCH {
+                        next = subscription.try_next();
                     }
                 }
-                Next::Closed => return,
-            },
+                tokio::task::yield_now().await;
+            }
         }
     }
 }
