@@ -11,6 +11,7 @@ pub mod first_bytes_deadline;
 pub mod format;
 pub mod journal;
 pub mod logging;
+pub mod memory;
 pub mod notifications;
 pub mod openapi;
 pub mod plugin_methods;

@@ -4,6 +4,7 @@
 use cln_plugin::RpcMethodBuilder;
 use clnrest::config::{self, Config, RawOptions};
 use clnrest::logging::{self, FrameSender};
+use clnrest::memory;
 use clnrest::notifications;
 use clnrest::plugin_methods;
 use clnrest::rpc::LightningRpc;
@@ -12,8 +13,16 @@ use clnrest::state::AppState;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads exist, so none of them gets an arena beyond the cap.
+    memory::limit_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     let (stdout, frames) = logging::start_stdout_writer();
     logging::init_tracing(frames.clone());
     logging::log_panics();
@@ -71,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             .revocation_loop(state.rpc_handle()),
     );
     tokio::spawn(notifications::describe_api(state.clone()));
+    tokio::spawn(memory::trim_periodically());
 
     let handle = axum_server::Handle::new();
     let serving = tokio::spawn(bound.serve(app, handle.clone()));

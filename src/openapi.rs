@@ -136,19 +136,9 @@ impl ApiDocument {
         let json = document.to_json().unwrap_or_else(|_| "{}".to_string());
         drop(document);
         *self.json.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(json);
-        release_freed_memory();
-    }
-}
-
-/// Gives freed heap back to the system. Building the document allocates ~10 MiB of
-/// short-lived objects (utoipa's model of ~150 operations) for a ~400 KB result; glibc would
-/// keep those pages for good, more than the rest of an idle plugin's heap.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns unused pages of glibc's heap to the system; it takes
-    // glibc's own locks and touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
+        // Building the document allocates ~10 MiB of short-lived objects (utoipa's model of
+        // ~150 operations) for a ~400 KB result: give them back at once.
+        crate::memory::release_freed_memory();
     }
 }
 
