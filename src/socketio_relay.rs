@@ -22,6 +22,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -161,14 +162,16 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                 None => return,
             },
             next = subscription.next() => {
+                // Take what else is ready too (up to a batch): each client then gets the
+                // whole batch at once, and its writer sends several messages per write.
+                let mut batch = Vec::new();
                 let mut next = Some(next);
-                let mut batch = 0;
-                // Relay what else is ready too (up to a batch) before the clients' writers
-                // run, so that in a burst each writes several messages at once.
                 while let Some(ready) = next.take() {
                     match ready {
-                        Next::Notification(notification) => relaying.relay(&notification),
+                        Next::Notification(notification) => batch.push(notification),
                         Next::Lagged => {
+                            relaying.relay(&batch);
+                            batch.clear();
                             // The relay itself fell a whole queue behind: pick up from the
                             // journal.
                             subscription =
@@ -179,11 +182,11 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                         }
                         Next::Closed => return,
                     }
-                    batch += 1;
-                    if batch < RELAY_BATCH {
+                    if batch.len() < RELAY_BATCH {
                         next = subscription.try_next();
                     }
                 }
+                relaying.relay(&batch);
                 tokio::task::yield_now().await;
             }
         }
@@ -215,12 +218,19 @@ impl Relaying {
         self.members.insert(member.socket.id, member);
     }
 
-    fn relay(&mut self, notification: &Notification) {
-        let mut encoded = Encoded::new(notification);
+    /// Hands consecutive notifications to every member, member by member.
+    fn relay(&mut self, batch: &[Arc<Notification>]) {
+        let Some(last) = batch.last() else {
+            return;
+        };
+        let mut encoded: Vec<Encoded> = batch.iter().map(|n| Encoded::new(n)).collect();
         let mut dropped = Vec::new();
         for (sid, member) in &self.members {
-            if let Err(e) = encoded.emit(&member.socket, &member.options) {
-                dropped.push((*sid, Undelivered::from(e)));
+            for notification in encoded.iter_mut() {
+                if let Err(e) = notification.emit(&member.socket, &member.options) {
+                    dropped.push((*sid, Undelivered::from(e)));
+                    break;
+                }
             }
         }
         for (sid, why) in dropped {
@@ -228,7 +238,7 @@ impl Relaying {
                 drop_member(member, why);
             }
         }
-        self.relayed = notification.seq;
+        self.relayed = last.seq;
         self.admit_waiting();
     }
 
