@@ -28,23 +28,25 @@
 
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
+#[path = "support/mod.rs"]
+mod support;
 
 use futures::{SinkExt, StreamExt};
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+use support::format::{quantile, thousands};
+use support::procfs::{self, machine_cpu, status_field, user_system};
+use support::socketio_client::{self, number_after, BeforeAck, Ws};
 
 const WARMUP: usize = 0;
 const STEADY: usize = 1;
@@ -240,52 +242,10 @@ impl ClientResult {
     }
 }
 
-/// The number after `key` (e.g. `"n":`) in `text`.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let rest = &text[start..];
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    rest[..digits].parse().ok()
-}
-
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
-            Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("connection ended".into()),
-        }
-    }
-}
-
 /// Websocket, engine.io open, Socket.IO connect to `/` with the rune; returns after the
 /// server's connect ack.
 async fn handshake(url: &str, rune: &str) -> Result<Ws, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .map_err(|e| format!("websocket: {e}"))?;
-    let open = next_text(&mut ws).await?;
-    if !open.starts_with('0') {
-        return Err(format!("expected an engine.io open packet, got {open}"));
-    }
-    let connect = format!("40{}", json!({ "rune": rune }));
-    ws.send(Message::text(connect))
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        let text = next_text(&mut ws).await?;
-        if text == "2" {
-            ws.send(Message::text("3"))
-                .await
-                .map_err(|e| e.to_string())?;
-        } else if text.starts_with("40") {
-            return Ok(ws);
-        } else if text.starts_with("44") {
-            return Err(format!("connect refused: {text}"));
-        }
-    }
+    socketio_client::handshake(url, &json!({ "rune": rune }), BeforeAck::Skip).await
 }
 
 async fn run_client(
@@ -379,48 +339,6 @@ async fn run_client(
     result
 }
 
-/// The plugin process: our child running the clnrest binary.
-fn plugin_pid() -> Option<u32> {
-    let me = std::process::id();
-    let binary = Path::new(mock_lightningd::PLUGIN_BINARY);
-    let canonical = binary.canonicalize().ok();
-    let name = binary.file_name()?.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // Fields after the `(comm)`: state, ppid, ...
-        let Some(after_comm) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
-            continue;
-        };
-        let ppid = after_comm.split_whitespace().nth(1);
-        if ppid != Some(me.to_string().as_str()) {
-            continue;
-        }
-        let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else {
-            continue;
-        };
-        // A concurrent rebuild may have replaced the file: "<path> (deleted)".
-        let exe_text = exe.to_string_lossy();
-        let same = canonical.as_deref() == Some(exe.as_path())
-            || exe_text.trim_end_matches(" (deleted)") == binary.to_string_lossy()
-            || exe
-                .file_name()
-                .is_some_and(|f| f.to_string_lossy().trim_end_matches(" (deleted)").eq(&name));
-        if same {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[derive(Clone, Copy, Default)]
 struct Memory {
     rss_kib: u64,
@@ -429,19 +347,11 @@ struct Memory {
 }
 
 fn memory(pid: u32) -> Memory {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let pid = pid.to_string();
     Memory {
-        rss_kib: field("VmRSS:"),
-        hwm_kib: field("VmHWM:"),
-        threads: field("Threads:"),
+        rss_kib: status_field(&pid, "VmRSS:"),
+        hwm_kib: status_field(&pid, "VmHWM:"),
+        threads: status_field(&pid, "Threads:"),
     }
 }
 
@@ -543,51 +453,12 @@ fn sched_summary(sched: &Sched) -> String {
     )
 }
 
-/// User and system CPU seconds of a whole process (/proc/<pid>/stat, ticks of 1/100 s).
-fn user_system(pid: &str) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    // After `(comm)`, the state is field 3 of proc(5): utime (14) and stime (15) are at 11, 12.
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|t| t.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (ticks(11) as f64 / 100.0, ticks(12) as f64 / 100.0)
-}
-
 fn minus(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0 - b.0, a.1 - b.1)
 }
 
-/// CPU seconds all cores were busy, and elapsed for all cores together, since boot
-/// (/proc/stat, clock ticks of 1/100 s).
-fn machine_cpu() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("cpu "))
-        .map(|rest| {
-            rest.split_whitespace()
-                .map(|t| t.parse().unwrap_or(0))
-                .collect()
-        })
-        .unwrap_or_default();
-    // user nice system idle iowait irq softirq steal (guest time is counted in user).
-    let total: u64 = ticks.iter().take(8).sum();
-    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    ((total - idle) as f64 / 100.0, total as f64 / 100.0)
-}
-
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+    procfs::load_average().unwrap_or_default()
 }
 
 /// Pushes notification `n` of `phase`; false if the mock could not write it.
@@ -683,7 +554,7 @@ async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec
         node.init_result()
     );
     let rune = node.create_rune(Value::Null);
-    let pid = plugin_pid().expect("cannot find the plugin process among our children");
+    let pid = node.pid().expect("the mock started the plugin");
     let pid_text = pid.to_string();
     let memory_start = memory(pid);
 
@@ -866,15 +737,6 @@ async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec
     (run, results)
 }
 
-/// The `q` quantile (0..=1) of `values`, which it reorders.
-fn quantile(values: &mut [u32], q: f64) -> Option<u32> {
-    if values.is_empty() {
-        return None;
-    }
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-    Some(*values.select_nth_unstable(rank).1)
-}
-
 fn ms(us: Option<u32>) -> String {
     match us {
         Some(us) => format!("{:.2} ms", f64::from(us) / 1000.0),
@@ -884,18 +746,6 @@ fn ms(us: Option<u32>) -> String {
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn report(args: &Args, run: &Run, results: &mut [ClientResult]) -> String {

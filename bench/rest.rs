@@ -16,10 +16,11 @@
 
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
+#[path = "support/mod.rs"]
+mod support;
 
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
+
+use support::procfs::{self, proc_kib};
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Most requests one cell sends, over all its workers (a bound besides the duration).
@@ -211,18 +214,7 @@ impl Machine {
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// A `Key:   123 kB` line of a /proc file, in KiB.
-fn proc_kib(path: &str, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
+    procfs::load_average().unwrap_or_else(|| "unknown".into())
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -258,43 +250,6 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / MIB
 }
 
-/// Live children of this process running the plugin binary.
-fn plugin_pids() -> HashSet<u32> {
-    let me = std::process::id();
-    let binary = Path::new(mock_lightningd::PLUGIN_BINARY);
-    let mut pids = HashSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return pids;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = after.split_whitespace();
-        let (state, ppid) = (fields.next(), fields.next().and_then(|p| p.parse().ok()));
-        if ppid != Some(me) || state == Some("Z") {
-            continue;
-        }
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
-        if Path::new(&*String::from_utf8_lossy(argv0)) == binary {
-            pids.insert(pid);
-        }
-    }
-    pids
-}
-
 // ---------------------------------------------------------------------------------------
 // The plugin behind a mock lightningd.
 
@@ -310,7 +265,6 @@ struct Gateway {
 impl Gateway {
     /// Starts the plugin; must run on the mock's runtime (its tasks stay there).
     async fn start(protocol: Protocol) -> Result<Gateway, String> {
-        let before = plugin_pids();
         let port = MockLightningd::free_port();
         let protocol_option = match protocol {
             Protocol::Http => "http",
@@ -327,13 +281,9 @@ impl Gateway {
                 node.init_result()
             ));
         }
-        let mut started: Vec<u32> = plugin_pids().difference(&before).copied().collect();
-        if started.len() != 1 {
-            return Err(format!(
-                "cannot tell the plugin's pid: new children running it: {started:?}"
-            ));
-        }
-        let pid = started.remove(0);
+        let pid = node
+            .pid()
+            .ok_or_else(|| "the mock started no plugin process".to_string())?;
         let ca_pem = match protocol {
             Protocol::Http => None,
             Protocol::Https => {

@@ -53,6 +53,8 @@
 
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
+#[path = "support/mod.rs"]
+mod support;
 
 use futures::{SinkExt, StreamExt};
 use mock_lightningd::MockLightningd;
@@ -66,10 +68,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-type Ws = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+use support::format::{quantile, thousands};
+use support::procfs::{self, machine_cpu, open_fds, status_field, user_system};
+use support::socketio_client::{self, number_after, BeforeAck, Ws};
 
 const MINUTE: Duration = Duration::from_secs(60);
 /// Offsets into each minute: the burst (once the churning clients of the first minute are
@@ -226,14 +229,6 @@ impl Rng {
     }
 }
 
-/// The number right after `key` (e.g. `"seq":`) in `text`.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let start = text.find(key)? + key.len();
-    let rest = &text[start..];
-    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-    rest[..digits].parse().ok()
-}
-
 /// The string right after `key` (e.g. `"topic":"`), up to the next quote.
 fn string_after<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let start = text.find(key)? + key.len();
@@ -258,32 +253,16 @@ fn signed_kib(delta: i64) -> String {
     format!("{delta:+} KiB ({:+.2} MiB)", delta as f64 / 1024.0)
 }
 
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// The `q` quantile (0..=1) of `values`, which it reorders; in milliseconds.
 fn quantile_ms(values: &mut [u32], q: f64) -> String {
-    if values.is_empty() {
-        return "–".to_string();
+    match quantile(values, q) {
+        Some(us) => format!("{:.2}", f64::from(us) / 1000.0),
+        None => "–".to_string(),
     }
-    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1;
-    let us = *values.select_nth_unstable(rank).1;
-    format!("{:.2}", f64::from(us) / 1000.0)
 }
 
 fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
+    procfs::load_average().unwrap_or_default()
 }
 
 /// `git describe` of the source tree, and the files of `src/` that differ from it: the
@@ -334,20 +313,6 @@ struct Sample {
     churn_connected: usize,
 }
 
-fn status_field(pid: &str, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|line| line.strip_prefix(key))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-fn open_fds(pid: u32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |entries| entries.count() as u64)
-}
-
 /// Whether the process still runs (not gone, not a zombie waiting to be reaped).
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -377,40 +342,15 @@ struct Cpu {
 impl Cpu {
     fn now(pid: u32) -> Cpu {
         let process = |pid: &str| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let fields: Vec<&str> = stat
-                .rsplit_once(')')
-                .map(|(_, rest)| rest.split_whitespace().collect())
-                .unwrap_or_default();
-            // After `(comm)` the state is field 3 of proc(5): utime (14) and stime (15) are at
-            // 11 and 12.
-            let ticks = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|t| t.parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            (ticks(11) + ticks(12)) as f64 / 100.0
+            let (user, system) = user_system(pid);
+            user + system
         };
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let ticks: Vec<u64> = stat
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("cpu "))
-            .map(|rest| {
-                rest.split_whitespace()
-                    .map(|t| t.parse().unwrap_or(0))
-                    .collect()
-            })
-            .unwrap_or_default();
-        // user nice system idle iowait irq softirq steal (guest time is counted in user).
-        let total: u64 = ticks.iter().take(8).sum();
-        let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+        let (machine_busy, machine_total) = machine_cpu();
         Cpu {
             plugin: process(&pid.to_string()),
             bench: process("self"),
-            machine_busy: (total - idle) as f64 / 100.0,
-            machine_total: total as f64 / 100.0,
+            machine_busy,
+            machine_total,
         }
     }
 
@@ -756,50 +696,15 @@ async fn rest_worker(
 // ---------------------------------------------------------------------------------------
 // Socket.IO clients (engine.io v4 / Socket.IO v5 over a websocket, by hand).
 
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_string()),
-            Some(Ok(Message::Close(frame))) => return Err(format!("closed: {frame:?}")),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("connection ended".into()),
-        }
-    }
-}
-
 /// Websocket, engine.io open, Socket.IO connect to `/` with `auth`; returns after the
 /// server's connect ack. Bounded by [`CONNECT_TIMEOUT`].
 async fn connect(url: &str, auth: &Value) -> Result<Ws, String> {
-    let handshake = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .map_err(|e| format!("websocket: {e}"))?;
-        let open = next_text(&mut ws).await?;
-        if !open.starts_with('0') {
-            return Err(format!("expected an engine.io open packet, got {open}"));
-        }
-        ws.send(Message::text(format!("40{auth}")))
-            .await
-            .map_err(|e| e.to_string())?;
-        loop {
-            let text = next_text(&mut ws).await?;
-            if text == "2" {
-                ws.send(Message::text("3"))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            } else if text.starts_with("40") {
-                return Ok(ws);
-            } else if text.starts_with("44") {
-                return Err(format!("connect refused: {text}"));
-            } else {
-                return Err(format!("unexpected frame before the connect ack: {text}"));
-            }
-        }
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, handshake)
-        .await
-        .map_err(|_| format!("no connect ack within {CONNECT_TIMEOUT:?}"))?
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        socketio_client::handshake(url, auth, BeforeAck::Fail),
+    )
+    .await
+    .map_err(|_| format!("no connect ack within {CONNECT_TIMEOUT:?}"))?
 }
 
 /// Socket.IO disconnect, websocket close, and waiting (bounded) for the server's close.

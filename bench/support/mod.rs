@@ -1,0 +1,13 @@
+//! Helpers shared by the benchmark harnesses (`bench/rest.rs`, `bench/fanout.rs`,
+//! `bench/soak.rs`): reading the plugin's and the machine's figures from /proc, formatting
+//! numbers for the reports, and the pieces of a minimal Socket.IO client written by hand.
+//!
+//! Each bench includes this with `#[path = "support/mod.rs"] mod support;`.
+
+// Each bench is its own crate and uses only a subset of these helpers; what one of them does
+// not use would otherwise be reported as dead code in that crate.
+#![allow(dead_code)]
+
+pub mod format;
+pub mod procfs;
+pub mod socketio_client;
