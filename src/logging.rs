@@ -40,6 +40,11 @@ pub const MAX_LOG_LINE: usize = 4096;
 /// `clnrest=trace,socketioxide=debug`).
 pub const LOG_FILTER_ENV: &str = "CLNREST_LOG";
 
+/// Log lines are dropped (and counted) rather than queued once this many bytes wait for
+/// lightningd to read our stdout: a lightningd that stopped reading must not make the plugin
+/// grow without bound. cln-plugin's own frames (replies to lightningd) are always queued.
+pub const MAX_LOG_BACKLOG: usize = 16 * 1024 * 1024;
+
 const DEFAULT_FILTER: &str = "warn,clnrest=debug";
 const TRUNCATION_MARK: &str = "... [truncated]";
 
@@ -65,6 +70,8 @@ struct Output {
 #[derive(Default)]
 struct Backlog {
     bytes: BytesMut,
+    /// Log lines dropped because [`MAX_LOG_BACKLOG`] bytes were waiting.
+    dropped_log_lines: u64,
     /// lightningd is gone: frames are dropped from now on.
     broken: bool,
 }
@@ -87,6 +94,24 @@ impl FrameSender {
         // Poisoning cannot leave half a frame queued: bytes are appended whole, and removed
         // only as the pipe took them.
         self.0.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Like [`FrameSender::send`] for a log line, which is dropped instead when
+    /// [`MAX_LOG_BACKLOG`] bytes already wait for lightningd.
+    fn send_log(&self, frame: &[u8]) {
+        {
+            let mut backlog = self.lock();
+            if backlog.bytes.len() >= MAX_LOG_BACKLOG {
+                backlog.dropped_log_lines += 1;
+                return;
+            }
+        }
+        self.send(frame);
+    }
+
+    /// How many log lines were dropped because lightningd did not read our stdout.
+    pub fn dropped_log_lines(&self) -> u64 {
+        self.lock().dropped_log_lines
     }
 
     /// Writes one whole frame (or queues it behind earlier ones). Never waits for lightningd.
@@ -292,7 +317,7 @@ impl<S: Subscriber> Layer<S> for LightningdLogLayer {
             event.record(&mut scratch.line);
             scratch.frame.clear();
             encode_log_frame(&mut scratch.frame, level, scratch.line.finish_capped());
-            self.frames.send(&scratch.frame);
+            self.frames.send_log(&scratch.frame);
             if scratch.frame.capacity() > KEEP_SCRATCH {
                 *scratch = Scratch::default();
             }
@@ -522,6 +547,29 @@ mod tests {
         frames.flush(Duration::from_secs(10)).await;
         assert!(frames.lock().bytes.is_empty());
         reading.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn log_lines_are_dropped_past_the_backlog_cap_but_plugin_frames_never_are() {
+        // Nobody reads this pipe: like a lightningd that stopped reading our stdout.
+        let (sender, _receiver) = pipe::pipe().unwrap();
+        let frames = FrameSender::new(Sink::Pipe(sender));
+        let line = log_frame("debug", &"l".repeat(4000));
+        let lines = 2 * MAX_LOG_BACKLOG / line.len();
+        for _ in 0..lines {
+            frames.send_log(&line);
+        }
+        let queued = frames.lock().bytes.len();
+        assert!(
+            queued < MAX_LOG_BACKLOG + line.len(),
+            "{queued} bytes queued"
+        );
+        assert!(frames.dropped_log_lines() > 0);
+        let reply = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n\n";
+        frames.send(reply);
+        let backlog = frames.lock();
+        assert_eq!(backlog.bytes.len(), queued + reply.len());
+        assert!(backlog.bytes.ends_with(reply));
     }
 
     #[test]
