@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod connection_limit;
+mod delegate;
 pub mod dynamic_routes;
 pub mod error;
 pub mod first_bytes_deadline;
