@@ -151,10 +151,8 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         caught_up = catch_up(&socket, &mut subscription, &options) => caught_up,
         _ = closed.cancelled() => return,
     };
-    match caught_up {
-        Ok(()) => {}
-        Err(Undelivered::SlowConsumer) => return disconnect(socket, "slow consumer"),
-        Err(Undelivered::Closed) => return,
+    if let Err(undelivered) = caught_up {
+        return undelivered.end(socket);
     }
     relay.join(Member {
         socket: socket.clone(),

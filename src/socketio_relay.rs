@@ -78,6 +78,16 @@ pub enum Undelivered {
     Closed,
 }
 
+impl Undelivered {
+    /// What follows for the client: a slow consumer is disconnected, a gone one forgotten.
+    pub fn end(self, socket: SocketRef) {
+        match self {
+            Undelivered::SlowConsumer => crate::socketio::disconnect(socket, "slow consumer"),
+            Undelivered::Closed => {}
+        }
+    }
+}
+
 impl From<SendError> for Undelivered {
     fn from(error: SendError) -> Undelivered {
         match error {
@@ -208,11 +218,11 @@ impl Relaying {
             .journal()
             .retained_between(member.delivered, self.relayed)
         else {
-            return crate::socketio::disconnect(member.socket, "slow consumer");
+            return Undelivered::SlowConsumer.end(member.socket);
         };
         for notification in &missed {
             if let Err(e) = Encoded::new(notification).emit(&member.socket, &member.options) {
-                return drop_member(member, e.into());
+                return Undelivered::from(e).end(member.socket);
             }
         }
         self.members.insert(member.socket.id, member);
@@ -235,7 +245,7 @@ impl Relaying {
         }
         for (sid, why) in dropped {
             if let Some(member) = self.members.remove(&sid) {
-                drop_member(member, why);
+                why.end(member.socket);
             }
         }
         self.relayed = last.seq;
@@ -264,16 +274,9 @@ impl Relaying {
             self.members.len()
         );
         for (_, member) in self.members.drain() {
-            drop_member(member, Undelivered::SlowConsumer);
+            Undelivered::SlowConsumer.end(member.socket);
         }
         self.relayed = through;
         self.admit_waiting();
-    }
-}
-
-fn drop_member(member: Member, why: Undelivered) {
-    match why {
-        Undelivered::SlowConsumer => crate::socketio::disconnect(member.socket, "slow consumer"),
-        Undelivered::Closed => {}
     }
 }
