@@ -99,14 +99,7 @@ impl FrameSender {
     /// Like [`FrameSender::send`] for a log line, which is dropped instead when
     /// [`MAX_LOG_BACKLOG`] bytes already wait for lightningd.
     fn send_log(&self, frame: &[u8]) {
-        {
-            let mut backlog = self.lock();
-            if backlog.bytes.len() >= MAX_LOG_BACKLOG {
-                backlog.dropped_log_lines += 1;
-                return;
-            }
-        }
-        self.send(frame);
+        self.write(frame, true);
     }
 
     /// How many log lines were dropped because lightningd did not read our stdout.
@@ -116,9 +109,19 @@ impl FrameSender {
 
     /// Writes one whole frame (or queues it behind earlier ones). Never waits for lightningd.
     fn send(&self, frame: &[u8]) {
+        self.write(frame, false);
+    }
+
+    /// Writes or queues `frame`, under one lock; a log line (`droppable`) is dropped instead
+    /// of queued past [`MAX_LOG_BACKLOG`].
+    fn write(&self, frame: &[u8], droppable: bool) {
         let mut backlog = self.lock();
         if backlog.broken {
             // lightningd is gone; a lost log line then is harmless.
+            return;
+        }
+        if droppable && backlog.bytes.len() >= MAX_LOG_BACKLOG {
+            backlog.dropped_log_lines += 1;
             return;
         }
         if !backlog.bytes.is_empty() {
