@@ -15,10 +15,10 @@
 //! notifications older than one already received. The plugin's VmRSS/VmHWM and CPU time come
 //! from /proc/<pid>. A Markdown report goes to stdout.
 //!
-//! The clients are minimal Socket.IO v5 / engine.io v4 clients over a websocket
-//! (tokio-tungstenite): `GET /socket.io/?EIO=4&transport=websocket`, `40{"rune":...}`, pings
+//! The clients (`bench/fanout_clients.rs`) are minimal Socket.IO v5 / engine.io v4 clients
+//! over a websocket: `GET /socket.io/?EIO=4&transport=websocket`, `40{"rune":...}`, pings
 //! `2` answered with `3`, `42["message",{...}]` parsed by looking up three numbers. They run
-//! on their own multi-threaded runtime; the mock and the pusher run on a current-thread
+//! as one epoll loop per client thread; the mock and the pusher run on a current-thread
 //! runtime on the main thread.
 //!
 //! Run: `cargo bench --bench fanout` (options after `--`: `--clients N`, `--seconds S`,
@@ -31,30 +31,24 @@ mod mock_lightningd;
 #[path = "support/mod.rs"]
 mod support;
 
-use futures::{SinkExt, StreamExt};
+mod fanout_clients;
+
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_util::sync::CancellationToken;
 
 use support::format::{quantile, thousands};
 use support::procfs::{self, machine_cpu, status_field, user_system};
-use support::socketio_client::{self, number_after, BeforeAck, Ws};
 
 const WARMUP: usize = 0;
 const STEADY: usize = 1;
 const BURST: usize = 2;
 const PHASES: usize = 3;
 
-/// Clients opening their connection at the same time.
-const CONNECT_CONCURRENCY: usize = 64;
 /// One client's websocket + Socket.IO handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// All clients connected (or failed).
@@ -240,103 +234,6 @@ impl ClientResult {
             shared.complete[phase].fetch_add(1, Ordering::SeqCst);
         }
     }
-}
-
-/// Websocket, engine.io open, Socket.IO connect to `/` with the rune; returns after the
-/// server's connect ack.
-async fn handshake(url: &str, rune: &str) -> Result<Ws, String> {
-    socketio_client::handshake(url, &json!({ "rune": rune }), BeforeAck::Skip).await
-}
-
-async fn run_client(
-    url: String,
-    rune: String,
-    expected: [u64; PHASES],
-    shared: Arc<Shared>,
-    gate: Arc<Semaphore>,
-    stop: CancellationToken,
-) -> ClientResult {
-    let mut result = ClientResult::new(expected);
-    let connecting = async {
-        let _permit = gate.acquire().await.map_err(|e| e.to_string())?;
-        tokio::time::timeout(CONNECT_TIMEOUT, handshake(&url, &rune))
-            .await
-            .map_err(|_| format!("no connect ack within {CONNECT_TIMEOUT:?}"))?
-    };
-    let mut ws = tokio::select! {
-        connected = connecting => match connected {
-            Ok(ws) => ws,
-            Err(e) => {
-                result.connect_error = Some(e);
-                shared.connect_failed.fetch_add(1, Ordering::SeqCst);
-                return result;
-            }
-        },
-        _ = stop.cancelled() => {
-            result.connect_error = Some("stopped before connecting".into());
-            shared.connect_failed.fetch_add(1, Ordering::SeqCst);
-            return result;
-        }
-    };
-    result.connected = true;
-    shared.connected.fetch_add(1, Ordering::SeqCst);
-    loop {
-        let frame = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break,
-            frame = ws.next() => frame,
-        };
-        let now = shared.now_ns();
-        let text = match frame {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                result.dropped = Some(format!("websocket closed: {frame:?}"));
-                break;
-            }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                result.dropped = Some(format!("websocket error: {e}"));
-                break;
-            }
-            None => {
-                result.dropped = Some("connection ended".into());
-                break;
-            }
-        };
-        let text = text.as_str();
-        if let Some(event) = text.strip_prefix("42") {
-            if event.starts_with("[\"message\"") {
-                match (
-                    number_after(event, "\"phase\":"),
-                    number_after(event, "\"n\":"),
-                    number_after(event, "\"sent_ns\":"),
-                ) {
-                    (Some(phase), Some(n), Some(sent)) => {
-                        result.record(phase as usize, n, now.saturating_sub(sent), &shared)
-                    }
-                    _ => result.unexpected += 1,
-                }
-            } else if event.starts_with("[\"disconnect_reason\"") {
-                result.disconnect_reason = Some(event.to_string());
-            } else {
-                result.unexpected += 1;
-            }
-        } else if text == "2" {
-            if let Err(e) = ws.send(Message::text("3")).await {
-                result.dropped = Some(format!("cannot answer a ping: {e}"));
-                break;
-            }
-        } else if text.starts_with("41") || text == "1" {
-            result.dropped = Some(format!("server disconnected the client ({text})"));
-            break;
-        } else {
-            result.unexpected += 1;
-        }
-    }
-    if result.dropped.is_some() {
-        shared.dropped.fetch_add(1, Ordering::SeqCst);
-    }
-    result
 }
 
 #[derive(Clone, Copy, Default)]
@@ -539,7 +436,7 @@ struct Run {
     load_end: String,
 }
 
-async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec<ClientResult>) {
+async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     let load_start = load_average();
     let port = MockLightningd::free_port();
     let node = MockLightningd::start(json!({
@@ -568,24 +465,23 @@ async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec
         received: Default::default(),
         complete: Default::default(),
     });
-    let stop = CancellationToken::new();
-    let gate = Arc::new(Semaphore::new(CONNECT_CONCURRENCY));
-    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+    let stop = Arc::new(AtomicBool::new(false));
+    let target = fanout_clients::Target {
+        url: format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
+        rune,
+        expected,
+        connect_timeout: CONNECT_TIMEOUT,
+    };
 
     // Connect.
     let connect_start = Instant::now();
-    let handles: Vec<JoinHandle<ClientResult>> = (0..args.clients)
-        .map(|_| {
-            clients.spawn(run_client(
-                url.clone(),
-                rune.clone(),
-                expected,
-                shared.clone(),
-                gate.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect();
+    let threads = fanout_clients::spawn(
+        args.clients,
+        args.client_threads,
+        target,
+        shared.clone(),
+        stop.clone(),
+    );
     while shared.connected.load(Ordering::SeqCst) + shared.connect_failed.load(Ordering::SeqCst)
         < args.clients
         && connect_start.elapsed() < CONNECT_DEADLINE
@@ -708,13 +604,22 @@ async fn orchestrate(args: &Args, clients: &tokio::runtime::Handle) -> (Run, Vec
     eprintln!("fanout: burst phase done");
     let load_end = load_average();
 
-    stop.cancel();
-    let mut results = Vec::with_capacity(handles.len());
-    for handle in handles {
-        match tokio::time::timeout(Duration::from_secs(10), handle).await {
-            Ok(Ok(result)) => results.push(result),
-            Ok(Err(e)) => eprintln!("fanout: a client task failed: {e}"),
-            Err(_) => eprintln!("fanout: a client task did not stop within 10 s"),
+    stop.store(true, Ordering::SeqCst);
+    let mut results = Vec::with_capacity(args.clients);
+    let stopping = Instant::now();
+    while threads.iter().any(|thread| !thread.is_finished())
+        && stopping.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(POLL).await;
+    }
+    for thread in threads {
+        if !thread.is_finished() {
+            eprintln!("fanout: a client thread did not stop within 10 s");
+            continue;
+        }
+        match thread.join() {
+            Ok(mut clients) => results.append(&mut clients),
+            Err(_) => eprintln!("fanout: a client thread panicked"),
         }
     }
     let violations = node.violations();
@@ -951,18 +856,12 @@ fn main() {
         // Before any other thread exists; inherited by the plugin process.
         std::env::set_var("TOKIO_WORKER_THREADS", threads.to_string());
     }
-    let clients = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.client_threads)
-        .thread_name("fanout-client")
-        .enable_all()
-        .build()
-        .expect("the clients' runtime builds");
     let main = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("the mock's runtime builds");
     let started = Instant::now();
-    let (run, mut results) = main.block_on(orchestrate(&args, clients.handle()));
+    let (run, mut results) = main.block_on(orchestrate(&args));
     let text = report(&args, &run, &mut results);
     println!("{text}");
     eprintln!(
@@ -970,5 +869,4 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     drop(main);
-    clients.shutdown_timeout(Duration::from_secs(2));
 }

@@ -2,6 +2,7 @@
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -41,7 +42,10 @@ pub enum BeforeAck {
 /// Websocket, engine.io open, Socket.IO connect to `/` with `auth` (`40{auth}`), answering
 /// pings; returns after the server's connect ack. Not bounded in time.
 pub async fn handshake(url: &str, auth: &Value, other: BeforeAck) -> Result<Ws, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+    // tungstenite zero-fills its whole read buffer before every read; the default 128 KiB
+    // made that memset most of a bench client's CPU. Frames here are small.
+    let config = WebSocketConfig::default().read_buffer_size(4096);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
         .await
         .map_err(|e| format!("websocket: {e}"))?;
     let open = next_text(&mut ws).await?;
