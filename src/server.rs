@@ -35,6 +35,13 @@ pub const LISTENER_DRAIN: Duration = Duration::from_millis(250);
 /// How long a client may take to send its request headers.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// After this long without a frame from an HTTP/2 client the server pings it; a client
+/// that has not answered [`HTTP2_PING_TIMEOUT`] later is gone (or hostile) and is closed.
+/// HTTP/2 has no header timeout: without this a peer that sent the preface and then
+/// nothing would hold its connection forever. Live clients answer pings by themselves.
+pub const HTTP2_PING_INTERVAL: Duration = HEADER_READ_TIMEOUT;
+pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A server that is bound and has its certificates, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
@@ -95,12 +102,17 @@ impl BoundServer {
 /// HTTP/1 and HTTP/2 settings: a client must send its request headers within
 /// [`HEADER_READ_TIMEOUT`], so idle half-open connections do not pile up. (hyper's timer
 /// only starts once the first bytes have shown HTTP/1; before that, [`FirstBytesDeadline`].)
+/// An HTTP/2 client must answer a ping after [`HTTP2_PING_INTERVAL`] of silence.
 fn configure_http(builder: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>) {
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_INTERVAL)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, String> {

@@ -5,7 +5,9 @@
 //!    every file descriptor comes back once they close.
 //! 2. The 30 s header read timeout: a connection that stops mid-header, one that never sends
 //!    a byte, and one that stops in the middle of the HTTP/2 preface are all closed by the
-//!    server (no response, just the end of the stream) between 29 s and 40 s later.
+//!    server (no response, just the end of the stream) between 29 s and 40 s later. An
+//!    HTTP/2 client that sent the whole preface and then never answers is pinged after 30 s
+//!    of silence and closed 10 s later, while one that answers the pings stays connected.
 //! 3. A 100 MB header flood (one endless header line, or endless small headers) gets a 431
 //!    and a closed connection, the plugin keeps serving, and its peak memory barely moves;
 //!    once over plain HTTP and once over HTTPS. The header count limit behind it: 100
@@ -382,6 +384,132 @@ async fn connections_that_stop_sending_are_closed_after_30_seconds_without_an_an
             "{name}: closed after {after:?}, expected 29..40 s"
         );
     }
+    let released = wait_until(Duration::from_secs(5), || fd_count(pid) <= baseline).await;
+    assert!(
+        released.is_some(),
+        "the plugin still holds {} fds (baseline {baseline})",
+        fd_count(pid)
+    );
+}
+
+/// The client connection preface of HTTP/2 (RFC 9113 §3.4), then an empty SETTINGS frame.
+const HTTP2_PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+const FRAME_SETTINGS: u8 = 0x4;
+const FRAME_PING: u8 = 0x6;
+const FRAME_GOAWAY: u8 = 0x7;
+const FLAG_ACK: u8 = 0x1;
+
+/// One HTTP/2 frame as received: type, flags, payload.
+struct Frame {
+    kind: u8,
+    flags: u8,
+    payload: Vec<u8>,
+}
+
+/// Splits complete frames off the front of `buffer`.
+fn take_frames(buffer: &mut Vec<u8>) -> Vec<Frame> {
+    let mut frames = Vec::new();
+    while buffer.len() >= 9 {
+        let length = u32::from_be_bytes([0, buffer[0], buffer[1], buffer[2]]) as usize;
+        if buffer.len() < 9 + length {
+            break;
+        }
+        let frame: Vec<u8> = buffer.drain(..9 + length).collect();
+        frames.push(Frame {
+            kind: frame[3],
+            flags: frame[4],
+            payload: frame[9..].to_vec(),
+        });
+    }
+    frames
+}
+
+/// What an HTTP/2 client that sent the preface then saw until `bound` passed or the server
+/// closed: the frame types received, whether it ended, and when. If `answer` it acknowledges
+/// the server's SETTINGS and answers its PINGs, as every live HTTP/2 client does.
+async fn http2_client_after_preface(
+    port: u16,
+    answer: bool,
+    bound: Duration,
+) -> (Vec<u8>, End, Duration) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the plugin: {e}"));
+    stream
+        .write_all(HTTP2_PREFACE_AND_SETTINGS)
+        .await
+        .expect("send the HTTP/2 preface");
+    let started = Instant::now();
+    let (mut kinds, mut buffer, mut chunk) = (Vec::new(), Vec::new(), vec![0u8; 4096]);
+    let end = loop {
+        let left = bound.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, stream.read(&mut chunk)).await {
+            Err(_) => break End::StillOpen,
+            Ok(Ok(0)) => break End::Eof,
+            Ok(Err(e)) => break End::Error(e.kind()),
+            Ok(Ok(n)) => buffer.extend_from_slice(&chunk[..n]),
+        }
+        for frame in take_frames(&mut buffer) {
+            kinds.push(frame.kind);
+            if !answer || frame.flags & FLAG_ACK != 0 {
+                continue;
+            }
+            let reply = match frame.kind {
+                FRAME_SETTINGS => vec![0, 0, 0, FRAME_SETTINGS, FLAG_ACK, 0, 0, 0, 0],
+                FRAME_PING => {
+                    let mut pong = vec![0, 0, 8, FRAME_PING, FLAG_ACK, 0, 0, 0, 0];
+                    pong.extend_from_slice(&frame.payload);
+                    pong
+                }
+                _ => continue,
+            };
+            stream.write_all(&reply).await.expect("answer the server");
+        }
+    };
+    (kinds, end, started.elapsed())
+}
+
+#[tokio::test]
+async fn an_http2_client_that_never_answers_is_closed_and_one_that_answers_pings_stays() {
+    let gateway = Gateway::start().await;
+    let pid = plugin_pid(&gateway);
+    let baseline = fd_count(pid);
+    // The live client must outlast the moment the silent one is closed (~40 s).
+    let bound = Duration::from_secs(50);
+    let (dead, live) = tokio::join!(
+        http2_client_after_preface(gateway.port, false, bound),
+        http2_client_after_preface(gateway.port, true, bound),
+    );
+    for (name, (kinds, end, after)) in [("never answers", &dead), ("answers pings", &live)] {
+        eprintln!("http2 keep-alive: {name}: {end} after {after:?}, frame types {kinds:?}");
+    }
+
+    let (kinds, end, after) = dead;
+    assert!(
+        matches!(end, End::Eof | End::Error(_)),
+        "a silent HTTP/2 client was not closed within {bound:?} ({end})"
+    );
+    // Pinged after 30 s of silence, closed 10 s later.
+    assert!(
+        (Duration::from_secs(29)..=Duration::from_secs(48)).contains(&after),
+        "the silent HTTP/2 client was closed after {after:?}, expected 29..48 s"
+    );
+    assert!(
+        kinds.contains(&FRAME_PING),
+        "the server closed without pinging first: frame types {kinds:?}"
+    );
+
+    let (kinds, end, _) = live;
+    assert!(
+        matches!(end, End::StillOpen),
+        "an HTTP/2 client answering pings was disconnected: {end}, frame types {kinds:?}"
+    );
+    assert!(
+        kinds.contains(&FRAME_PING) && !kinds.contains(&FRAME_GOAWAY),
+        "expected pings and no GOAWAY for the live client, got frame types {kinds:?}"
+    );
+    // Both clients have closed their end by now.
     let released = wait_until(Duration::from_secs(5), || fd_count(pid) <= baseline).await;
     assert!(
         released.is_some(),
