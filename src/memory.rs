@@ -5,17 +5,21 @@
 //! keeps freed pages in them. A notification burst fills many clients' send queues at once;
 //! once they drain, the freed pages stay in whichever arenas held them, so RSS rises in steps
 //! that never come back (the soak, `cargo bench --bench soak`, showed +1.9 MiB over ten
-//! minutes with the default arenas). With two arenas and a periodic `malloc_trim` the heap
-//! follows what is really in use. On other targets both are no-ops.
+//! minutes with the default arenas). With two arenas and a periodic `malloc_trim` the creep
+//! stopped, but the heap still settled 1.5-2 MiB higher after the second burst than after
+//! the first (most likely one burst's journal entries and the next one's landed in different
+//! arenas, each keeping partly used pages). With one arena the step is 0.5 MiB and the heap
+//! then stays flat; throughput is the same (the runtime has two worker threads; see
+//! docs/performance.md). On other targets both are no-ops.
 
 use std::time::Duration;
 
 /// How often freed heap is handed back.
 pub const TRIM_INTERVAL: Duration = Duration::from_secs(30);
 
-/// At most this many malloc arenas: the runtime has few threads, and a shared arena costs
-/// little contention at this size.
-const MAX_ARENAS: i32 = 2;
+/// One malloc arena for every thread: the runtime has few threads, and sharing the arena
+/// costs no measurable throughput at this size while keeping the heap compact.
+const MAX_ARENAS: i32 = 1;
 
 /// Caps glibc's malloc arenas; call first thing in `main`, before other threads start.
 pub fn limit_arenas() {
