@@ -13,7 +13,7 @@ use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::manifest::{init_request, Manifest, GETMANIFEST_REQUEST};
 use mock_lightningd::methods::METHODS;
 use mock_lightningd::runes::Rune;
-use mock_lightningd::{MockLightningd, LIGHTNINGD_VERSION, MAX_LOG_MESSAGE_LEN};
+use mock_lightningd::{LogLine, MockLightningd, LIGHTNINGD_VERSION, MAX_LOG_MESSAGE_LEN};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -1422,6 +1422,23 @@ async fn oversized_log_messages_are_violations() {
     let refused =
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| mock.assert_no_violations()));
     assert!(refused.is_err());
+}
+
+#[tokio::test]
+async fn log_lines_are_checked_but_not_kept_while_log_recording_is_off() {
+    let mock = start_fake_plugin(json!({})).await;
+    let mut client = RawClient::connect(&mock).await;
+    let big = |logs: Vec<LogLine>| logs.iter().filter(|l| l.message.len() == 5000).count();
+    client.call(&request(1, "fake-biglog", json!({}))).await;
+    assert_eq!(big(mock.logs()), 1);
+    mock.record_logs(false);
+    assert!(mock.logs().is_empty(), "switching off forgets the lines kept");
+    client.call(&request(2, "fake-biglog", json!({}))).await;
+    assert!(mock.logs().is_empty(), "no line kept while off");
+    assert_eq!(mock.violations().len(), 2, "lines are still checked while off");
+    mock.record_logs(true);
+    client.call(&request(3, "fake-biglog", json!({}))).await;
+    assert_eq!(big(mock.logs()), 1);
 }
 
 #[tokio::test]

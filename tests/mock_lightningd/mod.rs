@@ -422,6 +422,15 @@ impl MockLightningd {
         self.node.set_recording(on);
     }
 
+    /// Turns the record of the plugin's log lines on (the default) or off, for long runs
+    /// whose logs nobody reads: a soak's plugin logs one line per request. Off also
+    /// forgets the lines recorded so far; lines are still checked for violations.
+    pub fn record_logs(&self, on: bool) {
+        if let Some(plugin) = &self.plugin {
+            plugin.keep_logs(on);
+        }
+    }
+
     /// Every call received on `lightning-rpc`, in arrival order.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.node.calls()

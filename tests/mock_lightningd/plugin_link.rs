@@ -50,6 +50,8 @@ pub struct PluginLink {
     manifest: OnceLock<Manifest>,
     running: AtomicBool,
     logs: Mutex<Vec<LogLine>>,
+    /// Off: log lines are still checked (level, size) and counted, but not kept.
+    keep_logs: AtomicBool,
     log_count: watch::Sender<usize>,
     max_log_len: AtomicUsize,
     violations: Mutex<Vec<String>>,
@@ -68,6 +70,7 @@ impl PluginLink {
             manifest: OnceLock::new(),
             running: AtomicBool::new(true),
             logs: Mutex::default(),
+            keep_logs: AtomicBool::new(true),
             log_count: watch::channel(0).0,
             max_log_len: AtomicUsize::new(0),
             violations: Mutex::default(),
@@ -196,10 +199,12 @@ impl PluginLink {
                 excerpt(message.as_bytes())
             ));
         }
-        lock(&self.logs).push(LogLine {
-            level: level.to_string(),
-            message: message.to_string(),
-        });
+        if self.keep_logs.load(Ordering::Relaxed) {
+            lock(&self.logs).push(LogLine {
+                level: level.to_string(),
+                message: message.to_string(),
+            });
+        }
         self.log_count.send_modify(|count| *count += 1);
         // lightningd raises `warning` for every UNUSUAL/BROKEN log line
         // (notifications/warning.json, level "warn"; "error" for BROKEN).
@@ -345,6 +350,15 @@ impl PluginLink {
 
     pub fn logs(&self) -> Vec<LogLine> {
         lock(&self.logs).clone()
+    }
+
+    /// Keeps the log lines received from now on (the default) or not; off also forgets
+    /// the ones kept so far.
+    pub fn keep_logs(&self, on: bool) {
+        self.keep_logs.store(on, Ordering::Relaxed);
+        if !on {
+            lock(&self.logs).clear();
+        }
     }
 
     /// Waits until a log line matching `predicate` was received.
