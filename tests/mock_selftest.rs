@@ -1432,10 +1432,17 @@ async fn log_lines_are_checked_but_not_kept_while_log_recording_is_off() {
     client.call(&request(1, "fake-biglog", json!({}))).await;
     assert_eq!(big(mock.logs()), 1);
     mock.record_logs(false);
-    assert!(mock.logs().is_empty(), "switching off forgets the lines kept");
+    assert!(
+        mock.logs().is_empty(),
+        "switching off forgets the lines kept"
+    );
     client.call(&request(2, "fake-biglog", json!({}))).await;
     assert!(mock.logs().is_empty(), "no line kept while off");
-    assert_eq!(mock.violations().len(), 2, "lines are still checked while off");
+    assert_eq!(
+        mock.violations().len(),
+        2,
+        "lines are still checked while off"
+    );
     mock.record_logs(true);
     client.call(&request(3, "fake-biglog", json!({}))).await;
     assert_eq!(big(mock.logs()), 1);
