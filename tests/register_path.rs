@@ -130,15 +130,24 @@ async fn listed(gateway: &Gateway, path: &str, http_method: &str) -> Option<Valu
         .find(|r| r["path"] == json!(path) && r["http_method"] == json!(http_method))
 }
 
-/// An HTTP request with an optional rune and JSON body; the status and the body as JSON.
+/// A request builder for `what`, `"METHOD /path"`.
+fn build(gateway: &Gateway, what: &str) -> reqwest::RequestBuilder {
+    let (method, path) = what
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("not \"METHOD /path\": {what}"));
+    let method = Method::from_bytes(method.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
+    gateway.http.request(method, gateway.url(path))
+}
+
+/// Sends `what` (`"METHOD /path"`) with an optional rune and JSON body; the status and the
+/// body as JSON.
 async fn request(
     gateway: &Gateway,
-    method: Method,
-    path: &str,
+    what: &str,
     rune: Option<&str>,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut builder = gateway.http.request(method.clone(), gateway.url(path));
+    let mut builder = build(gateway, what);
     if let Some(rune) = rune {
         builder = builder.header("Rune", rune);
     }
@@ -148,8 +157,47 @@ async fn request(
     let response = builder
         .send()
         .await
-        .unwrap_or_else(|e| panic!("{method} {path} failed: {e}"));
+        .unwrap_or_else(|e| panic!("{what} failed: {e}"));
     json_of(response).await
+}
+
+/// [`request`], asserting the answer's status (the message names the request); returns the
+/// body for the checks the caller makes on it.
+async fn expect(
+    gateway: &Gateway,
+    what: &str,
+    rune: Option<&str>,
+    body: Option<Value>,
+    status: u16,
+) -> Value {
+    let (got, answer) = request(gateway, what, rune, body).await;
+    assert_eq!(got, status, "{what}: {answer}");
+    answer
+}
+
+/// `GET path` with the gateway's rune and `Accept: accept`.
+async fn get_accepting(gateway: &Gateway, path: &str, accept: &str) -> reqwest::Response {
+    gateway
+        .http
+        .get(gateway.url(path))
+        .header("Rune", &gateway.rune)
+        .header("Accept", accept)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} accepting {accept} failed: {e}"))
+}
+
+/// An error body: `{"code": code, "message": message}`.
+fn error(code: i64, message: &str) -> Value {
+    json!({"code": code, "message": message})
+}
+
+fn missing_rune() -> Value {
+    error(1501, "Not authorized: Missing rune")
+}
+
+fn path_not_found() -> Value {
+    error(-32601, "Path not found")
 }
 
 /// The params of the mock's recorded calls of `method`.
@@ -182,14 +230,20 @@ fn node_id() -> String {
         .to_string()
 }
 
+/// A gateway with `routes` registered in order (each asserted accepted).
+async fn gateway_with(routes: impl IntoIterator<Item = Value>) -> Gateway {
+    let gateway = Gateway::start().await;
+    for route in routes {
+        register(&gateway, route).await;
+    }
+    gateway
+}
+
 #[tokio::test]
 async fn params_by_name_with_defaults() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v1/named/{key}", "rpc_method": "listdatastore"}),
-    )
-    .await;
+    let gateway =
+        gateway_with([json!({"path": "v1/named/{key}", "rpc_method": "listdatastore"})]).await;
+    let rune = Some(gateway.rune.as_str());
     // Defaults: POST, rune required, no restrictions.
     assert_eq!(
         listed(&gateway, "v1/named/{key}", "POST").await,
@@ -198,23 +252,9 @@ async fn params_by_name_with_defaults() {
             "rune_required": true, "rune_restrictions": {}
         }))
     );
-    let (status, body) = request(&gateway, Method::POST, "/v1/named/k", None, None).await;
-    assert_eq!(
-        (status, &body),
-        (
-            403,
-            &json!({"code": 1501, "message": "Not authorized: Missing rune"})
-        )
-    );
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/named/k",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let answer = request(&gateway, "POST /v1/named/k", None, None).await;
+    assert_eq!(answer, (403, missing_rune()), "POST /v1/named/k, no rune");
+    expect(&gateway, "POST /v1/named/k", rune, None, 201).await;
     assert_eq!(params_of(&gateway, "listdatastore"), [json!({"key": "k"})]);
 
     // Every param by name.
@@ -233,22 +273,20 @@ async fn params_by_name_with_defaults() {
             "rune_required": false, "rune_restrictions": {"method": "getinfo"}
         }))
     );
-    let (status, body) = request(&gateway, Method::GET, "/v1/named-all", None, None).await;
-    assert_eq!(status, 201, "{body}");
+    let body = expect(&gateway, "GET /v1/named-all", None, None, 201).await;
     assert_eq!(body["alias"], "ORANGETRAWL");
 }
 
 #[tokio::test]
 async fn params_by_position_in_documented_order() {
-    let gateway = Gateway::start().await;
-    register(&gateway, json!(["v1/pos/two", "getinfo"])).await;
-    register(&gateway, json!(["v1/pos/three", "getinfo", "put"])).await;
-    register(&gateway, json!(["v1/pos/four", "getinfo", "get", false])).await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
+        json!(["v1/pos/two", "getinfo"]),
+        json!(["v1/pos/three", "getinfo", "put"]),
+        json!(["v1/pos/four", "getinfo", "get", false]),
         json!(["v1/pos/five", "listinvoices", "patch", true, {"nodeid": node_id(), "method": "getinfo", "params": {"x": "y"}}]),
-    )
+    ])
     .await;
+    let rune = Some(gateway.rune.as_str());
     let expected = [
         json!({"path": "v1/pos/two", "http_method": "POST", "rpc_method": "getinfo", "rune_required": true, "rune_restrictions": {}}),
         json!({"path": "v1/pos/three", "http_method": "PUT", "rpc_method": "getinfo", "rune_required": true, "rune_restrictions": {}}),
@@ -259,26 +297,9 @@ async fn params_by_position_in_documented_order() {
     assert_eq!(list_paths(&gateway).await, expected);
 
     // The positional routes are served as registered.
-    let (status, body) = request(&gateway, Method::GET, "/v1/pos/four", None, None).await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/pos/three",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let (status, body) = request(
-        &gateway,
-        Method::PATCH,
-        "/v1/pos/five",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "GET /v1/pos/four", None, None, 201).await;
+    expect(&gateway, "PUT /v1/pos/three", rune, None, 201).await;
+    let body = expect(&gateway, "PATCH /v1/pos/five", rune, None, 201).await;
     assert!(body["invoices"].is_array(), "{body}");
     // Positional `rune_required` false is refused for non-GET like the named one.
     assert_refused(
@@ -309,10 +330,8 @@ async fn http_methods_are_case_insensitive_and_limited_to_five() {
             "{given} not listed as {stored}: {:?}",
             list_paths(&gateway).await
         );
-        let method = Method::from_bytes(stored.as_bytes()).unwrap();
-        let (status, body) =
-            request(&gateway, method, "/v1/case/lbl", Some(&gateway.rune), None).await;
-        assert_eq!(status, 201, "{stored}: {body}");
+        let what = format!("{stored} /v1/case/lbl");
+        expect(&gateway, &what, Some(&gateway.rune), None, 201).await;
     }
     assert_eq!(
         params_of(&gateway, "listinvoices"),
@@ -332,125 +351,113 @@ async fn http_methods_are_case_insensitive_and_limited_to_five() {
 #[tokio::test]
 async fn registration_refusals_are_exact_json_rpc_errors() {
     let gateway = Gateway::start().await;
-    assert_refused(
-        &gateway,
-        json!({"path": "/", "rpc_method": "getinfo"}),
-        "Path must not be root",
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "", "rpc_method": "getinfo"}),
-        "Path must not be empty",
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "v1/files/{*rest}", "rpc_method": "getinfo"}),
-        "Wildcards not supported",
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "v1/open", "rpc_method": "getinfo", "rune_required": false}),
-        "rune_required must be true for anything but GET requests",
-    )
-    .await;
+    let rune_required = "rune_required must be true for anything but GET requests";
+    // Each refused registration (the message names it by its params) and the refusal.
+    let mut refused = vec![
+        (
+            json!({"path": "/", "rpc_method": "getinfo"}),
+            "Path must not be root",
+        ),
+        (
+            json!({"path": "", "rpc_method": "getinfo"}),
+            "Path must not be empty",
+        ),
+        (
+            json!({"path": "v1/files/{*rest}", "rpc_method": "getinfo"}),
+            "Wildcards not supported",
+        ),
+        (
+            json!({"path": "v1/open", "rpc_method": "getinfo", "rune_required": false}),
+            rune_required,
+        ),
+    ];
     for method in ["POST", "put", "Patch", "DELETE"] {
-        assert_refused(
-            &gateway,
+        refused.push((
             json!({"path": "v1/open", "rpc_method": "getinfo", "http_method": method, "rune_required": false}),
-            "rune_required must be true for anything but GET requests",
-        )
-        .await;
+            rune_required,
+        ));
     }
-    assert_refused(
-        &gateway,
+    refused.push((
         json!({"path": "v1/open", "rpc_method": "getinfo", "http_method": "TRACE"}),
         "TRACE is not a supported http method!",
-    )
-    .await;
+    ));
+    for (params, message) in refused {
+        assert_refused(&gateway, params, message).await;
+    }
     // Nothing refused was stored, and nothing refused is served.
     assert_eq!(list_paths(&gateway).await, Vec::<Value>::new());
-    let (status, body) = request(&gateway, Method::GET, "/v1/open", None, None).await;
-    assert_eq!(status, 405, "{body}");
-    assert_eq!(
-        body,
-        json!({"code": -32601, "message": "Path invalid, http_method must be POST for CLN methods"})
-    );
+    let not_post = "Path invalid, http_method must be POST for CLN methods";
+    let answer = request(&gateway, "GET /v1/open", None, None).await;
+    assert_eq!(answer, (405, error(-32601, not_post)), "GET /v1/open");
 }
 
 #[tokio::test]
 async fn conflicting_paths_are_refused_per_http_method() {
     let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v{version}/{capture}/go", "rpc_method": "getinfo"}),
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "v1/{capture}/go", "rpc_method": "listinvoices"}),
-        "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST",
-    )
-    .await;
-    // Slashes around the new path do not hide a conflict.
-    assert_refused(
-        &gateway,
-        json!({"path": "/v2/x/go/", "rpc_method": "listinvoices", "http_method": "post"}),
-        "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST",
-    )
-    .await;
-    // The same path with another method is no conflict.
-    register(
-        &gateway,
-        json!({"path": "v1/{capture}/go", "rpc_method": "listinvoices", "http_method": "GET"}),
-    )
-    .await;
-    register(
-        &gateway,
-        json!({"path": "v{version}/{capture}/go", "rpc_method": "listinvoices", "http_method": "DELETE"}),
-    )
-    .await;
-
-    register(
-        &gateway,
-        json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "PUT"}),
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PUT"}),
-        "Conflicting path 'v1/{a}' already exists with http_method: PUT",
-    )
-    .await;
-    assert_refused(
-        &gateway,
-        json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "put"}),
-        "Conflicting path 'v1/{a}' already exists with http_method: PUT",
-    )
-    .await;
-    register(
-        &gateway,
-        json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PATCH"}),
-    )
-    .await;
-    // No URL matches both: other literal text, another number of segments.
-    register(
-        &gateway,
-        json!({"path": "w1/{capture}/go", "rpc_method": "getinfo"}),
-    )
-    .await;
-    register(
-        &gateway,
-        json!({"path": "v1/{capture}/stop", "rpc_method": "getinfo"}),
-    )
-    .await;
-    register(
-        &gateway,
-        json!({"path": "v1/{a}/go/on", "rpc_method": "getinfo"}),
-    )
-    .await;
+    let post_conflict =
+        "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST";
+    let put_conflict = "Conflicting path 'v1/{a}' already exists with http_method: PUT";
+    // Registrations in order, each with the refusal it gets (`None`: it is accepted); the
+    // message of a failure names the registration by its params.
+    let registrations: Vec<(Value, Option<&str>)> = vec![
+        (
+            json!({"path": "v{version}/{capture}/go", "rpc_method": "getinfo"}),
+            None,
+        ),
+        (
+            json!({"path": "v1/{capture}/go", "rpc_method": "listinvoices"}),
+            Some(post_conflict),
+        ),
+        // Slashes around the new path do not hide a conflict.
+        (
+            json!({"path": "/v2/x/go/", "rpc_method": "listinvoices", "http_method": "post"}),
+            Some(post_conflict),
+        ),
+        // The same path with another method is no conflict.
+        (
+            json!({"path": "v1/{capture}/go", "rpc_method": "listinvoices", "http_method": "GET"}),
+            None,
+        ),
+        (
+            json!({"path": "v{version}/{capture}/go", "rpc_method": "listinvoices", "http_method": "DELETE"}),
+            None,
+        ),
+        (
+            json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "PUT"}),
+            None,
+        ),
+        (
+            json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PUT"}),
+            Some(put_conflict),
+        ),
+        (
+            json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "put"}),
+            Some(put_conflict),
+        ),
+        (
+            json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PATCH"}),
+            None,
+        ),
+        // No URL matches both: other literal text, another number of segments.
+        (
+            json!({"path": "w1/{capture}/go", "rpc_method": "getinfo"}),
+            None,
+        ),
+        (
+            json!({"path": "v1/{capture}/stop", "rpc_method": "getinfo"}),
+            None,
+        ),
+        (
+            json!({"path": "v1/{a}/go/on", "rpc_method": "getinfo"}),
+            None,
+        ),
+    ];
+    for (params, refusal) in registrations {
+        match refusal {
+            None => register(&gateway, params).await,
+            Some(message) => assert_refused(&gateway, params, message).await,
+        }
+    }
 
     let mut listed: Vec<(String, String)> = list_paths(&gateway)
         .await
@@ -482,16 +489,10 @@ async fn conflicting_paths_are_refused_per_http_method() {
 
 #[tokio::test]
 async fn paths_are_stored_without_leading_or_trailing_slashes() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
         json!({"path": "/v1/trim/{label}/", "rpc_method": "listinvoices", "http_method": "GET"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "//v1/more//", "rpc_method": "getinfo"}),
-    )
+    ])
     .await;
     let paths: Vec<Value> = list_paths(&gateway)
         .await
@@ -499,43 +500,19 @@ async fn paths_are_stored_without_leading_or_trailing_slashes() {
         .map(|r| r["path"].clone())
         .collect();
     assert_eq!(paths, [json!("v1/trim/{label}"), json!("v1/more")]);
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/trim/abc",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "GET /v1/trim/abc", Some(&gateway.rune), None, 201).await;
     // The 405 names the stored path.
-    let (status, body) = request(&gateway, Method::POST, "/v1/trim/abc", None, None).await;
-    assert_eq!(
-        (status, body),
-        (
-            405,
-            json!({"code": -32601, "message": "Dynamic path: v1/trim/{label} has no http_method:POST registered"})
-        )
-    );
+    let no_post = "Dynamic path: v1/trim/{label} has no http_method:POST registered";
+    let answer = request(&gateway, "POST /v1/trim/abc", None, None).await;
+    assert_eq!(answer, (405, error(-32601, no_post)), "POST /v1/trim/abc");
 }
 
 #[tokio::test]
 async fn captures_become_string_params_merged_with_the_body() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v1/keys/{key}", "rpc_method": "datastore"}),
-    )
-    .await;
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/keys/abc",
-        Some(&gateway.rune),
-        Some(json!({"string": "hello", "mode": "must-create"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let gateway = gateway_with([json!({"path": "v1/keys/{key}", "rpc_method": "datastore"})]).await;
+    let rune = Some(gateway.rune.as_str());
+    let sent = json!({"string": "hello", "mode": "must-create"});
+    let body = expect(&gateway, "POST /v1/keys/abc", rune, Some(sent), 201).await;
     assert_eq!(body["key"], json!(["abc"]), "{body}");
     assert_eq!(
         params_of(&gateway, "datastore"),
@@ -548,15 +525,7 @@ async fn captures_become_string_params_merged_with_the_body() {
         json!({"path": "v1/store-{key}.txt/{string}", "rpc_method": "datastore", "http_method": "PUT"}),
     )
     .await;
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/store-k9.txt/12345",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "PUT /v1/store-k9.txt/12345", rune, None, 201).await;
     assert_eq!(
         params_of(&gateway, "datastore").last(),
         Some(&json!({"key": "k9", "string": "12345"}))
@@ -567,43 +536,22 @@ async fn captures_become_string_params_merged_with_the_body() {
         json!({"key": "k9", "string": "12345"})
     );
     // Text that does not fit around the capture is no match.
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/store-k9.bin/12345",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
+    let answer = request(&gateway, "PUT /v1/store-k9.bin/12345", rune, None).await;
     assert_eq!(
-        (status, body),
-        (404, json!({"code": -32601, "message": "Path not found"}))
+        answer,
+        (404, path_not_found()),
+        "PUT /v1/store-k9.bin/12345"
     );
 }
 
 #[tokio::test]
 async fn a_body_param_named_like_a_capture_is_400_duplicate_key() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v1/keys/{key}", "rpc_method": "datastore"}),
-    )
-    .await;
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/keys/abc",
-        Some(&gateway.rune),
-        Some(json!({"key": "other", "string": "x"})),
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            400,
-            json!({"code": -32602, "message": "Duplicate key: key"})
-        )
-    );
+    let gateway = gateway_with([json!({"path": "v1/keys/{key}", "rpc_method": "datastore"})]).await;
+    let rune = Some(gateway.rune.as_str());
+    let sent = Some(json!({"key": "other", "string": "x"}));
+    let answer = request(&gateway, "POST /v1/keys/abc", rune, sent).await;
+    let duplicate = error(-32602, "Duplicate key: key");
+    assert_eq!(answer, (400, duplicate), "POST /v1/keys/abc");
     // Refused before anything reached lightningd.
     assert!(gateway.node.calls_of("checkrune").is_empty());
     assert!(gateway.node.calls_of("datastore").is_empty());
@@ -611,21 +559,13 @@ async fn a_body_param_named_like_a_capture_is_400_duplicate_key() {
 
 #[tokio::test]
 async fn checkrune_gets_rpc_method_and_call_params_by_default() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
         json!({"path": "v1/ds/{key}", "rpc_method": "datastore", "http_method": "PUT"}),
-    )
+    ])
     .await;
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/ds/k1",
-        Some(&gateway.rune),
-        Some(json!({"string": "s"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let rune = Some(gateway.rune.as_str());
+    let string_s = || Some(json!({"string": "s"}));
+    expect(&gateway, "PUT /v1/ds/k1", rune, string_s(), 201).await;
     assert_eq!(
         params_of(&gateway, "checkrune"),
         [
@@ -640,120 +580,56 @@ async fn checkrune_gets_rpc_method_and_call_params_by_default() {
     // So a rune limited to another method, or to other params, is refused with lightningd's
     // error (401), and the method is not called.
     let invoice_only = gateway.node.create_rune(json!([["method=invoice"]]));
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/ds/k2",
-        Some(&invoice_only),
-        Some(json!({"string": "s"})),
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            401,
-            json!({"code": 1502, "message": "Not permitted: method is not equal to invoice"})
-        )
-    );
-    let key_k1_only = gateway.node.create_rune(json!([["pnamekey=k1"]]));
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/ds/k3",
-        Some(&key_k1_only),
-        Some(json!({"string": "s", "mode": "create-or-replace"})),
-    )
-    .await;
-    assert_eq!(status, 401, "{body}");
+    let answer = request(&gateway, "PUT /v1/ds/k2", Some(&invoice_only), string_s()).await;
+    let not_permitted = error(1502, "Not permitted: method is not equal to invoice");
+    assert_eq!(answer, (401, not_permitted), "PUT /v1/ds/k2");
+    let key_k1_rune = gateway.node.create_rune(json!([["pnamekey=k1"]]));
+    let key_k1_only = Some(key_k1_rune.as_str());
+    let replacing = |string: &str| Some(json!({"string": string, "mode": "create-or-replace"}));
+    let body = expect(&gateway, "PUT /v1/ds/k3", key_k1_only, replacing("s"), 401).await;
     assert_eq!(body["code"], 1502, "{body}");
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/ds/k1",
-        Some(&key_k1_only),
-        Some(json!({"string": "t", "mode": "create-or-replace"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "PUT /v1/ds/k1", key_k1_only, replacing("t"), 201).await;
     assert_eq!(gateway.node.calls_of("datastore").len(), 2);
 }
 
 #[tokio::test]
 async fn rune_restrictions_replace_what_checkrune_is_asked() {
-    let gateway = Gateway::start().await;
     let nodeid = node_id();
-    // Only `method` given: params default to the call's params, no nodeid.
-    register(
-        &gateway,
+    let gateway = gateway_with([
+        // Only `method` given: params default to the call's params, no nodeid.
         json!({"path": "v1/r/method/{label}", "rpc_method": "listinvoices", "http_method": "GET",
                "rune_restrictions": {"method": "invoice"}}),
-    )
-    .await;
-    // Only `params` given: method defaults to rpc_method.
-    register(
-        &gateway,
+        // Only `params` given: method defaults to rpc_method.
         json!({"path": "v1/r/params/{label}", "rpc_method": "listinvoices", "http_method": "GET",
                "rune_restrictions": {"params": {"label": "fixed"}}}),
-    )
-    .await;
-    // All three.
-    register(
-        &gateway,
+        // All three.
         json!({"path": "v1/r/all", "rpc_method": "getinfo",
                "rune_restrictions": {"nodeid": nodeid, "method": "invoice", "params": ["a", 1]}}),
-    )
+    ])
     .await;
 
     let invoice_only = gateway.node.create_rune(json!([["method=invoice"]]));
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/r/method/x",
-        Some(&invoice_only),
-        None,
-    )
-    .await;
-    assert_eq!(
-        status, 201,
-        "a rune for invoice calls listinvoices here: {body}"
-    );
-    assert!(body["invoices"].is_array(), "{body}");
     let label_fixed = gateway.node.create_rune(json!([["pnamelabel=fixed"]]));
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/r/params/other",
-        Some(&label_fixed),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "checkrune saw the fixed params: {body}");
     let other_node = format!("03{}", "ab".repeat(32));
     let for_other_node = gateway
         .node
         .create_rune(json!([[format!("id={other_node}")]]));
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/r/all",
-        Some(&for_other_node),
-        None,
-    )
-    .await;
-    assert_eq!(
-        status, 401,
-        "checkrune was given the route's nodeid: {body}"
-    );
     let for_this_node = gateway.node.create_rune(json!([[format!("id={nodeid}")]]));
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/r/all",
-        Some(&for_this_node),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    for (what, rune, status) in [
+        // A rune for invoice calls listinvoices here.
+        ("GET /v1/r/method/x", &invoice_only, 201),
+        // checkrune saw the fixed params.
+        ("GET /v1/r/params/other", &label_fixed, 201),
+        // checkrune was given the route's nodeid.
+        ("POST /v1/r/all", &for_other_node, 401),
+        ("POST /v1/r/all", &for_this_node, 201),
+    ] {
+        let body = expect(&gateway, what, Some(rune), None, status).await;
+        if what.starts_with("GET ") {
+            // The GET routes answer with listinvoices' result.
+            assert!(body["invoices"].is_array(), "{what}: {body}");
+        }
+    }
 
     assert_eq!(
         params_of(&gateway, "checkrune"),
@@ -774,25 +650,14 @@ async fn rune_restrictions_replace_what_checkrune_is_asked() {
 
 #[tokio::test]
 async fn get_routes_without_rune_required_never_call_checkrune() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
         json!({"path": "v1/public/{label}", "rpc_method": "listinvoices", "http_method": "get", "rune_required": false}),
-    )
+    ])
     .await;
-    let (status, body) = request(&gateway, Method::GET, "/v1/public/a", None, None).await;
-    assert_eq!(status, 201, "{body}");
+    let body = expect(&gateway, "GET /v1/public/a", None, None, 201).await;
     assert!(body["invoices"].is_array(), "{body}");
     // A rune sent anyway is not checked either (even one lightningd would refuse).
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/public/b",
-        Some("not-a-rune"),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "GET /v1/public/b", Some("not-a-rune"), None, 201).await;
     assert!(gateway.node.calls_of("checkrune").is_empty());
     assert_eq!(
         params_of(&gateway, "listinvoices"),
@@ -802,54 +667,27 @@ async fn get_routes_without_rune_required_never_call_checkrune() {
 
 #[tokio::test]
 async fn another_http_method_on_a_registered_path_is_405() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v1/thing/{label}", "rpc_method": "listinvoices", "http_method": "GET"}),
-    )
+    let gateway = gateway_with(["GET", "PUT"].map(|method| {
+        json!({"path": "v1/thing/{label}", "rpc_method": "listinvoices", "http_method": method})
+    }))
     .await;
-    register(
-        &gateway,
-        json!({"path": "v1/thing/{label}", "rpc_method": "listinvoices", "http_method": "PUT"}),
-    )
-    .await;
-    for method in [Method::POST, Method::PATCH, Method::DELETE] {
-        let (status, body) = request(
-            &gateway,
-            method.clone(),
-            "/v1/thing/7",
-            Some(&gateway.rune),
-            None,
-        )
-        .await;
-        assert_eq!(status, 405, "{method}: {body}");
-        assert_eq!(
-            body,
-            json!({"code": -32601, "message": format!("Dynamic path: v1/thing/{{label}} has no http_method:{method} registered")})
-        );
+    let rune = Some(gateway.rune.as_str());
+    for method in ["POST", "PATCH", "DELETE"] {
+        let what = format!("{method} /v1/thing/7");
+        let body = expect(&gateway, &what, rune, None, 405).await;
+        let message =
+            format!("Dynamic path: v1/thing/{{label}} has no http_method:{method} registered");
+        assert_eq!(body, error(-32601, &message), "{what}");
     }
-    for method in [Method::GET, Method::PUT] {
-        let (status, body) = request(
-            &gateway,
-            method.clone(),
-            "/v1/thing/7",
-            Some(&gateway.rune),
-            None,
-        )
-        .await;
-        assert_eq!(status, 201, "{method}: {body}");
+    for method in ["GET", "PUT"] {
+        expect(&gateway, &format!("{method} /v1/thing/7"), rune, None, 201).await;
     }
     assert!(gateway.node.calls_of("checkrune").len() == 2);
 }
 
 #[tokio::test]
 async fn registered_paths_take_precedence_over_v1_methods() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
-        json!({"path": "v1/getinfo", "rpc_method": "listinvoices"}),
-    )
-    .await;
+    let gateway = gateway_with([json!({"path": "v1/getinfo", "rpc_method": "listinvoices"})]).await;
     let (status, body) = json_of(gateway.call("getinfo", json!({})).await).await;
     assert_eq!(status, 201, "{body}");
     assert!(body["invoices"].is_array(), "listinvoices' result: {body}");
@@ -866,42 +704,24 @@ async fn registered_paths_take_precedence_over_v1_methods() {
 
 #[tokio::test]
 async fn responses_follow_the_rules_of_v1_methods() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
         json!({"path": "v1/shop/invoice", "rpc_method": "invoice"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/shop/invoices", "rpc_method": "listinvoices", "http_method": "GET"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/shop/missing", "rpc_method": "nosuchmethod"}),
-    )
+    ])
     .await;
+    let rune = Some(gateway.rune.as_str());
     let new_invoice = json!({"amount_msat": 1000, "label": "shop-1", "description": "d"});
 
     // 201 with lightningd's result.
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/shop/invoice",
-        Some(&gateway.rune),
-        Some(new_invoice.clone()),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let sent = Some(new_invoice.clone());
+    let body = expect(&gateway, "POST /v1/shop/invoice", rune, sent, 201).await;
     assert!(body["bolt11"].is_string(), "{body}");
 
     // A lightningd error is a 500 with lightningd's error object unchanged.
     let direct = rpc(&gateway, "invoice", new_invoice.clone()).await;
     assert_eq!(direct["error"]["code"], 900, "{direct}");
-    let response = gateway
-        .http
-        .post(gateway.url("/v1/shop/invoice"))
+    let response = build(&gateway, "POST /v1/shop/invoice")
         .header("Rune", &gateway.rune)
         .json(&new_invoice)
         .send()
@@ -920,40 +740,15 @@ async fn responses_follow_the_rules_of_v1_methods() {
         "{text}"
     );
     // An unknown method is lightningd's 404.
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/shop/missing",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body),
-        (
-            404,
-            json!({"code": -32601, "message": "Unknown command 'nosuchmethod'"})
-        )
-    );
+    let unknown = error(-32601, "Unknown command 'nosuchmethod'");
+    let answer = request(&gateway, "POST /v1/shop/missing", rune, None).await;
+    assert_eq!(answer, (404, unknown), "POST /v1/shop/missing");
     // No rune: 403.
-    let (status, body) = request(&gateway, Method::GET, "/v1/shop/invoices", None, None).await;
-    assert_eq!(
-        (status, body),
-        (
-            403,
-            json!({"code": 1501, "message": "Not authorized: Missing rune"})
-        )
-    );
+    let answer = request(&gateway, "GET /v1/shop/invoices", None, None).await;
+    assert_eq!(answer, (403, missing_rune()), "GET /v1/shop/invoices");
 
     // Content negotiation: YAML.
-    let response = gateway
-        .http
-        .get(gateway.url("/v1/shop/invoices"))
-        .header("Rune", &gateway.rune)
-        .header("Accept", "application/yaml")
-        .send()
-        .await
-        .unwrap();
+    let response = get_accepting(&gateway, "/v1/shop/invoices", "application/yaml").await;
     assert_eq!(response.status().as_u16(), 201);
     let content_type = response.headers()["content-type"]
         .to_str()
@@ -968,9 +763,7 @@ async fn responses_follow_the_rules_of_v1_methods() {
         serde_norway::from_str(&text).unwrap_or_else(|e| panic!("not YAML ({e}): {text}"));
     assert_eq!(yaml["invoices"][0]["label"], "shop-1", "{text}");
     // A YAML request body works too.
-    let response = gateway
-        .http
-        .post(gateway.url("/v1/shop/invoice"))
+    let response = build(&gateway, "POST /v1/shop/invoice")
         .header("Rune", &gateway.rune)
         .header("Content-Type", "application/yaml")
         .body("amount_msat: 2000\nlabel: shop-2\ndescription: yaml\n")
@@ -980,14 +773,7 @@ async fn responses_follow_the_rules_of_v1_methods() {
     assert_eq!(response.status().as_u16(), 201);
     // Nothing acceptable: 406, before lightningd is asked anything.
     let calls_before = gateway.node.calls().len();
-    let response = gateway
-        .http
-        .get(gateway.url("/v1/shop/invoices"))
-        .header("Rune", &gateway.rune)
-        .header("Accept", "image/png")
-        .send()
-        .await
-        .unwrap();
+    let response = get_accepting(&gateway, "/v1/shop/invoices", "image/png").await;
     let (status, body) = json_of(response).await;
     assert_eq!(status, 406, "{body}");
     assert_eq!(body["code"], -32600, "{body}");
@@ -996,31 +782,14 @@ async fn responses_follow_the_rules_of_v1_methods() {
 
 #[tokio::test]
 async fn plugin_stopped_removes_the_routes_to_its_methods() {
-    let gateway = Gateway::start().await;
-    register(
-        &gateway,
+    let gateway = gateway_with([
         json!({"path": "v1/stopping/{key}", "rpc_method": "listdatastore", "http_method": "GET"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/stopping/{key}/put", "rpc_method": "datastore"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/staying/{label}", "rpc_method": "listinvoices", "http_method": "GET"}),
-    )
+    ])
     .await;
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/stopping/k",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let rune = Some(gateway.rune.as_str());
+    expect(&gateway, "GET /v1/stopping/k", rune, None, 201).await;
 
     // Another plugin starting, or one with other methods stopping, removes nothing.
     let other = json!({"plugin_name": "other.py", "plugin_path": "/plugins/other.py", "methods": ["other-method"]});
@@ -1045,37 +814,17 @@ async fn plugin_stopped_removes_the_routes_to_its_methods() {
             json!({"path": "v1/staying/{label}", "http_method": "GET", "rpc_method": "listinvoices", "rune_required": true, "rune_restrictions": {}})
         ]
     );
-    let not_found = json!({"code": -32601, "message": "Path not found"});
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/stopping/k",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!((status, &body), (404, &not_found));
-    let (status, body) = request(
-        &gateway,
-        Method::POST,
-        "/v1/stopping/k/put",
-        Some(&gateway.rune),
-        Some(json!({"string": "x"})),
-    )
-    .await;
-    assert_eq!((status, &body), (404, &not_found));
+    for (what, body) in [
+        ("GET /v1/stopping/k", None),
+        ("POST /v1/stopping/k/put", Some(json!({"string": "x"}))),
+    ] {
+        let answer = request(&gateway, what, rune, body).await;
+        assert_eq!(answer, (404, path_not_found()), "{what}");
+    }
     assert_eq!(gateway.node.calls_of("listdatastore").len(), 1);
     assert!(gateway.node.calls_of("datastore").is_empty());
     // The other plugin's route still works, and the path can be registered again.
-    let (status, body) = request(
-        &gateway,
-        Method::GET,
-        "/v1/staying/x",
-        Some(&gateway.rune),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    expect(&gateway, "GET /v1/staying/x", rune, None, 201).await;
     register(
         &gateway,
         json!({"path": "v1/stopping/{key}", "rpc_method": "listdatastore", "http_method": "GET"}),
@@ -1113,35 +862,21 @@ async fn list_paths_returns_every_route_with_its_rules() {
 async fn a_second_plugin_registers_routes_through_lightningd() {
     let gateway = Gateway::start().await;
     let mut plugin = RpcClient::connect(&gateway, "cln:init#7").await;
-    let first = plugin
-        .call(
-            "clnrest-register-path",
-            json!({"path": "/v1/vault/{key}", "rpc_method": "datastore", "http_method": "PUT"}),
-        )
-        .await;
-    assert_eq!(first["result"], json!({}), "{first}");
-    let second = plugin
-        .call(
-            "clnrest-register-path",
-            json!(["/v1/vault/{key}", "listdatastore", "GET", false]),
-        )
-        .await;
-    assert_eq!(second["result"], json!({}), "{second}");
+    for route in [
+        json!({"path": "/v1/vault/{key}", "rpc_method": "datastore", "http_method": "PUT"}),
+        json!(["/v1/vault/{key}", "listdatastore", "GET", false]),
+    ] {
+        let reply = plugin.call("clnrest-register-path", route.clone()).await;
+        assert_eq!(reply["result"], json!({}), "{route}: {reply}");
+    }
     let listed = plugin.call("clnrest-list-paths", json!([])).await;
     assert_eq!(listed["result"]["paths"].as_array().unwrap().len(), 2);
 
-    let (status, body) = request(
-        &gateway,
-        Method::PUT,
-        "/v1/vault/coin",
-        Some(&gateway.rune),
-        Some(json!({"string": "gold"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let rune = Some(gateway.rune.as_str());
+    let gold = Some(json!({"string": "gold"}));
+    let body = expect(&gateway, "PUT /v1/vault/coin", rune, gold, 201).await;
     assert_eq!(body["string"], "gold", "{body}");
-    let (status, body) = request(&gateway, Method::GET, "/v1/vault/coin", None, None).await;
-    assert_eq!(status, 201, "{body}");
+    let body = expect(&gateway, "GET /v1/vault/coin", None, None, 201).await;
     assert_eq!(
         body,
         json!({"datastore": [{"key": ["coin"], "generation": 0, "hex": "676f6c64", "string": "gold"}]})
