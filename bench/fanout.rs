@@ -41,6 +41,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::args::{ArgError, CommandLine};
 use support::format::{quantile, thousands};
 use support::procfs::{self, machine_cpu, status_field, user_system};
 
@@ -82,7 +83,7 @@ struct Args {
 const USAGE: &str = "usage: cargo bench --bench fanout [-- [--clients N] [--seconds S] [--rate R] \
 [--burst M] [--client-threads T] [--plugin-threads P]]";
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
         clients: 1000,
         seconds: 10,
@@ -91,31 +92,16 @@ fn parse_args() -> Result<Args, String> {
         client_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         plugin_threads: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_string(), Some(value.to_string())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<u64, String> {
-            let text = inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{what} needs a value\n{USAGE}"))?;
-            text.parse::<u64>()
-                .map_err(|e| format!("{what} {text}: {e}\n{USAGE}"))
-        };
+    let mut line = CommandLine::from_env();
+    while let Some(name) = line.next_option()? {
         match name.as_str() {
-            // cargo bench passes --bench to harness = false targets.
-            "--bench" => {}
-            "--clients" => args.clients = value("--clients")? as usize,
-            "--seconds" => args.seconds = value("--seconds")?,
-            "--rate" => args.rate = value("--rate")?,
-            "--burst" => args.burst = value("--burst")?,
-            "--client-threads" => args.client_threads = value("--client-threads")? as usize,
-            "--plugin-threads" => args.plugin_threads = Some(value("--plugin-threads")?),
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            "--clients" => args.clients = line.number()? as usize,
+            "--seconds" => args.seconds = line.number()?,
+            "--rate" => args.rate = line.number()?,
+            "--burst" => args.burst = line.number()?,
+            "--client-threads" => args.client_threads = line.number()? as usize,
+            "--plugin-threads" => args.plugin_threads = Some(line.number()?),
+            _ => return Err(line.unknown()),
         }
     }
     if args.clients == 0
@@ -123,14 +109,10 @@ fn parse_args() -> Result<Args, String> {
         || args.client_threads == 0
         || args.plugin_threads == Some(0)
     {
-        return Err(format!(
-            "--clients, --rate and --client-threads must be at least 1\n{USAGE}"
-        ));
+        return Err("--clients, --rate and --client-threads must be at least 1".into());
     }
     if args.seconds > 600 || args.burst > 1_000_000 || args.clients > 10_000 {
-        return Err(format!(
-            "bounded: --seconds ≤ 600, --burst ≤ 1000000, --clients ≤ 10000\n{USAGE}"
-        ));
+        return Err("bounded: --seconds ≤ 600, --burst ≤ 1000000, --clients ≤ 10000".into());
     }
     Ok(args)
 }
@@ -847,8 +829,8 @@ fn report(args: &Args, run: &Run, results: &mut [ClientResult]) -> String {
 fn main() {
     let args = match parse_args() {
         Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
+        Err(e) => {
+            eprintln!("{}", e.with_usage(USAGE));
             std::process::exit(2);
         }
     };

@@ -30,6 +30,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio::runtime::Runtime;
 
+use support::args::{ArgError, CommandLine};
 use support::procfs::{self, proc_kib};
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -99,7 +100,7 @@ struct Options {
 }
 
 impl Options {
-    fn parse() -> Result<Options, String> {
+    fn parse() -> Result<Options, ArgError> {
         let mut options = Options {
             duration: Duration::from_secs(5),
             warmup: Duration::from_millis(300),
@@ -112,39 +113,31 @@ impl Options {
             breakdown: true,
             strict: false,
         };
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let (flag, inline) = match arg.split_once('=') {
-                Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
-                None => (arg.clone(), None),
-            };
-            let mut value = || {
-                inline
-                    .clone()
-                    .or_else(|| args.next())
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
+        let mut line = CommandLine::from_env();
+        while let Some(flag) = line.next_option()? {
             match flag.as_str() {
-                // cargo bench passes --bench to harness = false targets.
-                "--bench" => {}
-                "--help" | "-h" => return Err(String::new()),
                 "--strict" => options.strict = true,
                 "--no-breakdown" => options.breakdown = false,
-                "--duration-secs" => options.duration = seconds(&value()?)?,
-                "--warmup-ms" => options.warmup = Duration::from_millis(number(&value()?)?),
-                "--handshake-secs" => options.handshake = seconds(&value()?)?,
-                "--invoices" => options.invoices = number(&value()?)? as usize,
-                "--large-repeats" => options.large_repeats = (number(&value()?)? as usize).max(1),
+                "--duration-secs" => options.duration = seconds(&line.value()?)?,
+                "--warmup-ms" => options.warmup = Duration::from_millis(number(&line.value()?)?),
+                "--handshake-secs" => options.handshake = seconds(&line.value()?)?,
+                "--invoices" => options.invoices = number(&line.value()?)? as usize,
+                "--large-repeats" => {
+                    options.large_repeats = (number(&line.value()?)? as usize).max(1)
+                }
                 "--concurrency" => {
-                    options.concurrency =
-                        list(&value()?)?.into_iter().map(|n| n as usize).collect();
+                    options.concurrency = list(&line.value()?)?
+                        .into_iter()
+                        .map(|n| n as usize)
+                        .collect();
                     if options.concurrency.contains(&0) || options.concurrency.is_empty() {
                         return Err("--concurrency needs numbers above 0".into());
                     }
                 }
-                "--service-time-us" => options.service_times_us = list(&value()?)?,
+                "--service-time-us" => options.service_times_us = list(&line.value()?)?,
                 "--protocols" => {
-                    options.protocols = value()?
+                    options.protocols = line
+                        .value()?
                         .split(',')
                         .map(|p| match p.trim().to_ascii_lowercase().as_str() {
                             "http" => Ok(Protocol::Http),
@@ -153,7 +146,7 @@ impl Options {
                         })
                         .collect::<Result<_, _>>()?;
                 }
-                other => return Err(format!("unknown argument {other:?}")),
+                other => return Err(format!("unknown argument {other:?}").into()),
             }
         }
         if options.duration > Duration::from_secs(600) {
@@ -960,12 +953,14 @@ struct HandshakeRow {
 fn main() {
     let options = match Options::parse() {
         Ok(options) => options,
-        Err(message) => {
-            if !message.is_empty() {
-                eprintln!("{message}\n");
-            }
+        Err(ArgError::Help) => {
             eprint!("{USAGE}");
-            std::process::exit(if message.is_empty() { 0 } else { 2 });
+            std::process::exit(0);
+        }
+        Err(ArgError::Invalid(message)) => {
+            eprintln!("{message}\n");
+            eprint!("{USAGE}");
+            std::process::exit(2);
         }
     };
     match run(&options) {

@@ -70,6 +70,7 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
+use support::args::{ArgError, CommandLine};
 use support::format::{quantile, thousands};
 use support::procfs::{self, machine_cpu, open_fds, status_field, user_system};
 use support::socketio_client::{self, number_after, BeforeAck, Ws};
@@ -141,7 +142,7 @@ struct Args {
 const USAGE: &str = "usage: cargo bench --bench soak [-- [--minutes M] [--concurrency C] \
 [--churn-clients N] [--steady-clients N] [--burst B] [--trickle R] [--seed S] [--strict-memory]]";
 
-fn parse_args() -> Result<Args, String> {
+fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
         minutes: 10,
         concurrency: 8,
@@ -154,39 +155,22 @@ fn parse_args() -> Result<Args, String> {
             .map_or(1, |d| d.as_nanos() as u64),
         strict_memory: false,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name.to_string(), Some(value.to_string())),
-            None => (arg.clone(), None),
-        };
-        let mut value = |what: &str| -> Result<u64, String> {
-            let text = inline
-                .clone()
-                .or_else(|| it.next())
-                .ok_or(format!("{what} needs a value\n{USAGE}"))?;
-            text.parse::<u64>()
-                .map_err(|e| format!("{what} {text}: {e}\n{USAGE}"))
-        };
+    let mut line = CommandLine::from_env();
+    while let Some(name) = line.next_option()? {
         match name.as_str() {
-            // cargo bench passes --bench to harness = false targets.
-            "--bench" => {}
-            "--minutes" => args.minutes = value("--minutes")?,
-            "--concurrency" => args.concurrency = value("--concurrency")? as usize,
-            "--churn-clients" => args.churn_clients = value("--churn-clients")? as usize,
-            "--steady-clients" => args.steady_clients = value("--steady-clients")? as usize,
-            "--burst" => args.burst = value("--burst")?,
-            "--trickle" => args.trickle = value("--trickle")?,
-            "--seed" => args.seed = value("--seed")?,
+            "--minutes" => args.minutes = line.number()?,
+            "--concurrency" => args.concurrency = line.number()? as usize,
+            "--churn-clients" => args.churn_clients = line.number()? as usize,
+            "--steady-clients" => args.steady_clients = line.number()? as usize,
+            "--burst" => args.burst = line.number()?,
+            "--trickle" => args.trickle = line.number()?,
+            "--seed" => args.seed = line.number()?,
             "--strict-memory" => args.strict_memory = true,
-            "-h" | "--help" => return Err(USAGE.to_string()),
-            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+            _ => return Err(line.unknown()),
         }
     }
     if args.minutes == 0 || args.steady_clients == 0 {
-        return Err(format!(
-            "--minutes and --steady-clients must be at least 1\n{USAGE}"
-        ));
+        return Err("--minutes and --steady-clients must be at least 1".into());
     }
     if args.minutes > 24 * 60
         || args.concurrency > 256
@@ -195,10 +179,11 @@ fn parse_args() -> Result<Args, String> {
         || args.burst > 100_000
         || args.trickle > 1000
     {
-        return Err(format!(
+        return Err(
             "bounded: --minutes ≤ 1440, --concurrency ≤ 256, --churn-clients ≤ 1000, \
-             --steady-clients ≤ 100, --burst ≤ 100000, --trickle ≤ 1000\n{USAGE}"
-        ));
+             --steady-clients ≤ 100, --burst ≤ 100000, --trickle ≤ 1000"
+                .into(),
+        );
     }
     Ok(args)
 }
@@ -1845,8 +1830,8 @@ fn report(args: &Args, run: &Run, verdicts: &[Verdict]) -> String {
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
+        Err(e) => {
+            eprintln!("{}", e.with_usage(USAGE));
             return ExitCode::from(2);
         }
     };

@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmark harnesses (`bench/rest.rs`, `bench/fanout.rs`,
-//! `bench/soak.rs`): reading the plugin's and the machine's figures from /proc, formatting
-//! numbers for the reports, and the pieces of a minimal Socket.IO client written by hand.
+//! `bench/soak.rs`): reading their command lines, reading the plugin's and the machine's
+//! figures from /proc, formatting numbers for the reports, and the pieces of a minimal
+//! Socket.IO client written by hand.
 //!
 //! Each bench includes this with `#[path = "support/mod.rs"] mod support;`.
 
@@ -8,6 +9,7 @@
 // not use would otherwise be reported as dead code in that crate.
 #![allow(dead_code)]
 
+pub mod args;
 pub mod format;
 pub mod procfs;
 pub mod socketio_client;
