@@ -405,6 +405,47 @@ struct PhaseRun {
     memory_after: Memory,
 }
 
+/// One measured phase: `pushes` pushes its `pushed` notifications and returns how many of
+/// those pushes failed; then the deliveries are waited for ([`drain`] with `(stall, cap)`) and
+/// what the plugin, this process and the machine used meanwhile is read.
+async fn measured_phase(
+    shared: &Shared,
+    pid: u32,
+    phase: usize,
+    name: String,
+    pushed: u64,
+    (stall, cap): (Duration, Duration),
+    pushes: impl std::future::Future<Output = u64>,
+) -> PhaseRun {
+    let pid_text = pid.to_string();
+    let plugin_sched = sched(&pid_text);
+    let bench_sched = sched("self");
+    let machine = machine_cpu();
+    let plugin_us = user_system(&pid_text);
+    let bench_us = user_system("self");
+    let start = Instant::now();
+    let push_failed = pushes.await;
+    let push_time = start.elapsed();
+    let (drain_time, drained) = drain(shared, phase, pushed, stall, cap).await;
+    PhaseRun {
+        name,
+        pushed,
+        push_failed,
+        push_time,
+        drain_time,
+        drained,
+        plugin_sched: sched_delta(&plugin_sched, &sched(&pid_text)),
+        bench_sched: sched_delta(&bench_sched, &sched("self")),
+        machine: {
+            let (busy, total) = machine_cpu();
+            (busy - machine.0, total - machine.1)
+        },
+        plugin_user_system: minus(user_system(&pid_text), plugin_us),
+        bench_user_system: minus(user_system("self"), bench_us),
+        memory_after: memory(pid),
+    }
+}
+
 struct Run {
     pid: u32,
     connect_time: Duration,
@@ -434,7 +475,6 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     );
     let rune = node.create_rune(Value::Null);
     let pid = node.pid().expect("the mock started the plugin");
-    let pid_text = pid.to_string();
     let memory_start = memory(pid);
 
     let steady_count = args.rate * args.seconds;
@@ -502,87 +542,50 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     let mut phases = Vec::new();
 
     // Steady rate.
-    let plugin_sched = sched(&pid_text);
-    let bench_sched = sched("self");
-    let machine = machine_cpu();
-    let plugin_us = user_system(&pid_text);
-    let bench_us = user_system("self");
     let interval = Duration::from_nanos(1_000_000_000 / args.rate);
-    let start = tokio::time::Instant::now();
-    let mut push_failed = 0;
-    for n in 0..steady_count {
-        tokio::time::sleep_until(start + interval * n as u32).await;
-        if !push(&node, &shared, STEADY, n).await {
-            push_failed += 1;
-        }
-    }
-    let push_time = start.elapsed();
-    let (drain_time, drained) = drain(
+    let steady = measured_phase(
         &shared,
+        pid,
         STEADY,
+        format!("steady {}/s for {} s", args.rate, args.seconds),
         steady_count,
-        STEADY_STALL,
-        STEADY_DRAIN_CAP,
+        (STEADY_STALL, STEADY_DRAIN_CAP),
+        async {
+            let start = tokio::time::Instant::now();
+            let mut push_failed = 0;
+            for n in 0..steady_count {
+                tokio::time::sleep_until(start + interval * n as u32).await;
+                if !push(&node, &shared, STEADY, n).await {
+                    push_failed += 1;
+                }
+            }
+            push_failed
+        },
     )
     .await;
-    phases.push((
-        STEADY,
-        PhaseRun {
-            name: format!("steady {}/s for {} s", args.rate, args.seconds),
-            pushed: steady_count,
-            push_failed,
-            push_time,
-            drain_time,
-            drained,
-            plugin_sched: sched_delta(&plugin_sched, &sched(&pid_text)),
-            bench_sched: sched_delta(&bench_sched, &sched("self")),
-            machine: {
-                let (busy, total) = machine_cpu();
-                (busy - machine.0, total - machine.1)
-            },
-            plugin_user_system: minus(user_system(&pid_text), plugin_us),
-            bench_user_system: minus(user_system("self"), bench_us),
-            memory_after: memory(pid),
-        },
-    ));
+    phases.push((STEADY, steady));
     eprintln!("fanout: steady phase done");
 
     // Burst.
-    let plugin_sched = sched(&pid_text);
-    let bench_sched = sched("self");
-    let machine = machine_cpu();
-    let plugin_us = user_system(&pid_text);
-    let bench_us = user_system("self");
-    let start = Instant::now();
-    let mut push_failed = 0;
-    for n in 0..args.burst {
-        if !push(&node, &shared, BURST, n).await {
-            push_failed += 1;
-        }
-    }
-    let push_time = start.elapsed();
-    let (drain_time, drained) =
-        drain(&shared, BURST, args.burst, BURST_STALL, BURST_DRAIN_CAP).await;
-    phases.push((
+    let burst = measured_phase(
+        &shared,
+        pid,
         BURST,
-        PhaseRun {
-            name: "burst, as fast as the mock writes".to_string(),
-            pushed: args.burst,
-            push_failed,
-            push_time,
-            drain_time,
-            drained,
-            plugin_sched: sched_delta(&plugin_sched, &sched(&pid_text)),
-            bench_sched: sched_delta(&bench_sched, &sched("self")),
-            machine: {
-                let (busy, total) = machine_cpu();
-                (busy - machine.0, total - machine.1)
-            },
-            plugin_user_system: minus(user_system(&pid_text), plugin_us),
-            bench_user_system: minus(user_system("self"), bench_us),
-            memory_after: memory(pid),
+        "burst, as fast as the mock writes".to_string(),
+        args.burst,
+        (BURST_STALL, BURST_DRAIN_CAP),
+        async {
+            let mut push_failed = 0;
+            for n in 0..args.burst {
+                if !push(&node, &shared, BURST, n).await {
+                    push_failed += 1;
+                }
+            }
+            push_failed
         },
-    ));
+    )
+    .await;
+    phases.push((BURST, burst));
     eprintln!("fanout: burst phase done");
     let load_end = load_average();
 
