@@ -88,19 +88,91 @@ async fn post_with_rune(
     parts(request.send().await.expect("the request is answered")).await
 }
 
-/// Asserts a JSON error response: status, `application/json`, exact body text.
-fn assert_json_error(response: &(u16, HeaderMap, String), status: u16, body: &str) {
+/// Asserts a JSON error response: status, `application/json`, exact body text; `case` names
+/// the request in a failure.
+fn assert_json_error(case: &str, response: &(u16, HeaderMap, String), status: u16, body: &str) {
     let (got_status, headers, text) = response;
     assert_eq!(
         (*got_status, text.as_str()),
         (status, body),
-        "unexpected answer"
+        "{case}: unexpected answer"
     );
     assert_eq!(
         content_type(headers),
         Some("application/json"),
-        "error bodies are JSON"
+        "{case}: error bodies are JSON"
     );
+}
+
+/// `POST /v1/<method>` with `rune` and `params`, asserting a 201 with a JSON body (the
+/// message names the method); the body parsed, and as text.
+async fn post_201(gateway: &Gateway, method: &str, rune: &str, params: Value) -> (Value, String) {
+    let (status, headers, text) = post_with_rune(gateway, method, Some(rune), params).await;
+    assert_eq!(status, 201, "{method}: {text}");
+    assert_eq!(content_type(&headers), Some("application/json"), "{method}");
+    let body = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{method}: the body is not JSON ({e}): {text}"));
+    (body, text)
+}
+
+/// lightningd's calls since `mark`, each as its method and params.
+fn calls_with_params_since(gateway: &Gateway, mark: usize) -> Vec<(String, Value)> {
+    let calls = calls_since(gateway, mark).into_iter();
+    calls.map(|c| (c.method, c.params)).collect()
+}
+
+/// The `checkrune` call a request with `rune` to `method` with `params` should cause.
+fn checkrune_call(rune: &str, method: &str, params: &Value) -> (String, Value) {
+    let params = checkrune_params(rune, method, params.clone());
+    ("checkrune".to_string(), params)
+}
+
+/// Asserts lightningd's calls since `mark` were exactly `checkrune` (for the gateway's rune,
+/// `method` and `params`) and then `method` with the same `params`; `case` names the request.
+fn assert_checked_and_called(
+    gateway: &Gateway,
+    mark: usize,
+    case: &str,
+    method: &str,
+    params: &Value,
+) {
+    let method_call = (method.to_string(), params.clone());
+    let expected = [checkrune_call(&gateway.rune, method, params), method_call];
+    assert_eq!(calls_with_params_since(gateway, mark), expected, "{case}");
+}
+
+/// Asserts lightningd's only call since `mark` was `checkrune` (for `rune`, `method` and
+/// `params`): the method itself was not called. `case` names the request.
+fn assert_checked_only(
+    gateway: &Gateway,
+    mark: usize,
+    case: &str,
+    rune: &str,
+    method: &str,
+    params: &Value,
+) {
+    let expected = [checkrune_call(rune, method, params)];
+    let calls = calls_with_params_since(gateway, mark);
+    assert_eq!(
+        calls, expected,
+        "{case}: only checkrune, the method is not called"
+    );
+}
+
+/// `POST /v1/<method>` with a rune lightningd refuses: 401 with exactly lightningd's
+/// `error`, and `checkrune` the only call that reached lightningd.
+async fn assert_rune_refused(
+    gateway: &Gateway,
+    rune: &str,
+    method: &str,
+    params: Value,
+    error: &str,
+) {
+    let case = format!("{method} with rune {rune:?}");
+    let mark = settled(gateway).await;
+    let response = post_with_rune(gateway, method, Some(rune), params.clone()).await;
+    assert_json_error(&case, &response, 401, error);
+    assert_checked_only(gateway, mark, &case, rune, method, &params);
 }
 
 /// getinfo's result as the mock sends it.
@@ -179,6 +251,25 @@ fn no_redirect_client() -> reqwest::Client {
         .expect("a reqwest client builds")
 }
 
+/// `GET path` with the gateway's client, which follows redirects.
+async fn get(gateway: &Gateway, path: &str) -> reqwest::Response {
+    gateway
+        .http
+        .get(gateway.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+}
+
+/// `GET path` without following a redirect.
+async fn get_unfollowed(gateway: &Gateway, path: &str) -> reqwest::Response {
+    no_redirect_client()
+        .get(gateway.url(path))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} failed: {e}"))
+}
+
 /// Asks the mock directly on its socket (not through the plugin).
 async fn direct_rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
     gateway.lightningd_call(method, params).await["result"].clone()
@@ -191,11 +282,7 @@ async fn direct_rpc(gateway: &Gateway, method: &str, params: Value) -> Value {
 #[tokio::test]
 async fn post_method_answers_201_with_lightningds_result_as_json() {
     let gateway = Gateway::start().await;
-    let (status, headers, text) =
-        post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
-    assert_eq!(status, 201, "{text}");
-    assert_eq!(content_type(&headers), Some("application/json"));
-    let body: Value = serde_json::from_str(&text).expect("a JSON body");
+    let (body, text) = post_201(&gateway, "getinfo", &gateway.rune, json!({})).await;
     assert_eq!(body, expected_getinfo(&gateway));
     // Numbers stay numbers.
     assert!(body["fees_collected_msat"].is_u64(), "{text}");
@@ -203,16 +290,8 @@ async fn post_method_answers_201_with_lightningds_result_as_json() {
     assert!(body["num_peers"].is_u64(), "{text}");
     assert!(body["binding"][0]["port"].is_u64(), "{text}");
 
-    let (status, headers, text) = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&gateway.rune),
-        json!({"amount_msat": 50000, "label": "numbers", "description": "d"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{text}");
-    assert_eq!(content_type(&headers), Some("application/json"));
-    let body: Value = serde_json::from_str(&text).expect("a JSON body");
+    let params = json!({"amount_msat": 50000, "label": "numbers", "description": "d"});
+    let (body, text) = post_201(&gateway, "invoice", &gateway.rune, params).await;
     assert_eq!(body["created_index"], json!(1), "{text}");
     assert!(body["created_index"].is_u64(), "{text}");
     assert!(body["expires_at"].is_u64(), "{text}");
@@ -227,32 +306,19 @@ async fn msat_amounts_above_2_pow_53_stay_exact_integers() {
     // went through a float.
     const BIG: u64 = 9_007_199_254_740_993;
     let gateway = Gateway::start().await;
-    let (status, _, text) = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&gateway.rune),
-        json!({"amount_msat": BIG, "label": "big", "description": "big"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{text}");
+    let params = json!({"amount_msat": BIG, "label": "big", "description": "big"});
+    post_201(&gateway, "invoice", &gateway.rune, params).await;
     assert_eq!(
         gateway.node.calls_of("invoice")[0].params["amount_msat"].as_u64(),
         Some(BIG),
         "lightningd got the exact amount"
     );
-    let (status, _, text) = post_with_rune(
-        &gateway,
-        "listinvoices",
-        Some(&gateway.rune),
-        json!({"label": "big"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{text}");
+    let label = json!({"label": "big"});
+    let (body, text) = post_201(&gateway, "listinvoices", &gateway.rune, label).await;
     assert!(
         text.contains(&format!(r#""amount_msat":{BIG}"#)),
         "the amount is an exact integer: {text}"
     );
-    let body: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(body["invoices"][0]["amount_msat"].as_u64(), Some(BIG));
 }
 
@@ -274,18 +340,11 @@ async fn rune_header_name_is_case_insensitive() {
         assert_eq!(status, 201, "header `{name}`: {body}");
         assert_eq!(
             serde_json::from_str::<Value>(&body).unwrap(),
-            expected_getinfo(&gateway)
-        );
-        let calls = calls_since(&gateway, mark);
-        assert_eq!(
-            methods_of(&calls),
-            ["checkrune", "getinfo"],
+            expected_getinfo(&gateway),
             "header `{name}`"
         );
-        assert_eq!(
-            calls[0].params,
-            checkrune_params(&gateway.rune, "getinfo", json!({}))
-        );
+        let case = format!("header `{name}`");
+        assert_checked_and_called(&gateway, mark, &case, "getinfo", &json!({}));
     }
 }
 
@@ -293,84 +352,57 @@ async fn rune_header_name_is_case_insensitive() {
 async fn missing_rune_is_403_and_nothing_reaches_lightningd() {
     let gateway = Gateway::start().await;
     let mark = settled(&gateway).await;
-    let response = post_with_rune(&gateway, "getinfo", None, json!({})).await;
-    assert_json_error(&response, 403, MISSING_RUNE);
-    let response = post_with_rune(
-        &gateway,
-        "invoice",
-        None,
-        json!({"amount_msat": 1000, "label": "no-rune", "description": "d"}),
-    )
-    .await;
-    assert_json_error(&response, 403, MISSING_RUNE);
-    // No body at all, no Content-Type.
-    let response = parts(gateway.post("getinfo").send().await.unwrap()).await;
-    assert_json_error(&response, 403, MISSING_RUNE);
+    let invoice = json!({"amount_msat": 1000, "label": "no-rune", "description": "d"});
+    for (case, request) in [
+        ("getinfo", gateway.post("getinfo").json(&json!({}))),
+        ("invoice", gateway.post("invoice").json(&invoice)),
+        // No body at all, no Content-Type.
+        ("getinfo without a body", gateway.post("getinfo")),
+    ] {
+        let response = parts(request.send().await.unwrap()).await;
+        assert_json_error(case, &response, 403, MISSING_RUNE);
+    }
     assert_eq!(calls_since(&gateway, mark), [], "lightningd saw no call");
 }
 
 #[tokio::test]
-async fn checkrune_and_the_method_get_the_same_object_params() {
+async fn checkrune_and_the_method_get_the_same_object_or_array_params() {
     let gateway = Gateway::start().await;
-    let params = json!({"amount_msat": 1000, "label": "obj", "description": "named", "expiry": 60});
-    let mark = settled(&gateway).await;
-    let (status, _, text) =
-        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
-    assert_eq!(status, 201, "{text}");
-    let calls = calls_since(&gateway, mark);
-    assert_eq!(methods_of(&calls), ["checkrune", "invoice"]);
-    assert_eq!(
-        calls[0].params,
-        checkrune_params(&gateway.rune, "invoice", params.clone())
-    );
-    assert_eq!(calls[1].params, params);
-}
-
-#[tokio::test]
-async fn checkrune_and_the_method_get_array_params_as_an_array() {
-    let gateway = Gateway::start().await;
-    let params = json!([1000, "arr", "positional"]);
-    let mark = settled(&gateway).await;
-    let (status, _, text) =
-        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
-    assert_eq!(status, 201, "{text}");
-    let calls = calls_since(&gateway, mark);
-    assert_eq!(methods_of(&calls), ["checkrune", "invoice"]);
-    assert_eq!(
-        calls[0].params,
-        checkrune_params(&gateway.rune, "invoice", params.clone())
-    );
-    assert_eq!(calls[1].params, params);
+    for (case, params) in [
+        (
+            "object",
+            json!({"amount_msat": 1000, "label": "obj", "description": "named", "expiry": 60}),
+        ),
+        // An array stays an array.
+        ("array", json!([1000, "arr", "positional"])),
+    ] {
+        let mark = settled(&gateway).await;
+        let (status, _, text) =
+            post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
+        assert_eq!(status, 201, "{case}: {text}");
+        assert_checked_and_called(&gateway, mark, case, "invoice", &params);
+    }
 }
 
 #[tokio::test]
 async fn an_empty_body_is_empty_object_params_for_checkrune_and_the_method() {
     let gateway = Gateway::start().await;
     // Without any body, with an empty JSON body, and with whitespace only.
-    let requests = [
-        gateway.post("getinfo").header("Rune", &gateway.rune),
-        gateway
-            .post("getinfo")
-            .header("Rune", &gateway.rune)
-            .header("Content-Type", "application/json")
-            .body(""),
-        gateway
-            .post("getinfo")
-            .header("Rune", &gateway.rune)
-            .header("Content-Type", "application/json")
-            .body("  \n"),
-    ];
-    for request in requests {
+    for (case, body) in [
+        ("no body", None),
+        ("empty JSON body", Some("")),
+        ("whitespace only", Some("  \n")),
+    ] {
+        let mut request = gateway.post("getinfo").header("Rune", &gateway.rune);
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body);
+        }
         let mark = settled(&gateway).await;
         let (status, _, text) = parts(request.send().await.unwrap()).await;
-        assert_eq!(status, 201, "{text}");
-        let calls = calls_since(&gateway, mark);
-        assert_eq!(methods_of(&calls), ["checkrune", "getinfo"]);
-        assert_eq!(
-            calls[0].params,
-            checkrune_params(&gateway.rune, "getinfo", json!({}))
-        );
-        assert_eq!(calls[1].params, json!({}));
+        assert_eq!(status, 201, "{case}: {text}");
+        assert_checked_and_called(&gateway, mark, case, "getinfo", &json!({}));
     }
 }
 
@@ -381,61 +413,26 @@ async fn foreign_rune_is_401_with_lightningds_error_unchanged() {
         .as_str()
         .expect("the fixture has a rune");
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
-    let response = post_with_rune(&gateway, "getinfo", Some(foreign), json!({})).await;
-    assert_json_error(
-        &response,
-        401,
-        r#"{"code":1501,"message":"Not authorized: Not derived from master"}"#,
-    );
-    let calls = calls_since(&gateway, mark);
-    assert_eq!(
-        methods_of(&calls),
-        ["checkrune"],
-        "the method is not called"
-    );
-    assert_eq!(
-        calls[0].params,
-        checkrune_params(foreign, "getinfo", json!({}))
-    );
+    let error = r#"{"code":1501,"message":"Not authorized: Not derived from master"}"#;
+    assert_rune_refused(&gateway, foreign, "getinfo", json!({}), error).await;
 }
 
 #[tokio::test]
 async fn rune_restricted_to_invoice_cannot_call_getinfo() {
     let gateway = Gateway::start().await;
     let rune = gateway.node.create_rune(json!([["method=invoice"]]));
-    let mark = settled(&gateway).await;
-    let response = post_with_rune(&gateway, "getinfo", Some(&rune), json!({})).await;
-    assert_json_error(
-        &response,
-        401,
-        r#"{"code":1502,"message":"Not permitted: method is not equal to invoice"}"#,
-    );
-    assert_eq!(methods_of(&calls_since(&gateway, mark)), ["checkrune"]);
+    let error = r#"{"code":1502,"message":"Not permitted: method is not equal to invoice"}"#;
+    assert_rune_refused(&gateway, &rune, "getinfo", json!({}), error).await;
     // The same rune may call invoice.
-    let (status, _, text) = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&rune),
-        json!({"amount_msat": 1000, "label": "allowed", "description": "d"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{text}");
+    let params = json!({"amount_msat": 1000, "label": "allowed", "description": "d"});
+    post_201(&gateway, "invoice", &rune, params).await;
 }
 
 #[tokio::test]
 async fn garbage_and_empty_runes_are_401_with_lightningds_error() {
     let gateway = Gateway::start().await;
     for rune in ["this-is-not-a-rune!", ""] {
-        let mark = settled(&gateway).await;
-        let response = post_with_rune(&gateway, "getinfo", Some(rune), json!({})).await;
-        assert_json_error(&response, 401, BAD_RUNE);
-        let calls = calls_since(&gateway, mark);
-        assert_eq!(methods_of(&calls), ["checkrune"], "rune {rune:?}");
-        assert_eq!(
-            calls[0].params,
-            checkrune_params(rune, "getinfo", json!({}))
-        );
+        assert_rune_refused(&gateway, rune, "getinfo", json!({}), BAD_RUNE).await;
     }
 }
 
@@ -445,25 +442,11 @@ async fn readonly_rune_may_list_but_not_create_invoices() {
     let refusal = fixture["response"]["error"].to_string();
     let gateway = Gateway::start().await;
     let rune = gateway.node.create_rune(json!("readonly"));
-    let mark = settled(&gateway).await;
-    let response = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&rune),
-        json!({"amount_msat": 1000, "label": "ro", "description": "d"}),
-    )
-    .await;
-    assert_json_error(&response, 401, &refusal);
-    assert_eq!(methods_of(&calls_since(&gateway, mark)), ["checkrune"]);
+    let params = json!({"amount_msat": 1000, "label": "ro", "description": "d"});
+    assert_rune_refused(&gateway, &rune, "invoice", params, &refusal).await;
 
-    let (status, headers, text) =
-        post_with_rune(&gateway, "listinvoices", Some(&rune), json!({})).await;
-    assert_eq!(status, 201, "{text}");
-    assert_eq!(content_type(&headers), Some("application/json"));
-    assert_eq!(
-        serde_json::from_str::<Value>(&text).unwrap(),
-        json!({"invoices": []})
-    );
+    let (body, _) = post_201(&gateway, "listinvoices", &rune, json!({})).await;
+    assert_eq!(body, json!({"invoices": []}));
 }
 
 #[tokio::test]
@@ -471,33 +454,18 @@ async fn named_param_restriction_cannot_be_dodged_with_positional_params() {
     let gateway = Gateway::start().await;
     let rune = gateway.node.create_rune(json!([["pnamelabel=foo"]]));
     let mark = settled(&gateway).await;
+    let positional = json!([1000, "foo", "d"]);
     let (status, _, text) =
-        post_with_rune(&gateway, "invoice", Some(&rune), json!([1000, "foo", "d"])).await;
+        post_with_rune(&gateway, "invoice", Some(&rune), positional.clone()).await;
     assert_eq!(status, 401, "{text}");
     let body: Value = serde_json::from_str(&text).expect("a JSON body");
     assert_eq!(body["code"], 1502, "{text}");
-    let calls = calls_since(&gateway, mark);
-    assert_eq!(methods_of(&calls), ["checkrune"], "no invoice was created");
-    assert_eq!(
-        calls[0].params,
-        checkrune_params(&rune, "invoice", json!([1000, "foo", "d"]))
-    );
+    // No invoice was created.
+    assert_checked_only(&gateway, mark, "positional", &rune, "invoice", &positional);
     // Named, the same call is allowed; with another label it is not.
-    let (status, _, text) = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&rune),
-        json!({"amount_msat": 1000, "label": "foo", "description": "d"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{text}");
-    let (status, _, text) = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&rune),
-        json!({"amount_msat": 1000, "label": "bar", "description": "d"}),
-    )
-    .await;
+    let named = |label: &str| json!({"amount_msat": 1000, "label": label, "description": "d"});
+    post_201(&gateway, "invoice", &rune, named("foo")).await;
+    let (status, _, text) = post_with_rune(&gateway, "invoice", Some(&rune), named("bar")).await;
     assert_eq!(status, 401, "{text}");
 }
 
@@ -544,26 +512,27 @@ async fn nodeid_header_is_accepted_and_ignored() {
 async fn method_errors_are_500_with_lightningds_error_unchanged() {
     let gateway = Gateway::start().await;
     let params = json!({"amount_msat": 50000, "label": "dup", "description": "d"});
-    let (status, _, text) =
-        post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
-    assert_eq!(status, 201, "{text}");
+    post_201(&gateway, "invoice", &gateway.rune, params.clone()).await;
     let response = post_with_rune(&gateway, "invoice", Some(&gateway.rune), params).await;
     assert_json_error(
+        "a duplicate label",
         &response,
         500,
         r#"{"code":900,"message":"Duplicate label 'dup'"}"#,
     );
 
     let missing = load_fixture("rpc/invoice-missing-params.json");
-    let response = post_with_rune(
-        &gateway,
-        "invoice",
-        Some(&gateway.rune),
-        missing["request"]["params"].clone(),
-    )
-    .await;
-    assert_json_error(&response, 500, &missing["response"]["error"].to_string());
+    let params = missing["request"]["params"].clone();
+    let response = post_with_rune(&gateway, "invoice", Some(&gateway.rune), params).await;
+    let case = "a missing param";
     assert_json_error(
+        case,
+        &response,
+        500,
+        &missing["response"]["error"].to_string(),
+    );
+    assert_json_error(
+        case,
         &response,
         500,
         r#"{"code":-32602,"message":"missing required parameter: label"}"#,
@@ -576,6 +545,7 @@ async fn unknown_command_is_404_with_lightningds_error() {
     let mark = settled(&gateway).await;
     let response = post_with_rune(&gateway, "no-such-method", Some(&gateway.rune), json!({})).await;
     assert_json_error(
+        "no-such-method",
         &response,
         404,
         r#"{"code":-32601,"message":"Unknown command 'no-such-method'"}"#,
@@ -614,13 +584,7 @@ async fn each_request_makes_exactly_checkrune_then_the_method() {
             [201, 404, 500].contains(&status),
             "{method}: {status} {text}"
         );
-        let calls = calls_since(&gateway, mark);
-        assert_eq!(methods_of(&calls), ["checkrune", method], "{method}");
-        assert_eq!(
-            calls[0].params,
-            checkrune_params(&gateway.rune, method, params.clone())
-        );
-        assert_eq!(calls[1].params, params);
+        assert_checked_and_called(&gateway, mark, method, method, &params);
     }
     assert!(gateway.node.calls_of("showrunes").is_empty());
 }
@@ -708,7 +672,8 @@ async fn other_http_methods_on_a_cln_method_are_405() {
                 request = request.header("Rune", &gateway.rune);
             }
             let response = parts(request.send().await.unwrap()).await;
-            assert_json_error(&response, 405, NOT_POST);
+            let case = format!("{method} /v1/getinfo, with a rune: {rune}");
+            assert_json_error(&case, &response, 405, NOT_POST);
         }
     }
     assert_eq!(calls_since(&gateway, mark), []);
@@ -728,8 +693,7 @@ async fn unknown_paths_are_404_json() {
                 .await
                 .unwrap();
             let response = parts(response).await;
-            assert_eq!(response.0, 404, "{method} {path}: {}", response.2);
-            assert_json_error(&response, 404, PATH_NOT_FOUND);
+            assert_json_error(&format!("{method} {path}"), &response, 404, PATH_NOT_FOUND);
         }
     }
     assert_eq!(calls_since(&gateway, mark), []);
@@ -742,13 +706,7 @@ async fn unknown_paths_are_404_json() {
 #[tokio::test]
 async fn list_methods_needs_no_rune_and_lists_every_help_command() {
     let gateway = Gateway::start().await;
-    let response = gateway
-        .http
-        .get(gateway.url("/v1/list-methods"))
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, page) = parts(response).await;
+    let (status, headers, page) = parts(get(&gateway, "/v1/list-methods").await).await;
     assert_eq!(status, 200, "{page}");
     let media = content_type(&headers).unwrap_or_default();
     assert!(media.starts_with("text/html"), "Content-Type {media}");
@@ -802,44 +760,34 @@ async fn list_methods_needs_no_rune_and_lists_every_help_command() {
 #[tokio::test]
 async fn root_redirects_permanently_to_swagger_ui() {
     let gateway = Gateway::start().await;
-    let response = no_redirect_client()
-        .get(gateway.url("/"))
-        .send()
-        .await
-        .unwrap();
+    let response = get_unfollowed(&gateway, "/").await;
     assert_eq!(response.status().as_u16(), 308);
     assert_eq!(header(response.headers(), "location"), Some("/swagger-ui"));
+}
+
+/// Asserts `GET path` is Swagger UI's page: 200, HTML, naming swagger-ui.
+async fn assert_swagger_ui_at(gateway: &Gateway, path: &str) {
+    let (status, headers, html) = parts(get(gateway, path).await).await;
+    assert_eq!(status, 200, "{path}: {html}");
+    assert!(
+        content_type(&headers)
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "{path}: {headers:?}"
+    );
+    assert!(html.contains("swagger-ui"), "{path}: {html}");
 }
 
 #[tokio::test]
 async fn swagger_ui_is_served_from_the_binary() {
     let gateway = Gateway::start().await;
-    let response = gateway
-        .http
-        .get(gateway.url("/swagger-ui/"))
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, html) = parts(response).await;
-    assert_eq!(status, 200, "{html}");
-    assert!(
-        content_type(&headers)
-            .unwrap_or_default()
-            .starts_with("text/html"),
-        "{headers:?}"
-    );
-    assert!(html.contains("swagger-ui"), "{html}");
+    assert_swagger_ui_at(&gateway, "/swagger-ui/").await;
     // Following `/` ends there too.
-    let response = gateway.http.get(gateway.url("/")).send().await.unwrap();
+    let response = get(&gateway, "/").await;
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.url().path().starts_with("/swagger-ui"));
     // Its script comes from the binary, not a CDN.
-    let response = gateway
-        .http
-        .get(gateway.url("/swagger-ui/swagger-ui-bundle.js"))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&gateway, "/swagger-ui/swagger-ui-bundle.js").await;
     assert_eq!(response.status().as_u16(), 200);
     assert!(response.bytes().await.unwrap().len() > 10_000);
 }
@@ -847,13 +795,7 @@ async fn swagger_ui_is_served_from_the_binary() {
 #[tokio::test]
 async fn swagger_json_is_an_openapi_document_of_the_api() {
     let gateway = Gateway::start().await;
-    let response = gateway
-        .http
-        .get(gateway.url("/swagger.json"))
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, text) = parts(response).await;
+    let (status, headers, text) = parts(get(&gateway, "/swagger.json").await).await;
     assert_eq!(status, 200, "{text}");
     assert!(content_type(&headers)
         .unwrap_or_default()
@@ -882,39 +824,14 @@ async fn swagger_json_is_an_openapi_document_of_the_api() {
 #[tokio::test]
 async fn swagger_root_option_moves_swagger_ui() {
     let gateway = Gateway::start_with(json!({"clnrest-swagger-root": "/docs"})).await;
-    let response = gateway
-        .http
-        .get(gateway.url("/docs/"))
-        .send()
-        .await
-        .unwrap();
-    let (status, headers, html) = parts(response).await;
-    assert_eq!(status, 200, "{html}");
-    assert!(content_type(&headers)
-        .unwrap_or_default()
-        .starts_with("text/html"));
-    assert!(html.contains("swagger-ui"), "{html}");
+    assert_swagger_ui_at(&gateway, "/docs/").await;
 
-    let response = no_redirect_client()
-        .get(gateway.url("/"))
-        .send()
-        .await
-        .unwrap();
-    let response = parts(response).await;
-    assert_json_error(&response, 404, PATH_NOT_FOUND);
-    let response = no_redirect_client()
-        .get(gateway.url("/swagger-ui/"))
-        .send()
-        .await
-        .unwrap();
+    let response = parts(get_unfollowed(&gateway, "/").await).await;
+    assert_json_error("/", &response, 404, PATH_NOT_FOUND);
+    let response = get_unfollowed(&gateway, "/swagger-ui/").await;
     assert_eq!(response.status().as_u16(), 404);
     // The document stays where it was.
-    let response = gateway
-        .http
-        .get(gateway.url("/swagger.json"))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&gateway, "/swagger.json").await;
     assert_eq!(response.status().as_u16(), 200);
 }
 
@@ -1021,33 +938,34 @@ async fn every_response_carries_a_custom_csp() {
 // CORS
 // ---------------------------------------------------------------------------------------
 
+/// Sends `POST /v1/getinfo` from `origin`, with the rune or without, and asserts the status
+/// and the `Access-Control-Allow-Origin` of the answer.
+async fn assert_allow_origin(
+    gateway: &Gateway,
+    origin: &str,
+    with_rune: bool,
+    status: u16,
+    allowed: Option<&str>,
+) {
+    let mut request = gateway.post("getinfo").header("Origin", origin);
+    if with_rune {
+        request = request.header("Rune", &gateway.rune);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status().as_u16(), status, "from {origin}");
+    assert_eq!(
+        header(response.headers(), "access-control-allow-origin"),
+        allowed,
+        "from {origin}"
+    );
+}
+
 #[tokio::test]
 async fn cors_allows_any_origin_by_default() {
     let gateway = Gateway::start().await;
-    let response = gateway
-        .post("getinfo")
-        .header("Rune", &gateway.rune)
-        .header("Origin", "https://a.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    assert_eq!(
-        header(response.headers(), "access-control-allow-origin"),
-        Some("*")
-    );
+    assert_allow_origin(&gateway, "https://a.example", true, 201, Some("*")).await;
     // Errors too.
-    let response = gateway
-        .post("getinfo")
-        .header("Origin", "https://z.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 403);
-    assert_eq!(
-        header(response.headers(), "access-control-allow-origin"),
-        Some("*")
-    );
+    assert_allow_origin(&gateway, "https://z.example", false, 403, Some("*")).await;
 }
 
 #[tokio::test]
@@ -1057,32 +975,10 @@ async fn cors_origin_list_allows_only_listed_origins() {
     }))
     .await;
     for origin in ["https://a.example", "https://b.example"] {
-        let response = gateway
-            .post("getinfo")
-            .header("Rune", &gateway.rune)
-            .header("Origin", origin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 201);
-        assert_eq!(
-            header(response.headers(), "access-control-allow-origin"),
-            Some(origin)
-        );
+        assert_allow_origin(&gateway, origin, true, 201, Some(origin)).await;
     }
-    let response = gateway
-        .post("getinfo")
-        .header("Rune", &gateway.rune)
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 201);
-    assert_eq!(
-        header(response.headers(), "access-control-allow-origin"),
-        None,
-        "a foreign origin is not allowed"
-    );
+    // A foreign origin is not allowed.
+    assert_allow_origin(&gateway, "https://evil.example", true, 201, None).await;
 }
 
 /// Sends a preflight and checks it allows POST with `rune` and `content-type`.
