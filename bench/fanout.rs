@@ -26,6 +26,8 @@
 //! `TOKIO_WORKER_THREADS` for the plugin process).
 //! Everything is bounded: connection, warm-up, each phase and its drain have deadlines.
 
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
 #[path = "support/mod.rs"]
@@ -33,8 +35,9 @@ mod support;
 
 mod fanout_clients;
 
+use harness::Gateway;
 use mock_lightningd::MockLightningd;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -461,19 +464,11 @@ struct Run {
 
 async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     let load_start = load_average();
-    let port = MockLightningd::free_port();
-    let node = MockLightningd::start(json!({
-        "clnrest-port": port,
-        "clnrest-protocol": "http",
-    }))
-    .await;
-    assert_eq!(
-        node.init_result(),
-        &json!({}),
-        "the plugin refused to start: {:?}",
-        node.init_result()
-    );
-    let rune = node.create_rune(Value::Null);
+    // The plugin over plain HTTP on a free port and an unrestricted rune, as the integration
+    // tests start it (the Gateway's HTTP client goes unused).
+    let Gateway {
+        node, port, rune, ..
+    } = Gateway::start().await;
     let pid = node.pid().expect("the mock started the plugin");
     let memory_start = memory(pid);
 
