@@ -1060,21 +1060,24 @@ mod tests {
         assert_eq!(read_all(dir), before, "files were rewritten");
     }
 
+    /// A certificate and a key whose PEM block is well formed but holds garbage.
     #[test]
     fn a_valid_pem_block_holding_garbage_is_an_error_naming_the_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        load_or_generate(dir, HOST).unwrap();
-        fs::write(
-            dir.join(CA_CERT),
-            "-----BEGIN CERTIFICATE-----\nAAECAwQF\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        let message = load_or_generate(dir, HOST).unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.join(CA_CERT).display().to_string()),
-            "{message}"
-        );
+        for (file, label) in [(CA_CERT, "CERTIFICATE"), (SERVER_KEY, "PRIVATE KEY")] {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path();
+            load_or_generate(dir, HOST).unwrap();
+            fs::write(
+                dir.join(file),
+                format!("-----BEGIN {label}-----\nAAECAwQF\n-----END {label}-----\n"),
+            )
+            .unwrap();
+            let message = load_or_generate(dir, HOST).unwrap_err().to_string();
+            assert!(
+                message.contains(&dir.join(file).display().to_string()),
+                "{file}: {message}"
+            );
+        }
     }
 
     #[test]
@@ -1093,23 +1096,6 @@ mod tests {
                 dir.join(SERVER_KEY).display(),
                 dir.join(SERVER_CERT).display()
             )
-        );
-    }
-
-    #[test]
-    fn a_garbled_key_is_an_error_naming_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path();
-        load_or_generate(dir, HOST).unwrap();
-        fs::write(
-            dir.join(SERVER_KEY),
-            "-----BEGIN PRIVATE KEY-----\nAAECAwQF\n-----END PRIVATE KEY-----\n",
-        )
-        .unwrap();
-        let message = load_or_generate(dir, HOST).unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.join(SERVER_KEY).display().to_string()),
-            "{message}"
         );
     }
 
