@@ -379,6 +379,17 @@ mod tests {
 
     // ---- Content-Type ----------------------------------------------------------------------
 
+    /// Each Content-Type is read as its format.
+    fn assert_formats(cases: &[(&str, Format)]) {
+        for &(content_type, format) in cases {
+            assert_eq!(
+                Format::from_content_type(Some(content_type)).unwrap(),
+                format,
+                "{content_type}"
+            );
+        }
+    }
+
     #[test]
     fn content_type_missing_or_blank_is_json() {
         assert_eq!(Format::from_content_type(None).unwrap(), Format::Json);
@@ -402,13 +413,7 @@ mod tests {
             ("application/atom+xml", Format::Xml),
             ("application/x-www-form-urlencoded", Format::Form),
         ];
-        for (content_type, format) in cases {
-            assert_eq!(
-                Format::from_content_type(Some(content_type)).unwrap(),
-                format,
-                "{content_type}"
-            );
-        }
+        assert_formats(&cases);
     }
 
     #[test]
@@ -425,13 +430,7 @@ mod tests {
             ("application/yaml; version=1.2", Format::Yaml),
             ("application/json; charset=us-ascii", Format::Json),
         ];
-        for (content_type, format) in cases {
-            assert_eq!(
-                Format::from_content_type(Some(content_type)).unwrap(),
-                format,
-                "{content_type}"
-            );
-        }
+        assert_formats(&cases);
     }
 
     #[test]
