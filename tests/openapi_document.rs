@@ -115,6 +115,45 @@ async fn register(gateway: &Gateway, params: Value) {
     assert_eq!(reply["result"], json!({}), "registering {params}: {reply}");
 }
 
+/// Registers `routes` (`clnrest-register-path` params by name), in order, and returns the
+/// document once each of them is in it.
+async fn document_with_routes(gateway: &Gateway, routes: &[Value]) -> Value {
+    let mut operations = Vec::new();
+    for route in routes {
+        register(gateway, route.clone()).await;
+        let path = route["path"].as_str().expect("a route has a path");
+        let method = route["http_method"].as_str().unwrap_or("POST");
+        operations.push((
+            format!("/{}", path.trim_matches('/')),
+            method.to_ascii_lowercase(),
+        ));
+    }
+    let what = format!("the registered routes {operations:?}");
+    document_when(gateway, &what, |document| {
+        operations
+            .iter()
+            .all(|(path, method)| document["paths"][path][method].is_object())
+    })
+    .await
+}
+
+/// [`CALL_STATUSES`], sorted as [`sorted_keys`] lists them.
+fn sorted_call_statuses() -> Vec<String> {
+    let mut statuses: Vec<String> = CALL_STATUSES.iter().map(|s| s.to_string()).collect();
+    statuses.sort();
+    statuses
+}
+
+/// Waits up to 10 s until lightningd's `help` was called more than `before` times (the
+/// document is rebuilt from it); `after` says what should have caused the call.
+async fn wait_for_help_call(gateway: &Gateway, before: usize, after: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gateway.node.calls_of("help").len() <= before {
+        assert!(Instant::now() < deadline, "no help call after {after}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn sorted_keys(value: &Value) -> Vec<String> {
     let mut keys: Vec<String> = value
         .as_object()
@@ -201,10 +240,7 @@ async fn every_help_command_is_a_post_path_with_its_usage_parameters() {
             problems.push(format!("{path}: security {}", operation["security"]));
         }
         let statuses = sorted_keys(&operation["responses"]);
-        let mut expected_statuses: Vec<String> =
-            CALL_STATUSES.iter().map(|s| s.to_string()).collect();
-        expected_statuses.sort();
-        if statuses != expected_statuses {
+        if statuses != sorted_call_statuses() {
             problems.push(format!("{path}: responses {statuses:?}"));
         }
         for status in &CALL_STATUSES[1..] {
@@ -279,14 +315,10 @@ async fn usage_parameters_claim_no_type_help_does_not_give() {
 async fn operation_ids_are_unique() {
     let gateway = Gateway::start().await;
     complete_document(&gateway).await;
-    register(
+    let document = document_with_routes(
         &gateway,
-        json!({"path": "v1/keys/{keyset_id}", "rpc_method": "listdatastore", "http_method": "GET"}),
+        &[json!({"path": "v1/keys/{keyset_id}", "rpc_method": "listdatastore", "http_method": "GET"})],
     )
-    .await;
-    let document = document_when(&gateway, "the registered route", |d| {
-        d["paths"]["/v1/keys/{keyset_id}"]["get"].is_object()
-    })
     .await;
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut duplicates = Vec::new();
@@ -381,25 +413,12 @@ async fn list_methods_and_notifications_are_documented() {
 async fn registered_routes_appear_with_their_methods_and_captures() {
     let gateway = Gateway::start().await;
     complete_document(&gateway).await;
-    register(
-        &gateway,
+    let routes = [
         json!({"path": "/v1/keys/{keyset_id}", "rpc_method": "listdatastore", "http_method": "GET", "rune_required": false}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/keys/{keyset_id}", "rpc_method": "datastore", "http_method": "delete"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v{version}/wallet/{name}/go", "rpc_method": "getinfo"}),
-    )
-    .await;
-    let document = document_when(&gateway, "the registered routes", |d| {
-        d["paths"]["/v{version}/wallet/{name}/go"].is_object()
-    })
-    .await;
+    ];
+    let document = document_with_routes(&gateway, &routes).await;
 
     let keys = &document["paths"]["/v1/keys/{keyset_id}"];
     assert_eq!(sorted_keys(keys), ["delete", "get"], "{keys}");
@@ -412,11 +431,7 @@ async fn registered_routes_appear_with_their_methods_and_captures() {
         );
         assert_eq!(
             sorted_keys(&keys[method]["responses"]),
-            {
-                let mut s: Vec<String> = CALL_STATUSES.iter().map(|s| s.to_string()).collect();
-                s.sort();
-                s
-            },
+            sorted_call_statuses(),
             "{method}"
         );
     }
@@ -448,48 +463,29 @@ async fn registered_routes_appear_with_their_methods_and_captures() {
 async fn plugin_notifications_rebuild_the_document() {
     let gateway = Gateway::start().await;
     complete_document(&gateway).await;
-    register(
+    document_with_routes(
         &gateway,
-        json!({"path": "v1/cashu/keys/{keyset_id}", "rpc_method": "cashu-getkeys", "http_method": "GET", "rune_required": false}),
+        &[json!({"path": "v1/cashu/keys/{keyset_id}", "rpc_method": "cashu-getkeys", "http_method": "GET", "rune_required": false})],
     )
-    .await;
-    document_when(&gateway, "the registered route", |d| {
-        d["paths"]["/v1/cashu/keys/{keyset_id}"]["get"].is_object()
-    })
     .await;
 
     // plugin_started: lightningd's help is read again.
+    let cashu = json!({"plugin_name": "cashu.py", "plugin_path": "/plugins/cashu.py", "methods": ["cashu-getkeys"]});
     let helps = gateway.node.calls_of("help").len();
-    let started = json!({"plugin_name": "cashu.py", "plugin_path": "/plugins/cashu.py", "methods": ["cashu-getkeys"]});
-    assert!(gateway.node.notify("plugin_started", started).await);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.node.calls_of("help").len() <= helps {
-        assert!(
-            Instant::now() < deadline,
-            "no help call after plugin_started"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(gateway.node.notify("plugin_started", cashu.clone()).await);
+    wait_for_help_call(&gateway, helps, "plugin_started").await;
     let document = complete_document(&gateway).await;
     assert!(document["paths"]["/v1/cashu/keys/{keyset_id}"]["get"].is_object());
 
     // plugin_stopped: its route leaves the document, which is rebuilt from help again.
     let helps = gateway.node.calls_of("help").len();
-    let stopped = json!({"plugin_name": "cashu.py", "plugin_path": "/plugins/cashu.py", "methods": ["cashu-getkeys"]});
-    assert!(gateway.node.notify("plugin_stopped", stopped).await);
+    assert!(gateway.node.notify("plugin_stopped", cashu).await);
     let document = document_when(&gateway, "no stopped plugin's route", |d| {
         d["paths"].get("/v1/cashu/keys/{keyset_id}").is_none()
     })
     .await;
     assert!(document["paths"]["/v1/getinfo"]["post"].is_object());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gateway.node.calls_of("help").len() <= helps {
-        assert!(
-            Instant::now() < deadline,
-            "no help call after plugin_stopped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_help_call(&gateway, helps, "plugin_stopped").await;
     complete_document(&gateway).await;
 }
 
@@ -508,6 +504,19 @@ fn e2e_enabled() -> bool {
 
 /// The external checks share 2 cores: one at a time.
 static EXTERNAL_TOOLS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What an external check starts with, unless it is skipped ([`e2e_enabled`]): its turn at
+/// the external tools (held while the guard lives) and a gateway whose document is
+/// complete.
+async fn external_check() -> Option<(tokio::sync::MutexGuard<'static, ()>, Gateway)> {
+    if !e2e_enabled() {
+        return None;
+    }
+    let one_at_a_time = EXTERNAL_TOOLS.lock().await;
+    let gateway = Gateway::start().await;
+    complete_document(&gateway).await;
+    Some((one_at_a_time, gateway))
+}
 
 /// The repository root.
 fn repo_dir() -> PathBuf {
@@ -532,6 +541,17 @@ impl ToolRun {
             "--- stdout ---\n{}\n--- stderr ---\n{}",
             self.stdout, self.stderr
         )
+    }
+
+    /// Asserts the tool succeeded; `failure` says what a failure means.
+    #[track_caller]
+    fn assert_success(&self, failure: &str) {
+        assert!(self.success, "{failure}:\n{}", self.transcript());
+    }
+
+    #[track_caller]
+    fn assert_stdout_contains(&self, text: &str) {
+        assert!(self.stdout.contains(text), "{}", self.transcript());
     }
 }
 
@@ -575,33 +595,16 @@ async fn run_tool(
 
 #[tokio::test]
 async fn openapi_spec_validator_accepts_the_document() {
-    if !e2e_enabled() {
+    let Some((_one_at_a_time, gateway)) = external_check().await else {
         return;
-    }
-    let _one_at_a_time = EXTERNAL_TOOLS.lock().await;
-    let gateway = Gateway::start().await;
-    complete_document(&gateway).await;
+    };
     // With registered routes too (captures, several methods on one path, no-rune GET).
-    register(
-        &gateway,
+    let routes = [
         json!({"path": "v1/keys/{keyset_id}", "rpc_method": "listdatastore", "http_method": "GET", "rune_required": false}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v1/keys/{keyset_id}", "rpc_method": "datastore", "http_method": "PUT"}),
-    )
-    .await;
-    register(
-        &gateway,
         json!({"path": "v{version}/wallet/{name}/go", "rpc_method": "getinfo"}),
-    )
-    .await;
-    let document = document_when(&gateway, "the registered routes", |d| {
-        d["paths"]["/v{version}/wallet/{name}/go"].is_object()
-            && d["paths"]["/v1/keys/{keyset_id}"]["put"].is_object()
-    })
-    .await;
+    ];
+    let document = document_with_routes(&gateway, &routes).await;
     // Kept under target/e2e/ for a look after a failure.
     let dir = e2e_output_dir();
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
@@ -624,22 +627,15 @@ async fn openapi_spec_validator_accepts_the_document() {
         Duration::from_secs(120),
     )
     .await;
-    assert!(
-        run.success,
-        "openapi-spec-validator rejects the document:\n{}",
-        run.transcript()
-    );
-    assert!(run.stdout.contains("OK"), "{}", run.transcript());
+    run.assert_success("openapi-spec-validator rejects the document");
+    run.assert_stdout_contains("OK");
 }
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_errors_but_lightningd_pass_through() {
-    if !e2e_enabled() {
+    let Some((_one_at_a_time, gateway)) = external_check().await else {
         return;
-    }
-    let _one_at_a_time = EXTERNAL_TOOLS.lock().await;
-    let gateway = Gateway::start().await;
-    complete_document(&gateway).await;
+    };
     let work = tempfile::tempdir().expect("a temp dir");
     let junit = work.path().join("junit.xml");
     let junit_arg = junit.to_string_lossy().into_owned();
@@ -684,10 +680,8 @@ async fn schemathesis_finds_no_server_errors_but_lightningd_pass_through() {
         Duration::from_secs(240),
     )
     .await;
-    assert!(
-        run.success,
-        "schemathesis found server errors other than lightningd's pass-through (or failed):\n{}",
-        run.transcript()
+    run.assert_success(
+        "schemathesis found server errors other than lightningd's pass-through (or failed)",
     );
     // It really tested the operations it was given.
     let report = std::fs::read_to_string(&junit).unwrap_or_default();
@@ -712,12 +706,9 @@ async fn schemathesis_finds_no_server_errors_but_lightningd_pass_through() {
 
 #[tokio::test]
 async fn swagger_ui_executes_getinfo_in_a_browser() {
-    if !e2e_enabled() {
+    let Some((_one_at_a_time, gateway)) = external_check().await else {
         return;
-    }
-    let _one_at_a_time = EXTERNAL_TOOLS.lock().await;
-    let gateway = Gateway::start().await;
-    complete_document(&gateway).await;
+    };
     let screenshot = e2e_output_dir().join("swagger-getinfo.png");
     let _ = std::fs::remove_file(&screenshot);
     let screenshot_arg = screenshot.to_string_lossy().into_owned();
@@ -734,16 +725,8 @@ async fn swagger_ui_executes_getinfo_in_a_browser() {
         Duration::from_secs(180),
     )
     .await;
-    assert!(
-        run.success,
-        "Swagger UI check failed:\n{}",
-        run.transcript()
-    );
-    assert!(
-        run.stdout.contains("response status: 201"),
-        "{}",
-        run.transcript()
-    );
+    run.assert_success("Swagger UI check failed");
+    run.assert_stdout_contains("response status: 201");
     let size = std::fs::metadata(&screenshot)
         .map(|m| m.len())
         .unwrap_or_else(|e| panic!("no screenshot at {}: {e}", screenshot.display()));
