@@ -150,15 +150,16 @@ fn seqs(notifications: &[Value]) -> Vec<u64> {
 /// Waits until `listener` has `count` `notification` events, returns their `seq`s.
 async fn seqs_of(listener: &Listener, count: usize) -> Vec<u64> {
     listener.wait_events("notification", count).await;
-    listener
-        .events_named("notification")
-        .iter()
-        .map(|n| {
-            n["seq"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("notification without a numeric seq: {n}"))
-        })
-        .collect()
+    seqs(&listener.events_named("notification"))
+}
+
+/// A `seq: true` listener with the gateway's rune resuming after `since`.
+async fn listen_since(gateway: &Gateway, since: u64) -> Listener {
+    listen(
+        gateway,
+        json!({"rune": gateway.rune, "since": since, "seq": true}),
+    )
+    .await
 }
 
 /// Connects a client that must be refused; returns the connect error text.
@@ -171,6 +172,44 @@ async fn expect_refused(listener: &Listener) -> String {
             })
         })
         .await
+}
+
+/// Connects a websocket client with `auth` and a `Rune` header (if any) that must be
+/// refused with a connect error containing `reason`; returns it for further checks.
+async fn connect_refused(
+    gateway: &Gateway,
+    auth: Option<Value>,
+    header_rune: Option<&str>,
+    reason: &str,
+) -> Listener {
+    let listener = connect_listener(gateway, auth, header_rune, TransportType::Websocket).await;
+    let error = expect_refused(&listener).await;
+    assert!(
+        error.contains(reason),
+        "not refused with {reason:?}: {error}"
+    );
+    listener
+}
+
+/// Waits until the server has disconnected `listener`.
+async fn wait_disconnected(listener: &Listener) {
+    listener
+        .wait_for("the disconnect", |state| {
+            state.lifecycle.contains(&Got::Closed).then_some(())
+        })
+        .await;
+}
+
+/// Blacklists `rune` through the REST API (asserting it answered 201).
+async fn blacklist(gateway: &Gateway, rune: &str) {
+    let params = json!({"start": unique_id(rune)});
+    let (status, body) = json_of(gateway.call("blacklistrune", params).await).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+fn assert_no_disconnects(gateway: &Gateway) {
+    let logs = disconnect_logs(gateway);
+    assert!(logs.is_empty(), "{logs:?}");
 }
 
 /// Checks that a refused client gets no notification: a witness with a good rune receives
@@ -243,15 +282,10 @@ async fn socketio_rune_header_wins_over_auth_payload() {
     .await;
     wait_subscribed(&gateway, &header_good, 1).await;
     // A foreign rune in the header with a good one in the payload: refused.
-    let header_bad = connect_listener(
-        &gateway,
-        Some(json!({"rune": gateway.rune})),
-        Some(&foreign_rune()),
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&header_bad).await;
-    assert!(error.contains("Not derived from master"), "{error}");
+    let payload = Some(json!({"rune": gateway.rune}));
+    let header = Some(foreign_rune());
+    let reason = "Not derived from master";
+    let header_bad = connect_refused(&gateway, payload, header.as_deref(), reason).await;
     push_fixture(&gateway, "connect").await;
     let messages = header_good.wait_events("message", 1).await;
     assert_eq!(messages[0], fixture_params("connect"));
@@ -261,19 +295,10 @@ async fn socketio_rune_header_wins_over_auth_payload() {
 #[tokio::test]
 async fn socketio_without_rune_is_refused_with_missing_rune() {
     let gateway = Gateway::start().await;
-    let refused = connect_listener(&gateway, None, None, TransportType::Websocket).await;
-    let error = expect_refused(&refused).await;
-    assert!(error.contains("Missing rune"), "{error}");
+    let refused = connect_refused(&gateway, None, None, "Missing rune").await;
     // An auth payload without `rune` is no better.
-    let refused_too = connect_listener(
-        &gateway,
-        Some(json!({"seq": true})),
-        None,
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&refused_too).await;
-    assert!(error.contains("Missing rune"), "{error}");
+    let without_rune = Some(json!({"seq": true}));
+    let refused_too = connect_refused(&gateway, without_rune, None, "Missing rune").await;
     assert_never_receives(&gateway, &refused).await;
     assert!(refused_too.snapshot().events.is_empty());
 }
@@ -281,15 +306,8 @@ async fn socketio_without_rune_is_refused_with_missing_rune() {
 #[tokio::test]
 async fn socketio_foreign_rune_is_refused_not_derived_from_master() {
     let gateway = Gateway::start().await;
-    let refused = connect_listener(
-        &gateway,
-        Some(json!({"rune": foreign_rune()})),
-        None,
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&refused).await;
-    assert!(error.contains("Not derived from master"), "{error}");
+    let auth = Some(json!({"rune": foreign_rune()}));
+    let refused = connect_refused(&gateway, auth, None, "Not derived from master").await;
     assert_never_receives(&gateway, &refused).await;
 }
 
@@ -299,18 +317,8 @@ async fn socketio_rune_forbidding_the_method_is_refused_with_lightningds_reason(
     let rune = gateway
         .node
         .create_rune(json!("method/listclnrest-notifications"));
-    let refused = connect_listener(
-        &gateway,
-        Some(json!({"rune": rune})),
-        None,
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&refused).await;
-    assert!(
-        error.contains("Not permitted: method is equal to listclnrest-notifications"),
-        "{error}"
-    );
+    let reason = "Not permitted: method is equal to listclnrest-notifications";
+    let refused = connect_refused(&gateway, Some(json!({"rune": rune})), None, reason).await;
     assert_never_receives(&gateway, &refused).await;
 }
 
@@ -393,19 +401,27 @@ const NAMED_TOPICS: [&str; 6] = [
 /// `custommsg` which nobody subscribes to by name).
 const WILDCARD_TOPICS: [&str; 3] = ["pay_part_start", "pay_part_end", "custommsg"];
 
+/// Pushes every [`NAMED_TOPICS`] fixture, then every [`WILDCARD_TOPICS`] one; returns the
+/// topic and the `params` (`{<topic>: payload}`) of each, in order.
+async fn push_every_topic(gateway: &Gateway) -> Vec<(&'static str, Value)> {
+    let mut pushed = Vec::new();
+    for topic in NAMED_TOPICS {
+        push_fixture(gateway, topic).await;
+        pushed.push((topic, fixture_params(topic)));
+    }
+    for topic in WILDCARD_TOPICS {
+        let envelope = push_wildcard_fixture(gateway, topic).await;
+        pushed.push((topic, envelope["params"].clone()));
+    }
+    pushed
+}
+
 #[tokio::test]
 async fn socketio_message_events_carry_lightningds_params_unchanged() {
     let gateway = Gateway::start().await;
     let listener = listen(&gateway, json!({"rune": gateway.rune})).await;
-    let mut expected = Vec::new();
-    for topic in NAMED_TOPICS {
-        push_fixture(&gateway, topic).await;
-        expected.push(fixture_params(topic));
-    }
-    for topic in WILDCARD_TOPICS {
-        let envelope = push_wildcard_fixture(&gateway, topic).await;
-        expected.push(envelope["params"].clone());
-    }
+    let pushed = push_every_topic(&gateway).await;
+    let expected: Vec<Value> = pushed.into_iter().map(|(_, params)| params).collect();
     let messages = listener.wait_events("message", expected.len()).await;
     assert_eq!(messages, expected);
     // Numbers stay numbers (including a u64 beyond 2^53 and a float).
@@ -512,18 +528,10 @@ async fn socketio_resume_since_replays_retained_then_live() {
     let gateway = Gateway::start().await;
     push_numbered(&gateway, 1, 5).await;
     // A client that was listening makes sure all five are journaled before resuming.
-    let witness = listen(
-        &gateway,
-        json!({"rune": gateway.rune, "since": 0, "seq": true}),
-    )
-    .await;
+    let witness = listen_since(&gateway, 0).await;
     assert_eq!(seqs_of(&witness, 5).await, vec![1, 2, 3, 4, 5]);
 
-    let resumed = listen(
-        &gateway,
-        json!({"rune": gateway.rune, "since": 2, "seq": true}),
-    )
-    .await;
+    let resumed = listen_since(&gateway, 2).await;
     let resumed_messages = listen(&gateway, json!({"rune": gateway.rune, "since": 3})).await;
     assert_eq!(seqs_of(&resumed, 3).await, vec![3, 4, 5]);
     push_numbered(&gateway, 6, 7).await;
@@ -541,17 +549,9 @@ async fn socketio_resume_since_replays_retained_then_live() {
 async fn socketio_resume_from_the_last_seq_gets_only_live_ones() {
     let gateway = Gateway::start().await;
     push_numbered(&gateway, 1, 3).await;
-    let witness = listen(
-        &gateway,
-        json!({"rune": gateway.rune, "since": 0, "seq": true}),
-    )
-    .await;
+    let witness = listen_since(&gateway, 0).await;
     seqs_of(&witness, 3).await;
-    let resumed = listen(
-        &gateway,
-        json!({"rune": gateway.rune, "since": 3, "seq": true}),
-    )
-    .await;
+    let resumed = listen_since(&gateway, 3).await;
     push_numbered(&gateway, 4, 4).await;
     assert_eq!(seqs_of(&resumed, 1).await, vec![4]);
     assert!(resumed.events_named("gap").is_empty());
@@ -567,11 +567,7 @@ async fn socketio_resume_from_before_the_journal_gets_gap_then_everything_retain
     let live = receive_all(&gateway, "live witness", &witness, "notification", 10_050).await;
     assert_exact_sequence("live witness", &seqs(&live), 1, total);
 
-    let resumed = listen(
-        &gateway,
-        json!({"rune": gateway.rune, "since": 10, "seq": true}),
-    )
-    .await;
+    let resumed = listen_since(&gateway, 10).await;
     receive_all(&gateway, "resumed client", &resumed, "notification", 10_000).await;
     push_numbered(&gateway, total + 1, total + 1).await;
     let got = receive_all(&gateway, "resumed client", &resumed, "notification", 10_001).await;
@@ -591,15 +587,8 @@ async fn socketio_resume_from_before_the_journal_gets_gap_then_everything_retain
 #[tokio::test]
 async fn socketio_bad_auth_options_are_refused() {
     let gateway = Gateway::start().await;
-    let refused = connect_listener(
-        &gateway,
-        Some(json!({"rune": gateway.rune, "since": -1})),
-        None,
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&refused).await;
-    assert!(error.contains("since"), "{error}");
+    let auth = Some(json!({"rune": gateway.rune, "since": -1}));
+    connect_refused(&gateway, auth, None, "since").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -617,13 +606,7 @@ async fn socketio_blacklisted_rune_is_disconnected_promptly_and_others_stay() {
     seqs_of(&doomed, 1).await;
 
     let started = Instant::now();
-    let (status, body) = json_of(
-        gateway
-            .call("blacklistrune", json!({"start": unique_id(&doomed_rune)}))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    blacklist(&gateway, &doomed_rune).await;
     let reasons = doomed.wait_events("disconnect_reason", 1).await;
     let reason = reasons[0]["reason"]
         .as_str()
@@ -631,18 +614,10 @@ async fn socketio_blacklisted_rune_is_disconnected_promptly_and_others_stay() {
         .to_string();
     assert!(reason.starts_with("rune revoked: "), "{}", reasons[0]);
     assert!(reason.contains("Blacklisted"), "{reason}");
-    doomed
-        .wait_for("the disconnect", |state| {
-            state.lifecycle.contains(&Got::Closed).then_some(())
-        })
-        .await;
+    wait_disconnected(&doomed).await;
     // Every listener of that rune goes.
     doomed_too.wait_events("disconnect_reason", 1).await;
-    doomed_too
-        .wait_for("the disconnect", |state| {
-            state.lifecycle.contains(&Got::Closed).then_some(())
-        })
-        .await;
+    wait_disconnected(&doomed_too).await;
     let elapsed = started.elapsed();
     assert!(
         elapsed < Duration::from_secs(5),
@@ -655,15 +630,8 @@ async fn socketio_blacklisted_rune_is_disconnected_promptly_and_others_stay() {
     assert!(!survivor.snapshot().lifecycle.contains(&Got::Closed));
 
     // The revoked rune cannot come back.
-    let again = connect_listener(
-        &gateway,
-        Some(json!({"rune": doomed_rune})),
-        None,
-        TransportType::Websocket,
-    )
-    .await;
-    let error = expect_refused(&again).await;
-    assert!(error.contains("Blacklisted"), "{error}");
+    let auth = Some(json!({"rune": doomed_rune}));
+    connect_refused(&gateway, auth, None, "Blacklisted").await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -690,22 +658,11 @@ async fn burst_of_10000_reaches_three_clients_complete_and_in_order() {
     let got = receive_all(&gateway, "message client", &messages, "message", 10_000).await;
     let labels: Vec<u64> = got.iter().map(label_number).collect();
     assert_exact_sequence("message client", &labels, 1, total);
-    let got = receive_all(&gateway, "seq client", &numbered, "notification", 10_000).await;
-    assert_exact_sequence("seq client", &seqs(&got), 1, total);
-    let got = receive_all(
-        &gateway,
-        "header client",
-        &by_header,
-        "notification",
-        10_000,
-    )
-    .await;
-    assert_exact_sequence("header client", &seqs(&got), 1, total);
-    assert!(
-        disconnect_logs(&gateway).is_empty(),
-        "{:?}",
-        disconnect_logs(&gateway)
-    );
+    for (who, listener) in [("seq client", &numbered), ("header client", &by_header)] {
+        let got = receive_all(&gateway, who, listener, "notification", 10_000).await;
+        assert_exact_sequence(who, &seqs(&got), 1, total);
+    }
+    assert_no_disconnects(&gateway);
     gateway.node.assert_no_violations();
 }
 
@@ -762,11 +719,7 @@ async fn clients_joining_mid_stream_get_an_unbroken_sequence() {
         };
         assert_exact_sequence(&who, &seqs, first, total);
     }
-    assert!(
-        disconnect_logs(&gateway).is_empty(),
-        "{:?}",
-        disconnect_logs(&gateway)
-    );
+    assert_no_disconnects(&gateway);
 }
 
 /// An `invoice_creation` payload with about 1 KiB of description, numbered by its label:
@@ -815,45 +768,44 @@ async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everyth
 // SSE: GET /v1/notifications.
 // ---------------------------------------------------------------------------------------
 
+/// Asserts `GET /v1/notifications` with `rune` (if any) is answered `status` with exactly
+/// the error `body`.
+async fn assert_sse_refused(gateway: &Gateway, rune: Option<&str>, status: u16, body: Value) {
+    let response = SseReader::request(gateway, rune, None, "").await;
+    let answer = json_of(response).await;
+    assert_eq!(
+        answer,
+        (status, body),
+        "GET /v1/notifications with rune {rune:?}"
+    );
+}
+
 #[tokio::test]
 async fn sse_without_rune_is_403_missing_rune() {
     let gateway = Gateway::start().await;
-    let response = gateway
-        .http
-        .get(gateway.url("/v1/notifications"))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 403);
-    assert_eq!(
-        body,
-        json!({"code": 1501, "message": "Not authorized: Missing rune"})
-    );
+    let missing = json!({"code": 1501, "message": "Not authorized: Missing rune"});
+    assert_sse_refused(&gateway, None, 403, missing).await;
     assert!(gateway.node.calls_of("checkrune").is_empty());
 }
 
 #[tokio::test]
 async fn sse_refused_runes_are_401_with_lightningds_error() {
     let gateway = Gateway::start().await;
-    let response = SseReader::request(&gateway, Some(&foreign_rune()), None, "").await;
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 401);
-    assert_eq!(
-        body,
-        json!({"code": 1501, "message": "Not authorized: Not derived from master"})
-    );
-
     let forbidding = gateway
         .node
         .create_rune(json!("method/listclnrest-notifications"));
-    let response = SseReader::request(&gateway, Some(&forbidding), None, "").await;
-    let (status, body) = json_of(response).await;
-    assert_eq!(status, 401);
-    assert_eq!(
-        body,
-        json!({"code": 1502, "message": "Not permitted: method is equal to listclnrest-notifications"})
-    );
+    for (rune, error) in [
+        (
+            foreign_rune(),
+            json!({"code": 1501, "message": "Not authorized: Not derived from master"}),
+        ),
+        (
+            forbidding,
+            json!({"code": 1502, "message": "Not permitted: method is equal to listclnrest-notifications"}),
+        ),
+    ] {
+        assert_sse_refused(&gateway, Some(&rune), 401, error).await;
+    }
 }
 
 #[tokio::test]
@@ -870,19 +822,11 @@ async fn sse_readonly_rune_gets_the_event_stream() {
 async fn sse_events_have_seq_id_topic_event_and_payload_data() {
     let gateway = Gateway::start().await;
     let mut stream = SseReader::open(&gateway, &gateway.rune, None, "").await;
-    let mut expected = Vec::new();
-    for topic in NAMED_TOPICS {
-        push_fixture(&gateway, topic).await;
-        expected.push((topic.to_string(), fixture_payload(topic)));
-    }
-    for topic in WILDCARD_TOPICS {
-        let envelope = push_wildcard_fixture(&gateway, topic).await;
-        expected.push((topic.to_string(), envelope["params"][topic].clone()));
-    }
-    for (i, (topic, payload)) in expected.iter().enumerate() {
+    for (i, (topic, params)) in push_every_topic(&gateway).await.iter().enumerate() {
+        let payload = &params[*topic];
         let event = stream.next().await;
         assert_eq!(event.id.as_deref(), Some((i + 1).to_string().as_str()));
-        assert_eq!(event.event.as_deref(), Some(topic.as_str()));
+        assert_eq!(event.event.as_deref(), Some(*topic));
         // The data is the payload as lightningd wrote it: same members, same order, same
         // numbers.
         assert_eq!(event.data, payload.to_string(), "event {}", i + 1);
@@ -970,13 +914,7 @@ async fn sse_blacklisted_rune_ends_the_stream() {
     let mut doomed = SseReader::open(&gateway, &doomed_rune, None, "").await;
     let mut survivor = SseReader::open(&gateway, &gateway.rune, None, "").await;
     let started = Instant::now();
-    let (status, body) = json_of(
-        gateway
-            .call("blacklistrune", json!({"start": unique_id(&doomed_rune)}))
-            .await,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    blacklist(&gateway, &doomed_rune).await;
     let event = doomed.next().await;
     assert_eq!(event.event.as_deref(), Some("disconnect_reason"));
     let data: Value = serde_json::from_str(&event.data).unwrap();
