@@ -1270,8 +1270,9 @@ async fn orchestrate(args: &Args) -> Run {
         "the plugin refused to start: {:?}",
         node.init_result()
     );
-    // A long run's calls are never read: keep the mock's memory flat.
+    // A long run's calls and log lines are never read: keep the mock's memory flat.
     node.record_calls(false);
+    node.record_logs(false);
     let pid = node.pid().expect("the mock started the plugin");
     let runes = Arc::new(Runes {
         full: node.create_rune(Value::Null),
