@@ -11,6 +11,7 @@ use super::jsonrpc::{
 };
 use super::random::Random;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -114,23 +115,43 @@ pub struct InvoiceQuery {
     pub limit: Option<u64>,
 }
 
+/// The invoices in creation order, with the unique index on `label` that lightningd's
+/// database has: finding a label does not scan every invoice (a long soak creates tens of
+/// thousands of them).
+#[derive(Default)]
+struct Invoices {
+    all: Vec<Invoice>,
+    by_label: HashMap<String, usize>,
+}
+
+impl Invoices {
+    fn push(&mut self, invoice: Invoice) {
+        self.by_label.insert(invoice.label.clone(), self.all.len());
+        self.all.push(invoice);
+    }
+
+    fn by_label(&self, label: &str) -> Option<&Invoice> {
+        self.all.get(*self.by_label.get(label)?)
+    }
+}
+
 /// All invoices, with a change signal for the waiting calls.
 pub struct InvoiceStore {
-    invoices: Mutex<Vec<Invoice>>,
+    invoices: Mutex<Invoices>,
     changes: watch::Sender<u64>,
 }
 
 impl Default for InvoiceStore {
     fn default() -> Self {
         InvoiceStore {
-            invoices: Mutex::new(Vec::new()),
+            invoices: Mutex::default(),
             changes: watch::channel(0).0,
         }
     }
 }
 
 impl InvoiceStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Invoice>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Invoices> {
         self.invoices.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -138,7 +159,7 @@ impl InvoiceStore {
     /// (invoice-duplicate-label.json). Also returns the `invoice_creation` payload.
     pub fn create(&self, new: NewInvoice, random: &Random) -> Result<(Value, Value), RpcError> {
         let mut invoices = self.lock();
-        if invoices.iter().any(|i| i.label == new.label) {
+        if invoices.by_label(&new.label).is_some() {
             return Err(RpcError::new(
                 INVOICE_LABEL_ALREADY_EXISTS,
                 format!("Duplicate label '{}'", new.label),
@@ -150,7 +171,7 @@ impl InvoiceStore {
             payment_secret: random.hex32(),
             preimage: new.preimage.unwrap_or_else(|| random.hex32()),
             expires_at: unix_now() + new.expiry_secs,
-            created_index: invoices.len() as u64 + 1,
+            created_index: invoices.all.len() as u64 + 1,
             label: new.label,
             amount_msat: new.amount_msat,
             description: new.description,
@@ -183,7 +204,7 @@ impl InvoiceStore {
         let mut invoices = self.lock();
         let expires_at = unix_now() + DEFAULT_EXPIRY_SECS;
         for _ in 0..count {
-            let created_index = invoices.len() as u64 + 1;
+            let created_index = invoices.all.len() as u64 + 1;
             invoices.push(Invoice {
                 label: format!("synthetic-{created_index}"),
                 bolt11: fake_bolt11(Some(1000 * created_index), random),
@@ -206,9 +227,12 @@ impl InvoiceStore {
         let now = unix_now();
         let invoices = self.lock();
         let limit = query.limit.map_or(usize::MAX, |l| l as usize);
-        let selected: Vec<Value> = invoices
+        let candidates: &[Invoice] = match &query.label {
+            Some(label) => invoices.by_label(label).map_or(&[], std::slice::from_ref),
+            None => &invoices.all,
+        };
+        let selected: Vec<Value> = candidates
             .iter()
-            .filter(|i| query.label.as_ref().is_none_or(|l| *l == i.label))
             .filter(|i| query.invstring.as_ref().is_none_or(|s| *s == i.bolt11))
             .filter(|i| {
                 query
@@ -235,10 +259,12 @@ impl InvoiceStore {
     /// `invoice_payment` payload (notifications/invoice_payment.json), or `None`.
     pub fn pay(&self, label: &str) -> Option<Value> {
         let mut invoices = self.lock();
-        let pay_index = invoices.iter().filter(|i| i.paid.is_some()).count() as u64 + 1;
+        let pay_index = invoices.all.iter().filter(|i| i.paid.is_some()).count() as u64 + 1;
+        let position = *invoices.by_label.get(label)?;
         let invoice = invoices
-            .iter_mut()
-            .find(|i| i.label == label && i.paid.is_none())?;
+            .all
+            .get_mut(position)
+            .filter(|i| i.paid.is_none())?;
         let amount = invoice.amount_msat.unwrap_or(1000);
         invoice.paid = Some(Payment {
             pay_index,
@@ -266,6 +292,7 @@ impl InvoiceStore {
                 let now = unix_now();
                 let invoices = self.lock();
                 let next = invoices
+                    .all
                     .iter()
                     .filter(|i| i.paid.as_ref().is_some_and(|p| p.pay_index > lastpay_index))
                     .min_by_key(|i| i.paid.as_ref().map(|p| p.pay_index));
@@ -298,7 +325,7 @@ impl InvoiceStore {
             let expires_at = {
                 let now = unix_now();
                 let invoices = self.lock();
-                let Some(invoice) = invoices.iter().find(|i| i.label == label) else {
+                let Some(invoice) = invoices.by_label(label) else {
                     // Not captured in the fixtures.
                     return Err(RpcError::new(LIGHTNINGD, "Label not found"));
                 };
