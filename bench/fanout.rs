@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use support::args::{ArgError, CommandLine};
 use support::format::{quantile, thousands};
-use support::procfs::{self, machine_cpu, status_field, user_system};
+use support::procfs::{self, machine_cpu, user_system};
 
 const WARMUP: usize = 0;
 const STEADY: usize = 1;
@@ -221,20 +221,10 @@ impl ClientResult {
     }
 }
 
-#[derive(Clone, Copy, Default)]
-struct Memory {
-    rss_kib: u64,
-    hwm_kib: u64,
-    threads: u64,
-}
+type Memory = procfs::Status;
 
 fn memory(pid: u32) -> Memory {
-    let pid = pid.to_string();
-    Memory {
-        rss_kib: status_field(&pid, "VmRSS:"),
-        hwm_kib: status_field(&pid, "VmHWM:"),
-        threads: status_field(&pid, "Threads:"),
-    }
+    procfs::status(&pid.to_string())
 }
 
 /// Scheduler figures of a group of threads: nanoseconds running, nanoseconds runnable but

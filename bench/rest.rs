@@ -224,13 +224,13 @@ struct Rss {
 }
 
 fn rss(pid: u32) -> Rss {
-    let path = format!("/proc/{pid}/status");
+    let status = procfs::status(&pid.to_string());
     Rss {
-        now: proc_kib(&path, "VmRSS:").unwrap_or(0) * 1024,
-        peak: proc_kib(&path, "VmHWM:").unwrap_or(0) * 1024,
-        anon: proc_kib(&path, "RssAnon:").unwrap_or(0) * 1024,
-        file: proc_kib(&path, "RssFile:").unwrap_or(0) * 1024,
-        threads: proc_kib(&path, "Threads:").unwrap_or(0),
+        now: status.rss_kib * 1024,
+        peak: status.hwm_kib * 1024,
+        anon: status.anon_kib * 1024,
+        file: status.file_kib * 1024,
+        threads: status.threads,
     }
 }
 

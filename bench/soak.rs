@@ -72,7 +72,7 @@ use tokio_util::sync::CancellationToken;
 
 use support::args::{ArgError, CommandLine};
 use support::format::{quantile, thousands};
-use support::procfs::{self, machine_cpu, open_fds, status_field, user_system};
+use support::procfs::{self, machine_cpu, open_fds, user_system};
 use support::socketio_client::{self, number_after, BeforeAck, Ws};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -1087,13 +1087,13 @@ struct Run {
 }
 
 fn sample(pid: u32, shared: &Shared) -> Sample {
-    let pid_text = pid.to_string();
+    let plugin = procfs::status(&pid.to_string());
     Sample {
         at_secs: shared.elapsed_secs(),
-        rss_kib: status_field(&pid_text, "VmRSS:"),
+        rss_kib: plugin.rss_kib,
         fds: open_fds(pid),
-        threads: status_field(&pid_text, "Threads:"),
-        bench_rss_kib: status_field("self", "VmRSS:"),
+        threads: plugin.threads,
+        bench_rss_kib: procfs::status("self").rss_kib,
         churn_connected: shared.churn_connected.load(Ordering::SeqCst),
     }
 }

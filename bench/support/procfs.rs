@@ -9,10 +9,38 @@ pub fn proc_kib(path: &str, key: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// A field of `/proc/<pid>/status` (`pid` may be `self`), e.g. `VmRSS:` in KiB or
-/// `Threads:`; 0 if it cannot be read.
-pub fn status_field(pid: &str, key: &str) -> u64 {
-    proc_kib(&format!("/proc/{pid}/status"), key).unwrap_or(0)
+/// The memory and thread figures of `/proc/<pid>/status`, read in one go; zeros for what
+/// cannot be read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Status {
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+    /// VmHWM (peak RSS since start or the last `clear_refs` reset), KiB.
+    pub hwm_kib: u64,
+    /// RssAnon (heap, stacks), KiB.
+    pub anon_kib: u64,
+    /// RssFile (the binary's and libraries' pages touched), KiB.
+    pub file_kib: u64,
+    pub threads: u64,
+}
+
+/// [`Status`] of a process (`pid` may be `self`).
+pub fn status(pid: &str) -> Status {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Status {
+        rss_kib: field("VmRSS:"),
+        hwm_kib: field("VmHWM:"),
+        anon_kib: field("RssAnon:"),
+        file_kib: field("RssFile:"),
+        threads: field("Threads:"),
+    }
 }
 
 /// Open file descriptors of the process (entries of /proc/<pid>/fd); 0 if it cannot be read.
