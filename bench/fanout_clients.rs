@@ -15,7 +15,7 @@
 //! poll. Every `42["message",{...}]` is recorded by the three numbers it carries (phase,
 //! `n`, push time); pings `2` are answered with `3`.
 
-use crate::support::socketio_client::number_after;
+use crate::support::socketio_client::{self, number_after, BeforeAck, Handshake};
 use crate::{ClientResult, Shared};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -25,14 +25,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
 /// How often a thread looks at the stop flag when no socket is ready.
 const STOP_CHECK: Duration = Duration::from_millis(20);
-
-/// tungstenite's read buffer per client.
-const READ_BUFFER: usize = 4096;
 
 /// What every client thread needs to connect.
 #[derive(Clone)]
@@ -147,27 +143,20 @@ fn connect(target: &Target) -> Result<WebSocket<TcpStream>, String> {
         .and_then(|()| stream.set_write_timeout(Some(target.connect_timeout)))
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| format!("socket options: {e}"))?;
-    // tungstenite zero-fills its whole read buffer before every read: at the default 128 KiB
-    // that memset was a third of the clients' CPU. A frame here is ~200 bytes.
-    let config = WebSocketConfig::default().read_buffer_size(READ_BUFFER);
-    let (mut ws, _) =
-        tungstenite::client::client_with_config(target.url.as_str(), stream, Some(config))
-            .map_err(|e| format!("websocket: {e}"))?;
-    let open = next_text(&mut ws)?;
-    if !open.starts_with('0') {
-        return Err(format!("expected an engine.io open packet, got {open}"));
-    }
+    let (mut ws, _) = tungstenite::client::client_with_config(
+        target.url.as_str(),
+        stream,
+        Some(socketio_client::websocket_config()),
+    )
+    .map_err(|e| format!("websocket: {e}"))?;
     let auth = serde_json::json!({ "rune": target.rune });
-    ws.send(Message::text(format!("40{auth}")))
-        .map_err(|e| e.to_string())?;
+    let connect = socketio_client::answer_open(&next_text(&mut ws)?, &auth)?;
+    ws.send(Message::text(connect)).map_err(|e| e.to_string())?;
     loop {
-        let text = next_text(&mut ws)?;
-        if text == "2" {
-            ws.send(Message::text("3")).map_err(|e| e.to_string())?;
-        } else if text.starts_with("40") {
-            break;
-        } else if text.starts_with("44") {
-            return Err(format!("connect refused: {text}"));
+        match socketio_client::before_ack(&next_text(&mut ws)?, BeforeAck::Skip)? {
+            Handshake::Pong => ws.send(Message::text("3")).map_err(|e| e.to_string())?,
+            Handshake::Connected => break,
+            Handshake::Wait => {}
         }
     }
     ws.get_ref()

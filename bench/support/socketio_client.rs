@@ -39,34 +39,68 @@ pub enum BeforeAck {
     Fail,
 }
 
-/// Websocket, engine.io open, Socket.IO connect to `/` with `auth` (`40{auth}`), answering
-/// pings; returns after the server's connect ack. Not bounded in time.
-pub async fn handshake(url: &str, auth: &Value, other: BeforeAck) -> Result<Ws, String> {
-    // tungstenite zero-fills its whole read buffer before every read; the default 128 KiB
-    // made that memset most of a bench client's CPU. Frames here are small.
-    let config = WebSocketConfig::default().read_buffer_size(4096);
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
-        .await
-        .map_err(|e| format!("websocket: {e}"))?;
-    let open = next_text(&mut ws).await?;
+/// Websocket settings for bench clients. tungstenite zero-fills its whole read buffer before
+/// every read: at the default 128 KiB that memset was a third of a client's CPU, for frames
+/// of ~200 bytes.
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4096)
+}
+
+/// Checks engine.io's open packet (`0{...}`), the first frame; returns the Socket.IO connect
+/// packet to send next, `40{auth}`.
+pub fn answer_open(open: &str, auth: &Value) -> Result<String, String> {
     if !open.starts_with('0') {
         return Err(format!("expected an engine.io open packet, got {open}"));
     }
-    ws.send(Message::text(format!("40{auth}")))
+    Ok(format!("40{auth}"))
+}
+
+/// What to do with a frame received while waiting for the connect ack.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handshake {
+    /// A ping: answer `3`.
+    Pong,
+    /// The connect ack: connected.
+    Connected,
+    /// Anything else that [`BeforeAck::Skip`] allows: keep waiting.
+    Wait,
+}
+
+/// [`Handshake`] for `text`; a refused connect (`44...`) or, with [`BeforeAck::Fail`], any
+/// other frame is an error.
+pub fn before_ack(text: &str, other: BeforeAck) -> Result<Handshake, String> {
+    if text == "2" {
+        Ok(Handshake::Pong)
+    } else if text.starts_with("40") {
+        Ok(Handshake::Connected)
+    } else if text.starts_with("44") {
+        Err(format!("connect refused: {text}"))
+    } else if other == BeforeAck::Fail {
+        Err(format!("unexpected frame before the connect ack: {text}"))
+    } else {
+        Ok(Handshake::Wait)
+    }
+}
+
+/// Websocket, engine.io open, Socket.IO connect to `/` with `auth` (`40{auth}`), answering
+/// pings; returns after the server's connect ack. Not bounded in time.
+pub async fn handshake(url: &str, auth: &Value, other: BeforeAck) -> Result<Ws, String> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), true)
+            .await
+            .map_err(|e| format!("websocket: {e}"))?;
+    let connect = answer_open(&next_text(&mut ws).await?, auth)?;
+    ws.send(Message::text(connect))
         .await
         .map_err(|e| e.to_string())?;
     loop {
-        let text = next_text(&mut ws).await?;
-        if text == "2" {
-            ws.send(Message::text("3"))
+        match before_ack(&next_text(&mut ws).await?, other)? {
+            Handshake::Pong => ws
+                .send(Message::text("3"))
                 .await
-                .map_err(|e| e.to_string())?;
-        } else if text.starts_with("40") {
-            return Ok(ws);
-        } else if text.starts_with("44") {
-            return Err(format!("connect refused: {text}"));
-        } else if other == BeforeAck::Fail {
-            return Err(format!("unexpected frame before the connect ack: {text}"));
+                .map_err(|e| e.to_string())?,
+            Handshake::Connected => return Ok(ws),
+            Handshake::Wait => {}
         }
     }
 }
