@@ -51,12 +51,15 @@
 //! 10 s, the final drain 120 s), and the plugin's process is checked every 200 ms: if it
 //! dies or stops reading its stdin, the run stops, reports and exits 1.
 
+#[path = "../tests/harness/mod.rs"]
+mod harness;
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
 #[path = "support/mod.rs"]
 mod support;
 
 use futures::{SinkExt, StreamExt};
+use harness::Gateway;
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -1258,27 +1261,23 @@ async fn burst(
 async fn orchestrate(args: &Args) -> Run {
     let load_start = load_average();
     let source = source_state();
-    let port = MockLightningd::free_port();
-    let node = MockLightningd::start(json!({
-        "clnrest-port": port,
-        "clnrest-protocol": "http",
-    }))
-    .await;
-    assert_eq!(
-        node.init_result(),
-        &json!({}),
-        "the plugin refused to start: {:?}",
-        node.init_result()
-    );
+    // The plugin over plain HTTP on a free port with an unrestricted rune, as the integration
+    // tests start it (the Gateway's own HTTP client goes unused).
+    let Gateway {
+        node,
+        port,
+        base,
+        rune,
+        ..
+    } = Gateway::start().await;
     // A long run's calls and log lines are never read: keep the mock's memory flat.
     node.record_calls(false);
     node.record_logs(false);
     let pid = node.pid().expect("the mock started the plugin");
     let runes = Arc::new(Runes {
-        full: node.create_rune(Value::Null),
+        full: rune,
         restricted: node.create_rune(json!([[format!("method={RESTRICTED_TO}")]])),
     });
-    let base = format!("http://127.0.0.1:{port}");
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
     let shared = Arc::new(Shared::new(args.minutes as usize, args.steady_clients));
     let idle = sample(pid, &shared);
