@@ -1,24 +1,29 @@
 //! The notification journal: every notification lightningd sends gets a sequence number
-//! (from 1, per process), the most recent ones are retained for clients that resume, and each
-//! is fanned out to every live subscriber.
+//! (from 1, per process), the most recent ones are retained, and subscribers read them in
+//! order.
 //!
 //! [`Journal::append`] never waits: it is called from the plugin's stdin loop, and lightningd
-//! must never be slowed down by a client. Each subscriber reads from a bounded queue of
-//! [`SUBSCRIBER_QUEUE`] notifications; one that falls further behind is told it
-//! [`Lagged`](Next::Lagged) and is cut off by its delivery task, without delaying anyone else.
+//! must never be slowed down by a client. The retained entries are the only copy: each
+//! subscriber keeps its position (a sequence number) and reads the next entry from the
+//! journal, woken by a `watch` channel when one is appended; a resuming one first replays a
+//! snapshot of what it missed, taken when it subscribes. A subscriber that falls so far
+//! behind that the entry it needs is no longer retained (more than [`RETAINED_COUNT`]
+//! notifications, or [`RETAINED_BYTES`] of them) is told it [`Lagged`](Next::Lagged) and is
+//! cut off by its delivery task, without delaying anyone else.
 
 use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::watch;
 
-/// How many notifications the journal keeps for resuming clients.
+/// How many notifications the journal keeps for resuming and lagging subscribers.
 pub const RETAINED_COUNT: usize = 10_000;
 /// How many bytes of payload the journal keeps at most.
 pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
-/// How far a subscriber may fall behind before it is cut off as a slow consumer.
+/// How many messages may wait in a Socket.IO client's send queue before it is cut off as a
+/// slow consumer.
 pub const SUBSCRIBER_QUEUE: usize = 10_000;
 
 /// One notification as lightningd sent it.
@@ -87,7 +92,8 @@ pub struct Gap {
 #[derive(Debug)]
 pub enum Next {
     Notification(Arc<Notification>),
-    /// The subscriber fell more than [`SUBSCRIBER_QUEUE`] notifications behind.
+    /// The subscriber fell so far behind that the next notification it needs is no longer
+    /// retained.
     Lagged,
     /// The journal is gone (the plugin is stopping).
     Closed,
@@ -99,85 +105,96 @@ struct Retained {
     next_seq: u64,
 }
 
+impl Retained {
+    /// The oldest sequence number still retained (the next one if none is).
+    fn oldest(&self) -> u64 {
+        self.entries.front().map_or(self.next_seq, |n| n.seq)
+    }
+}
+
+/// The retained entries, shared by the journal and every subscription.
+type Store = Arc<Mutex<Retained>>;
+
+fn lock(store: &Store) -> MutexGuard<'_, Retained> {
+    // Every critical section leaves `Retained` consistent, so a poisoned lock is usable.
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The journal; shared by the notification handler and every stream.
 pub struct Journal {
-    retained: Mutex<Retained>,
-    live: broadcast::Sender<Arc<Notification>>,
+    store: Store,
+    /// The last sequence number appended; subscribers wait for it to change. Dropping the
+    /// journal closes every subscription.
+    appended: watch::Sender<u64>,
     max_count: usize,
     max_bytes: usize,
 }
 
 impl Default for Journal {
     fn default() -> Self {
-        Journal::new(RETAINED_COUNT, RETAINED_BYTES, SUBSCRIBER_QUEUE)
+        Journal::new(RETAINED_COUNT, RETAINED_BYTES)
     }
 }
 
 impl Journal {
-    pub fn new(max_count: usize, max_bytes: usize, subscriber_queue: usize) -> Journal {
+    pub fn new(max_count: usize, max_bytes: usize) -> Journal {
         Journal {
-            retained: Mutex::new(Retained {
+            store: Arc::new(Mutex::new(Retained {
                 entries: VecDeque::new(),
                 bytes: 0,
                 next_seq: 1,
-            }),
-            live: broadcast::Sender::new(subscriber_queue.max(1)),
-            max_count,
+            })),
+            appended: watch::Sender::new(0),
+            max_count: max_count.max(1),
             max_bytes,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Retained> {
-        // Every critical section leaves `Retained` consistent, so a poisoned lock is usable.
-        self.retained.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Records a notification and hands it to every subscriber; returns its sequence number.
+    /// Records a notification and wakes every subscriber; returns its sequence number.
     pub fn append(&self, topic: String, payload: Box<RawValue>) -> u64 {
-        let mut retained = self.lock();
-        let seq = retained.next_seq;
-        retained.next_seq += 1;
-        let notification = Arc::new(Notification {
-            seq,
-            topic,
-            payload,
-        });
-        retained.bytes += notification.size();
-        retained.entries.push_back(notification.clone());
-        while retained.entries.len() > self.max_count
-            || (retained.bytes > self.max_bytes && retained.entries.len() > 1)
-        {
-            if let Some(old) = retained.entries.pop_front() {
-                retained.bytes -= old.size();
+        let seq = {
+            let mut retained = lock(&self.store);
+            let seq = retained.next_seq;
+            retained.next_seq += 1;
+            let notification = Notification {
+                seq,
+                topic,
+                payload,
+            };
+            retained.bytes += notification.size();
+            retained.entries.push_back(Arc::new(notification));
+            while retained.entries.len() > self.max_count
+                || (retained.bytes > self.max_bytes && retained.entries.len() > 1)
+            {
+                if let Some(old) = retained.entries.pop_front() {
+                    retained.bytes -= old.size();
+                }
             }
-        }
-        // Sent under the lock so subscribers see the same order as the journal.
-        let _ = self.live.send(notification);
+            seq
+        };
+        self.appended.send_replace(seq);
         seq
     }
 
     /// The last sequence number handed out (0 before the first notification).
     pub fn last_seq(&self) -> u64 {
-        self.lock().next_seq - 1
+        lock(&self.store).next_seq - 1
     }
 
     /// Subscribes to live notifications, first replaying every retained one after `since`.
     pub fn subscribe(&self, since: Option<u64>) -> Subscription {
-        let retained = self.lock();
-        let live = self.live.subscribe();
+        let retained = lock(&self.store);
         let (backlog, gap) = match since {
             None => (VecDeque::new(), None),
             Some(since) => {
-                let oldest = retained
-                    .entries
-                    .front()
-                    .map_or(retained.next_seq, |n| n.seq);
+                let oldest = retained.oldest();
                 // A `since` beyond anything handed out comes from an earlier plugin process
                 // (sequence numbers restart at 1): replay everything, and say so.
                 let from_earlier_process = since >= retained.next_seq;
                 let gap =
                     (from_earlier_process || since + 1 < oldest).then_some(Gap { since, oldest });
                 let after = if from_earlier_process { 0 } else { since };
+                // Taken now, so appends during the replay cannot push it out of reach.
                 let backlog = retained
                     .entries
                     .iter()
@@ -191,9 +208,10 @@ impl Journal {
             .front()
             .map_or(retained.next_seq - 1, |n: &Arc<Notification>| n.seq - 1);
         Subscription {
+            store: self.store.clone(),
+            appended: self.appended.subscribe(),
             backlog,
             gap,
-            live,
             position,
         }
     }
@@ -204,7 +222,7 @@ impl Journal {
         if after >= upto {
             return Some(Vec::new());
         }
-        let retained = self.lock();
+        let retained = lock(&self.store);
         let oldest = retained.entries.front()?.seq;
         if after + 1 < oldest {
             return None;
@@ -222,11 +240,13 @@ impl Journal {
     }
 }
 
-/// One subscriber's view: a backlog to replay, then the live stream.
+/// One subscriber's view: a backlog to replay, then its position in the journal, from which
+/// it reads on.
 pub struct Subscription {
+    store: Store,
+    appended: watch::Receiver<u64>,
     backlog: VecDeque<Arc<Notification>>,
     gap: Option<Gap>,
-    live: broadcast::Receiver<Arc<Notification>>,
     /// The sequence number of the last notification handed out (or, before the first, of
     /// the one just before where the subscription starts).
     position: u64,
@@ -248,36 +268,44 @@ impl Subscription {
     /// The next notification, in sequence order and without gaps while the subscriber keeps
     /// up.
     pub async fn next(&mut self) -> Next {
-        let next = match self.backlog.pop_front() {
-            Some(notification) => Next::Notification(notification),
-            None => match self.live.recv().await {
-                Ok(notification) => Next::Notification(notification),
-                Err(broadcast::error::RecvError::Lagged(_)) => Next::Lagged,
-                Err(broadcast::error::RecvError::Closed) => Next::Closed,
-            },
-        };
-        self.advance(next)
+        loop {
+            // Marked seen before looking, so an append after the look wakes the wait below.
+            self.appended.borrow_and_update();
+            if let Some(next) = self.ready() {
+                return next;
+            }
+            if self.appended.changed().await.is_err() {
+                return self.ready().unwrap_or(Next::Closed);
+            }
+        }
     }
 
     /// Like [`Subscription::next`], without waiting: `None` when nothing is ready.
     pub fn try_next(&mut self) -> Option<Next> {
-        let next = match self.backlog.pop_front() {
-            Some(notification) => Next::Notification(notification),
-            None => match self.live.try_recv() {
-                Ok(notification) => Next::Notification(notification),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => Next::Lagged,
-                Err(broadcast::error::TryRecvError::Closed) => Next::Closed,
-                Err(broadcast::error::TryRecvError::Empty) => return None,
-            },
-        };
-        Some(self.advance(next))
+        self.ready().or_else(|| {
+            let closed = self.appended.has_changed().is_err();
+            closed.then_some(Next::Closed)
+        })
     }
 
-    fn advance(&mut self, next: Next) -> Next {
-        if let Next::Notification(notification) = &next {
+    /// The next backlog entry, else the entry after `position` if it has been appended;
+    /// `Lagged` if it is gone.
+    fn ready(&mut self) -> Option<Next> {
+        if let Some(notification) = self.backlog.pop_front() {
             self.position = notification.seq;
+            return Some(Next::Notification(notification));
         }
-        next
+        let retained = lock(&self.store);
+        let wanted = self.position + 1;
+        let oldest = retained.oldest();
+        if wanted < oldest {
+            return Some(Next::Lagged);
+        }
+        let index = usize::try_from(wanted - oldest).ok()?;
+        let notification = retained.entries.get(index)?.clone();
+        drop(retained);
+        self.position = notification.seq;
+        Some(Next::Notification(notification))
     }
 }
 
@@ -322,7 +350,7 @@ mod tests {
 
     #[test]
     fn resume_from_before_the_journal_reports_a_gap() {
-        let journal = Journal::new(3, usize::MAX, 100);
+        let journal = Journal::new(3, usize::MAX);
         for _ in 0..10 {
             journal.append("t".into(), raw("{}"));
         }
@@ -359,7 +387,7 @@ mod tests {
 
     #[test]
     fn retention_is_bounded_by_bytes_too() {
-        let journal = Journal::new(1000, 100, 100);
+        let journal = Journal::new(1000, 100);
         for _ in 0..10 {
             journal.append("topic".into(), raw(&format!("\"{}\"", "x".repeat(40))));
         }
@@ -375,8 +403,8 @@ mod tests {
     }
 
     #[test]
-    fn a_subscriber_that_falls_behind_is_told_so_and_others_are_not_affected() {
-        let journal = Journal::new(100, usize::MAX, 4);
+    fn a_subscriber_that_falls_out_of_the_journal_is_told_so_and_others_are_not_affected() {
+        let journal = Journal::new(4, usize::MAX);
         let mut slow = journal.subscribe(None);
         let mut fast = journal.subscribe(None);
         for i in 0..10 {
@@ -384,11 +412,43 @@ mod tests {
             assert!(matches!(fast.try_next(), Some(Next::Notification(n)) if n.seq == i + 1));
         }
         assert!(matches!(slow.try_next(), Some(Next::Lagged)));
+        // Four behind is still within the journal.
+        let mut behind = journal.subscribe(Some(6));
+        assert_eq!(seqs(&mut behind), vec![7, 8, 9, 10]);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_subscriber_is_woken_by_an_append_and_told_when_the_journal_closes() {
+        let journal = Arc::new(Journal::default());
+        let mut sub = journal.subscribe(None);
+        let appender = journal.clone();
+        let waiting = tokio::spawn(async move {
+            let first = sub.next().await;
+            let second = sub.next().await;
+            (first, second, sub)
+        });
+        tokio::task::yield_now().await;
+        appender.append("t".into(), raw("1"));
+        appender.append("t".into(), raw("2"));
+        let (first, second, mut sub) = waiting.await.unwrap();
+        assert!(matches!(first, Next::Notification(n) if n.seq == 1));
+        assert!(matches!(second, Next::Notification(n) if n.seq == 2));
+        assert!(
+            sub.try_next().is_none(),
+            "nothing more, and the journal is open"
+        );
+        appender.append("t".into(), raw("3"));
+        drop(appender);
+        drop(journal);
+        // What was appended before the journal closed is still handed out, then `Closed`.
+        assert!(matches!(sub.next().await, Next::Notification(n) if n.seq == 3));
+        assert!(matches!(sub.next().await, Next::Closed));
+        assert!(matches!(sub.try_next(), Some(Next::Closed)));
     }
 
     #[test]
     fn position_says_what_a_subscription_covered() {
-        let journal = Journal::new(3, usize::MAX, 100);
+        let journal = Journal::new(3, usize::MAX);
         assert_eq!(journal.subscribe(None).position(), 0);
         for _ in 0..5 {
             journal.append("t".into(), raw("{}"));
@@ -407,7 +467,7 @@ mod tests {
 
     #[test]
     fn retained_between_gives_a_range_or_says_it_is_gone() {
-        let journal = Journal::new(3, usize::MAX, 100);
+        let journal = Journal::new(3, usize::MAX);
         for _ in 0..5 {
             journal.append("t".into(), raw("{}"));
         }
