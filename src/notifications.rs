@@ -34,7 +34,7 @@ pub fn record(state: &AppState, params: Value) {
         };
         match serde_json::value::to_raw_value(&payload) {
             Ok(payload) => {
-                state.journal().append(topic, payload);
+                state.journal().append(&topic, &payload);
             }
             Err(e) => tracing::warn!("cannot record a {topic} notification: {e}"),
         }

@@ -22,7 +22,6 @@ use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use std::collections::HashMap;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -117,7 +116,7 @@ impl<'a> Encoded<'a> {
     /// (`notification` with a sequence number, else `message`), unless its topic is filtered
     /// out. Never waits.
     pub fn emit(&mut self, socket: &SocketRef, options: &StreamOptions) -> Result<(), SendError> {
-        if !options.wants(&self.notification.topic) {
+        if !options.wants(self.notification.topic()) {
             return Ok(());
         }
         let notification = self.notification;
@@ -229,11 +228,11 @@ impl Relaying {
     }
 
     /// Hands consecutive notifications to every member, member by member.
-    fn relay(&mut self, batch: &[Arc<Notification>]) {
+    fn relay(&mut self, batch: &[Notification]) {
         let Some(last) = batch.last() else {
             return;
         };
-        let mut encoded: Vec<Encoded> = batch.iter().map(|n| Encoded::new(n)).collect();
+        let mut encoded: Vec<Encoded> = batch.iter().map(Encoded::new).collect();
         let mut dropped = Vec::new();
         for (sid, member) in &self.members {
             for notification in encoded.iter_mut() {

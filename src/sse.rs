@@ -124,13 +124,13 @@ async fn produce(
             }
             Next::Closed => return,
         };
-        if !options.wants(&notification.topic) {
+        if !options.wants(notification.topic()) {
             continue;
         }
         let event = Event::default()
             .id(notification.seq.to_string())
-            .event(notification.topic.as_str())
-            .data(notification.payload.get());
+            .event(notification.topic())
+            .data(notification.payload());
         if events.send(event).await.is_err() {
             return;
         }
