@@ -42,6 +42,7 @@ pub fn record(state: &AppState, params: Value) {
             let removed = state.routes().remove_methods(&stopped);
             if removed > 0 {
                 tracing::info!("removed {removed} route(s) of a stopped plugin");
+                state.api_document().routes_changed();
             }
         }
         if topic_name == "plugin_started" || topic_name == "plugin_stopped" {

@@ -2,14 +2,17 @@
 //!
 //! The document describes the node as it is: one `POST /v1/<command>` per command in
 //! lightningd's `help` (its usage string gives the parameters: bracketed ones are optional),
-//! the routes other plugins registered, `/v1/list-methods` and `/v1/notifications`. It is
-//! rebuilt from `help` at startup and when plugins start or stop, and whenever a route is
-//! registered or removed; each rebuild hands the heap it used and freed back to the system.
+//! the routes other plugins registered, `/v1/list-methods` and `/v1/notifications`. The
+//! commands are read from `help` at startup and when plugins start or stop. The document
+//! itself (~400 KB of JSON) is built when it is first asked for after a change (new
+//! commands, a route registered or removed), off the async workers, and kept until the next
+//! change: a node whose operators never open Swagger UI never holds it. Each build hands the
+//! heap it used and freed back to the system.
 
 use crate::dynamic_routes::Route;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
@@ -86,63 +89,66 @@ impl Param {
     }
 }
 
-/// The document, rebuilt when what it describes changes.
+/// The document, built on demand and forgotten when what it describes changes.
+#[derive(Default)]
 pub struct ApiDocument {
     commands: RwLock<Vec<Command>>,
-    json: RwLock<Bytes>,
-    /// Held for a whole rebuild: rebuilds run one after the other, so one that started from
-    /// older routes or commands never replaces the document of one that started later.
+    /// The document's JSON, once built for the current commands and routes.
+    json: RwLock<Option<Bytes>>,
+    /// Held while building or forgetting the document: a build that started from older
+    /// routes or commands is never stored after a change that came later.
     building: Mutex<()>,
 }
 
-impl Default for ApiDocument {
-    fn default() -> Self {
-        let document = ApiDocument {
-            commands: RwLock::new(Vec::new()),
-            json: RwLock::new(Bytes::new()),
-            building: Mutex::new(()),
-        };
-        document.rebuild(&[]);
-        document
-    }
-}
-
 impl ApiDocument {
-    /// The current document as JSON.
-    pub fn json(&self) -> Bytes {
-        self.json.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Replaces the commands (from a fresh `help`) and rebuilds with the registered routes
-    /// `routes` gives, asked once this rebuild's turn has come (a route registered meanwhile
-    /// is then included, or its own rebuild comes after this one).
-    pub fn set_commands(&self, commands: Vec<Command>, routes: impl FnOnce() -> Vec<Route>) {
+    /// The current document as JSON, built now (with the routes `routes` gives) if a change
+    /// made it out of date. Blocking: building it takes tens of milliseconds.
+    pub fn json(&self, routes: impl FnOnce() -> Vec<Route>) -> Bytes {
+        if let Some(json) = self.built() {
+            return json;
+        }
         let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
-        self.build_and_store(&routes());
-    }
-
-    /// Rebuilds with the current commands and these registered routes.
-    pub fn rebuild(&self, routes: &[Route]) {
-        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        self.build_and_store(routes);
-    }
-
-    fn build_and_store(&self, routes: &[Route]) {
+        // Another request may have built it while this one waited.
+        if let Some(json) = self.built() {
+            return json;
+        }
         let document = {
             let commands = self.commands.read().unwrap_or_else(|e| e.into_inner());
-            build(&commands, routes)
+            build(&commands, &routes())
         };
-        let json = document.to_json().unwrap_or_else(|_| "{}".to_string());
+        let json = Bytes::from(document.to_json().unwrap_or_else(|_| "{}".to_string()));
         drop(document);
-        *self.json.write().unwrap_or_else(|e| e.into_inner()) = Bytes::from(json);
+        *self.json.write().unwrap_or_else(|e| e.into_inner()) = Some(json.clone());
         // Building the document allocates ~10 MiB of short-lived objects (utoipa's model of
         // ~150 operations) for a ~400 KB result: give them back at once.
         crate::memory::release_freed_memory();
+        json
+    }
+
+    fn built(&self) -> Option<Bytes> {
+        self.json.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the commands (from a fresh `help`); the document is rebuilt when next asked
+    /// for.
+    pub fn set_commands(&self, commands: Vec<Command>) {
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
+        self.forget();
+    }
+
+    /// The registered routes changed; the document is rebuilt when next asked for.
+    pub fn routes_changed(&self) {
+        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
+        self.forget();
+    }
+
+    fn forget(&self) {
+        *self.json.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
-/// Reads `help` and rebuilds the document; retried a few times at startup, when lightningd
+/// Reads `help` and gives the document its commands; retried a few times at startup, when lightningd
 /// may still be busy starting.
 pub async fn refresh_from_help(state: &AppState) {
     for attempt in 0..5u32 {
@@ -152,9 +158,7 @@ pub async fn refresh_from_help(state: &AppState) {
                     .into_iter()
                     .filter_map(|h| Command::from_usage(&h.command, h.description))
                     .collect();
-                state
-                    .api_document()
-                    .set_commands(commands, || state.routes().list());
+                state.api_document().set_commands(commands);
                 return;
             }
             Err(e) => {
@@ -471,11 +475,14 @@ fn error_response(description: &str) -> ResponseBuilder {
 }
 
 async fn serve_document(State(state): State<AppState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.api_document().json(),
-    )
-        .into_response()
+    let build = move || state.api_document().json(|| state.routes().list());
+    match tokio::task::spawn_blocking(build).await {
+        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => {
+            tracing::warn!("building the API document failed: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Routes serving the document and Swagger UI mounted at `swagger_root`.
@@ -580,5 +587,38 @@ mod tests {
         assert_eq!(get["parameters"][0]["name"], "keyset_id");
         assert_eq!(get["parameters"][0]["in"], "path");
         assert!(get.get("security").is_none());
+    }
+
+    #[test]
+    fn the_document_is_built_when_asked_for_and_again_only_after_a_change() {
+        let api = ApiDocument::default();
+        let paths = |json: Bytes| -> Vec<String> {
+            let doc: Value = serde_json::from_slice(&json).unwrap();
+            doc["paths"].as_object().unwrap().keys().cloned().collect()
+        };
+        let mut builds = 0;
+        let first = paths(api.json(|| {
+            builds += 1;
+            Vec::new()
+        }));
+        assert!(!first.contains(&"/v1/getinfo".to_string()), "{first:?}");
+        // Unchanged: served as built, the routes are not even asked for.
+        api.json(|| {
+            builds += 1;
+            Vec::new()
+        });
+        assert_eq!(builds, 1);
+
+        api.set_commands(vec![Command::from_usage("getinfo", None).unwrap()]);
+        assert!(paths(api.json(Vec::new)).contains(&"/v1/getinfo".to_string()));
+
+        let route = route_from_params(&json!({"path": "v1/keys", "rpc_method": "getkeys"}));
+        api.routes_changed();
+        let with_route = paths(api.json(|| vec![route.unwrap()]));
+        assert!(
+            with_route.contains(&"/v1/keys".to_string()),
+            "{with_route:?}"
+        );
+        assert!(with_route.contains(&"/v1/getinfo".to_string()));
     }
 }

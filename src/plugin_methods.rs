@@ -22,7 +22,7 @@ pub async fn register_path(
     let registered = route_from_params(&params).and_then(|route| state.routes().register(route));
     match registered {
         Ok(()) => {
-            state.api_document().rebuild(&state.routes().list());
+            state.api_document().routes_changed();
             Ok(json!({}))
         }
         // cln-plugin turns an error whose text is a JSON error object into that object.
