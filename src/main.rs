@@ -14,8 +14,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn main() -> anyhow::Result<()> {
-    // Before the runtime's threads exist, so none of them gets an arena beyond the cap.
+    // Before the runtime's threads exist: no thread gets an arena beyond the cap, and none
+    // reads the environment while it changes.
     memory::limit_arenas();
+    logging::skip_library_backtraces();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
