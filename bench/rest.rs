@@ -258,16 +258,25 @@ struct Gateway {
 impl Gateway {
     /// Starts the plugin; must run on the mock's runtime (its tasks stay there).
     async fn start(protocol: Protocol) -> Result<Gateway, String> {
+        Gateway::start_in(protocol, None).await
+    }
+
+    /// Starts the plugin in `lightning_dir` (certificates already there are reused), or in a
+    /// fresh temporary one.
+    async fn start_in(protocol: Protocol, lightning_dir: Option<&Path>) -> Result<Gateway, String> {
         let port = MockLightningd::free_port();
         let protocol_option = match protocol {
             Protocol::Http => "http",
             Protocol::Https => "https",
         };
-        let node = MockLightningd::start(json!({
+        let mut builder = MockLightningd::builder().options(json!({
             "clnrest-port": port,
             "clnrest-protocol": protocol_option,
-        }))
-        .await;
+        }));
+        if let Some(dir) = lightning_dir {
+            builder = builder.lightning_dir(dir);
+        }
+        let node = builder.start().await;
         if node.init_result() != &json!({}) {
             return Err(format!(
                 "the plugin refused to start: {}",
@@ -936,6 +945,8 @@ struct CellRow {
 struct PluginMemory {
     service_time_us: u64,
     protocol: Protocol,
+    /// Whether this start found the certificates of an earlier one (the usual restart).
+    certificates_reused: bool,
     /// Right after init was answered.
     at_init: Rss,
     /// Half a second later (the API document is built from `help` meanwhile).
@@ -985,6 +996,35 @@ fn runtime(name: &str, threads: usize) -> Result<Runtime, String> {
         .map_err(|e| format!("cannot build the {name} runtime: {e}"))
 }
 
+/// An HTTPS plugin's memory when it starts in a lightning-dir where an earlier start left its
+/// certificates, as on every start of a node's plugin but the first.
+fn restarted_https_memory(mock_rt: &Runtime) -> Result<PluginMemory, String> {
+    let temp = tempfile::Builder::new()
+        .prefix("rest-bench-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let lightning_dir = temp.path().join("regtest");
+    let first = mock_rt.block_on(Gateway::start_in(Protocol::Https, Some(&lightning_dir)))?;
+    {
+        let _runtime = mock_rt.enter();
+        drop(first);
+    }
+    let gateway = mock_rt.block_on(Gateway::start_in(Protocol::Https, Some(&lightning_dir)))?;
+    let at_init = rss(gateway.pid);
+    std::thread::sleep(Duration::from_millis(500));
+    let memory = PluginMemory {
+        service_time_us: 0,
+        protocol: Protocol::Https,
+        certificates_reused: true,
+        at_init,
+        idle: rss(gateway.pid),
+        after_top: None,
+    };
+    let _runtime = mock_rt.enter();
+    drop(gateway);
+    Ok(memory)
+}
+
 fn run(options: &Options) -> Result<bool, String> {
     let machine = Machine::read();
     let load_before = load_average();
@@ -998,6 +1038,11 @@ fn run(options: &Options) -> Result<bool, String> {
     let mut handshakes: Vec<HandshakeRow> = Vec::new();
     let mut handshake_service_time = None;
     let top = options.concurrency.iter().copied().max().unwrap_or(1);
+
+    if options.protocols.contains(&Protocol::Https) {
+        eprintln!("starting the plugin twice in one lightning-dir (HTTPS, certificates reused)");
+        memory.push(restarted_https_memory(&mock_rt)?);
+    }
 
     for &service_time_us in &options.service_times_us {
         let mut gateways = Vec::new();
@@ -1020,6 +1065,7 @@ fn run(options: &Options) -> Result<bool, String> {
             .map(|(g, at_init)| PluginMemory {
                 service_time_us,
                 protocol: g.protocol,
+                certificates_reused: false,
                 at_init,
                 idle: rss(g.pid),
                 after_top: None,
@@ -1432,7 +1478,11 @@ impl Report<'_> {
                 out,
                 "| {} us | {} | {:.1} | {:.1} ({:.1} + {:.1}) | {} | {} | {} |",
                 m.service_time_us,
-                m.protocol.name(),
+                if m.certificates_reused {
+                    format!("{} (restart, certificates reused)", m.protocol.name())
+                } else {
+                    m.protocol.name().to_string()
+                },
                 mib(m.at_init.now),
                 mib(m.idle.now),
                 mib(m.idle.anon),
