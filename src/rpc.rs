@@ -213,16 +213,17 @@ impl Connection {
         self.register(id, waiter)?;
         // If the caller goes away (its HTTP client hung up), forget the call; a late answer
         // is then dropped silently.
-        let forget = ForgetOnDrop {
+        let mut waiting = ForgetOnDrop {
             connection: self,
             id,
+            answered: false,
         };
         // Synchronous: a cancelled caller cannot stop it half-way. A failure closes the
         // connection, which answers our waiter too.
         self.send(&request);
         let outcome = answer.await;
         // Answered or failed: the waiter is already gone from the map.
-        std::mem::forget(forget);
+        waiting.answered = true;
         match outcome {
             Ok(Ok(Reply::Result(result))) => Ok(result),
             Ok(Ok(Reply::Error(error))) => Err(RpcError::Lightningd(error)),
@@ -301,14 +302,20 @@ impl Connection {
     }
 }
 
+/// Removes a call's waiter from the pending map if the call ends before its answer came
+/// (the caller's future was dropped).
 struct ForgetOnDrop<'a> {
     connection: &'a Connection,
     id: u64,
+    /// Set once the answer (or the connection's failure) arrived: nothing left to remove.
+    answered: bool,
 }
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.connection.lock_pending().waiting.remove(&self.id);
+        if !self.answered {
+            self.connection.lock_pending().waiting.remove(&self.id);
+        }
     }
 }
 
