@@ -286,11 +286,12 @@ pub fn init_tracing(frames: FrameSender) {
 }
 
 /// Library errors' backtraces are not captured unless the operator asks for them with
-/// `RUST_LIB_BACKTRACE`. They are never logged, and cln-plugin builds an `anyhow` error even
-/// for each option it then finds (`ok_or(anyhow!(..))`): under a `RUST_BACKTRACE=1` inherited
+/// `RUST_LIB_BACKTRACE` (then an error that ends the plugin, printed on stderr by `main`,
+/// shows one). Log lines never show them, and cln-plugin builds an `anyhow` error even for
+/// each option it then finds (`ok_or(anyhow!(..))`): under a `RUST_BACKTRACE=1` inherited
 /// from lightningd's environment, each would walk the stack, costing CPU and making ~0.7 MiB
-/// of unwind tables resident at start-up. Panic messages still follow `RUST_BACKTRACE`. Call
-/// first thing in `main`, before any other thread exists.
+/// of unwind tables resident at start-up. (Panics are logged as their message alone, by
+/// [`log_panics`].) Call first thing in `main`, before any other thread exists.
 pub fn skip_library_backtraces() {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         // Sound here: no other thread exists yet to read the environment concurrently.
