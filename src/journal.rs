@@ -338,6 +338,11 @@ impl Subscription {
     /// `Lagged` if it is gone.
     fn ready(&mut self) -> Option<Next> {
         if let Some(notification) = self.backlog.pop_front() {
+            if self.backlog.is_empty() {
+                // The replay is over: do not keep its buffer (up to 10,000 entries) for the
+                // subscription's lifetime.
+                self.backlog = VecDeque::new();
+            }
             self.position = notification.seq;
             return Some(Next::Notification(notification));
         }
@@ -392,6 +397,11 @@ mod tests {
         journal.append("t", &raw("{}"));
         assert_eq!(sub.take_gap(), None);
         assert_eq!(seqs(&mut sub), vec![4, 5, 6]);
+        assert_eq!(
+            sub.backlog.capacity(),
+            0,
+            "the replayed backlog is released"
+        );
     }
 
     #[test]

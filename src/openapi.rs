@@ -148,8 +148,8 @@ impl ApiDocument {
     }
 }
 
-/// Reads `help` and gives the document its commands; retried a few times at startup, when lightningd
-/// may still be busy starting.
+/// Reads `help` and gives the document its commands; retried a few times at startup, when
+/// lightningd may still be busy starting.
 pub async fn refresh_from_help(state: &AppState) {
     for attempt in 0..5u32 {
         match state.rpc().help().await {
