@@ -23,6 +23,7 @@ use tokio::sync::watch;
 pub const RETAINED_COUNT: usize = 10_000;
 /// How many bytes of payload the journal keeps at most.
 pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
+
 /// How many messages may wait in a Socket.IO client's send queue before it is cut off as a
 /// slow consumer.
 pub const SUBSCRIBER_QUEUE: usize = 10_000;
@@ -48,22 +49,17 @@ pub struct Notification {
 impl Notification {
     /// The topic, e.g. `invoice_payment`.
     pub fn topic(&self) -> &str {
-        self.text_str().get(..self.topic_len).unwrap_or_default()
+        text(self.text.get(..self.topic_len))
     }
 
     /// The topic's object as JSON text, e.g. `{"msat":10000,"preimage":"...","label":"x"}`.
     pub fn payload(&self) -> &str {
-        self.text_str().get(self.topic_len..).unwrap_or_default()
+        text(self.text.get(self.topic_len..))
     }
 
     /// The payload as raw JSON, for serializing it as it is.
     fn raw_payload(&self) -> Result<&RawValue, serde_json::Error> {
         serde_json::from_str(self.payload())
-    }
-
-    fn text_str(&self) -> &str {
-        // Written from a `&str` and a `&RawValue` in `Journal::append`: always UTF-8.
-        std::str::from_utf8(&self.text).unwrap_or_default()
     }
 
     /// The `params` object as lightningd sent it: `{"<topic>": <payload>}`, the data of the
@@ -75,6 +71,13 @@ impl Notification {
     fn size(&self) -> usize {
         self.text.len()
     }
+}
+
+/// A part of a notification's text as `&str`. Both parts were written whole from a `&str`
+/// in `Journal::append`, so this always succeeds; only the part asked for is checked.
+fn text(part: Option<&[u8]>) -> &str {
+    part.and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .unwrap_or_default()
 }
 
 /// Serializes as `{"<topic>": <payload>}`.
@@ -153,6 +156,17 @@ impl Retained {
     /// The oldest sequence number still retained (the next one if none is).
     fn oldest(&self) -> u64 {
         self.entries.front().map_or(self.next_seq, |n| n.seq)
+    }
+
+    /// The entries from sequence number `seq` on (none if it is not appended yet); `None` if
+    /// `seq` is no longer retained.
+    fn entries_from(&self, seq: u64) -> Option<impl Iterator<Item = &Notification>> {
+        let skip = seq.checked_sub(self.oldest())?;
+        Some(
+            self.entries
+                .iter()
+                .skip(usize::try_from(skip).unwrap_or(usize::MAX)),
+        )
     }
 }
 
@@ -242,9 +256,9 @@ impl Journal {
                 let after = if from_earlier_process { 0 } else { since };
                 // Taken now, so appends during the replay cannot push it out of reach.
                 let backlog = retained
-                    .entries
-                    .iter()
-                    .filter(|n| n.seq > after)
+                    .entries_from((after + 1).max(oldest))
+                    .into_iter()
+                    .flatten()
                     .cloned()
                     .collect();
                 (backlog, gap)
@@ -268,17 +282,10 @@ impl Journal {
         if after >= upto {
             return Some(Vec::new());
         }
-        let retained = lock(&self.store);
-        let oldest = retained.entries.front()?.seq;
-        if after + 1 < oldest {
-            return None;
-        }
-        let skip = usize::try_from(after + 1 - oldest).ok()?;
         let wanted = usize::try_from(upto - after).ok()?;
+        let retained = lock(&self.store);
         let found: Vec<_> = retained
-            .entries
-            .iter()
-            .skip(skip)
+            .entries_from(after + 1)?
             .take(wanted)
             .cloned()
             .collect();
@@ -346,15 +353,10 @@ impl Subscription {
             self.position = notification.seq;
             return Some(Next::Notification(notification));
         }
-        let retained = lock(&self.store);
-        let wanted = self.position + 1;
-        let oldest = retained.oldest();
-        if wanted < oldest {
-            return Some(Next::Lagged);
-        }
-        let index = usize::try_from(wanted - oldest).ok()?;
-        let notification = retained.entries.get(index)?.clone();
-        drop(retained);
+        let notification = match lock(&self.store).entries_from(self.position + 1) {
+            None => return Some(Next::Lagged),
+            Some(mut entries) => entries.next()?.clone(),
+        };
         self.position = notification.seq;
         Some(Next::Notification(notification))
     }
