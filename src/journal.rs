@@ -24,10 +24,6 @@ pub const RETAINED_COUNT: usize = 10_000;
 /// How many bytes of payload the journal keeps at most.
 pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
 
-/// How many messages may wait in a Socket.IO client's send queue before it is cut off as a
-/// slow consumer.
-pub const SUBSCRIBER_QUEUE: usize = 10_000;
-
 /// How large the blocks that hold the retained notifications' text are.
 ///
 /// Notifications arrive among the many short-lived allocations of parsing them; kept one

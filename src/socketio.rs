@@ -12,7 +12,7 @@
 //! - `disconnect_reason`: `{"reason": "..."}` just before the server disconnects the client
 //!   (rune revoked), when it can still be sent.
 
-use crate::journal::{Next, Subscription, SUBSCRIBER_QUEUE};
+use crate::journal::{Next, Subscription};
 use crate::socketio_relay::{Encoded, Member, Relay, Undelivered};
 use crate::state::AppState;
 use crate::subscribers::{Registration, StreamOptions};
@@ -25,6 +25,10 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+
+/// How many messages may wait in a client's send queue before it is cut off as a slow
+/// consumer.
+pub const SUBSCRIBER_QUEUE: usize = 10_000;
 
 /// How often engine.io pings each client (a keep-alive well inside 30 s).
 const PING_INTERVAL: Duration = Duration::from_secs(25);
