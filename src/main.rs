@@ -13,6 +13,8 @@ use clnrest::state::AppState;
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod math_symbols;
+
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist: no thread gets an arena beyond the cap, and none
     // reads the environment while it changes.
