@@ -11,10 +11,11 @@
 //! notifications, or [`RETAINED_BYTES`] of them) is told it [`Lagged`](Next::Lagged) and is
 //! cut off by its delivery task, without delaying anyone else.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::ser::{Error as _, SerializeMap};
 use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
+use serde_json::Value;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
@@ -31,6 +32,11 @@ pub const RETAINED_BYTES: usize = 64 * 1024 * 1024;
 /// can then never give back (the soak's RSS grew by a step at the second burst). In blocks,
 /// they fill whole pages, which are freed together as the journal moves on.
 const BLOCK_SIZE: usize = 64 * 1024;
+
+/// The room left in a block below which the next notification starts a new one. A payload
+/// that outgrows the room left moves, with its topic, to a new block of at least
+/// [`BLOCK_SIZE`] (`BytesMut` keeps the block size it started with).
+const BLOCK_MIN_ROOM: usize = 4 * 1024;
 
 /// One notification as lightningd sent it.
 #[derive(Debug, Clone)]
@@ -69,8 +75,9 @@ impl Notification {
     }
 }
 
-/// A part of a notification's text as `&str`. Both parts were written whole from a `&str`
-/// in `Journal::append`, so this always succeeds; only the part asked for is checked.
+/// A part of a notification's text as `&str`. Both parts were written whole as UTF-8 in
+/// `Journal::append` (a `&str`, then serde_json's output), so this always succeeds; only the
+/// part asked for is checked.
 fn text(part: Option<&[u8]>) -> &str {
     part.and_then(|bytes| std::str::from_utf8(bytes).ok())
         .unwrap_or_default()
@@ -138,15 +145,18 @@ struct Retained {
 }
 
 impl Retained {
-    /// Copies `topic` then `payload` into the current block (a new one if it is full).
-    fn store_text(&mut self, topic: &str, payload: &str) -> Bytes {
-        let needed = topic.len() + payload.len();
-        if self.block.capacity() - self.block.len() < needed {
-            self.block = BytesMut::with_capacity(BLOCK_SIZE.max(needed));
+    /// Writes `topic` then `payload`'s JSON text into the current block (a new one if little
+    /// room is left), serializing the payload there directly.
+    fn store_text(&mut self, topic: &str, payload: &Value) -> serde_json::Result<Bytes> {
+        if self.block.capacity() - self.block.len() < topic.len() + BLOCK_MIN_ROOM {
+            self.block = BytesMut::with_capacity(BLOCK_SIZE.max(topic.len() + BLOCK_MIN_ROOM));
         }
         self.block.extend_from_slice(topic.as_bytes());
-        self.block.extend_from_slice(payload.as_bytes());
-        self.block.split().freeze()
+        if let Err(e) = serde_json::to_writer((&mut self.block).writer(), payload) {
+            self.block.clear();
+            return Err(e);
+        }
+        Ok(self.block.split().freeze())
     }
 
     /// The oldest sequence number still retained (the next one if none is).
@@ -206,12 +216,14 @@ impl Journal {
     }
 
     /// Records a notification and wakes every subscriber; returns its sequence number.
-    pub fn append(&self, topic: &str, payload: &RawValue) -> u64 {
+    ///
+    /// Fails, and appends nothing, only if `payload` cannot be written as JSON.
+    pub fn append(&self, topic: &str, payload: &Value) -> serde_json::Result<u64> {
         let seq = {
             let mut retained = lock(&self.store);
+            let text = retained.store_text(topic, payload)?;
             let seq = retained.next_seq;
             retained.next_seq += 1;
-            let text = retained.store_text(topic, payload.get());
             let notification = Notification {
                 seq,
                 topic_len: topic.len(),
@@ -229,7 +241,7 @@ impl Journal {
             seq
         };
         self.appended.send_replace(seq);
-        seq
+        Ok(seq)
     }
 
     /// The last sequence number handed out (0 before the first notification).
@@ -362,8 +374,10 @@ impl Subscription {
 mod tests {
     use super::*;
 
-    fn raw(json: &str) -> Box<RawValue> {
-        RawValue::from_string(json.to_string()).unwrap()
+    /// Appends `payload` (JSON text) and returns its sequence number.
+    fn append(journal: &Journal, topic: &str, payload: &str) -> u64 {
+        let payload: Value = serde_json::from_str(payload).unwrap();
+        journal.append(topic, &payload).unwrap()
     }
 
     fn seqs(sub: &mut Subscription) -> Vec<u64> {
@@ -379,7 +393,7 @@ mod tests {
         let journal = Journal::default();
         let mut sub = journal.subscribe(None);
         for i in 0..5 {
-            assert_eq!(journal.append("t", &raw(&i.to_string())), i + 1);
+            assert_eq!(append(&journal, "t", &i.to_string()), i + 1);
         }
         assert_eq!(seqs(&mut sub), vec![1, 2, 3, 4, 5]);
         assert_eq!(journal.last_seq(), 5);
@@ -389,10 +403,10 @@ mod tests {
     fn resume_replays_what_came_after_since_then_goes_live() {
         let journal = Journal::default();
         for _ in 0..5 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
         }
         let mut sub = journal.subscribe(Some(3));
-        journal.append("t", &raw("{}"));
+        append(&journal, "t", "{}");
         assert_eq!(sub.take_gap(), None);
         assert_eq!(seqs(&mut sub), vec![4, 5, 6]);
         assert_eq!(
@@ -406,7 +420,7 @@ mod tests {
     fn resume_from_before_the_journal_reports_a_gap() {
         let journal = Journal::new(3, usize::MAX);
         for _ in 0..10 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
         }
         let mut sub = journal.subscribe(Some(2));
         assert_eq!(
@@ -425,7 +439,7 @@ mod tests {
     fn resume_from_an_earlier_process_replays_everything_after_a_gap() {
         let journal = Journal::default();
         for _ in 0..3 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
         }
         let mut sub = journal.subscribe(Some(5000));
         assert_eq!(
@@ -443,7 +457,7 @@ mod tests {
     fn retention_is_bounded_by_bytes_too() {
         let journal = Journal::new(1000, 100);
         for _ in 0..10 {
-            journal.append("topic", &raw(&format!("\"{}\"", "x".repeat(40))));
+            append(&journal, "topic", &format!("\"{}\"", "x".repeat(40)));
         }
         let mut sub = journal.subscribe(Some(0));
         assert_eq!(
@@ -462,7 +476,7 @@ mod tests {
         let mut slow = journal.subscribe(None);
         let mut fast = journal.subscribe(None);
         for i in 0..10 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
             assert!(matches!(fast.try_next(), Some(Next::Notification(n)) if n.seq == i + 1));
         }
         assert!(matches!(slow.try_next(), Some(Next::Lagged)));
@@ -482,8 +496,8 @@ mod tests {
             (first, second, sub)
         });
         tokio::task::yield_now().await;
-        appender.append("t", &raw("1"));
-        appender.append("t", &raw("2"));
+        append(&appender, "t", "1");
+        append(&appender, "t", "2");
         let (first, second, mut sub) = waiting.await.unwrap();
         assert!(matches!(first, Next::Notification(n) if n.seq == 1));
         assert!(matches!(second, Next::Notification(n) if n.seq == 2));
@@ -491,7 +505,7 @@ mod tests {
             sub.try_next().is_none(),
             "nothing more, and the journal is open"
         );
-        appender.append("t", &raw("3"));
+        append(&appender, "t", "3");
         drop(appender);
         drop(journal);
         // What was appended before the journal closed is still handed out, then `Closed`.
@@ -505,14 +519,14 @@ mod tests {
         let journal = Journal::new(3, usize::MAX);
         assert_eq!(journal.subscribe(None).position(), 0);
         for _ in 0..5 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
         }
         let mut live = journal.subscribe(None);
         assert_eq!(live.position(), 5);
         // Resuming from before the journal starts at its oldest entry (3).
         let mut resumed = journal.subscribe(Some(0));
         assert_eq!(resumed.position(), 2);
-        journal.append("t", &raw("{}"));
+        append(&journal, "t", "{}");
         assert_eq!(seqs(&mut resumed), vec![3, 4, 5, 6]);
         assert_eq!(resumed.position(), 6);
         assert_eq!(seqs(&mut live), vec![6]);
@@ -523,7 +537,7 @@ mod tests {
     fn retained_between_gives_a_range_or_says_it_is_gone() {
         let journal = Journal::new(3, usize::MAX);
         for _ in 0..5 {
-            journal.append("t", &raw("{}"));
+            append(&journal, "t", "{}");
         }
         let seqs_of = |v: Vec<Notification>| v.iter().map(|n| n.seq).collect::<Vec<_>>();
         assert_eq!(
@@ -546,7 +560,11 @@ mod tests {
     fn params_and_sequenced_serialize_in_the_client_shapes() {
         let journal = Journal::default();
         let mut sub = journal.subscribe(None);
-        journal.append("invoice_creation", &raw(r#"{"msat":10000,"label":"x"}"#));
+        append(
+            &journal,
+            "invoice_creation",
+            r#"{"msat":10000,"label":"x"}"#,
+        );
         let Some(Next::Notification(n)) = sub.try_next() else {
             panic!("no notification")
         };
@@ -571,7 +589,7 @@ mod tests {
             .chain((0..10).map(|i| format!("[{i}]")))
             .collect();
         for (i, payload) in payloads.iter().enumerate() {
-            journal.append(&format!("topic_{}", i % 7), &raw(payload));
+            append(&journal, &format!("topic_{}", i % 7), payload);
         }
         for (i, payload) in payloads.iter().enumerate() {
             let Some(Next::Notification(n)) = sub.try_next() else {

@@ -24,31 +24,21 @@ pub fn record(state: &AppState, params: Value) {
         tracing::warn!("ignoring a notification whose params are not an object");
         return;
     };
-    for (topic, payload) in members {
-        let shutdown = topic == "shutdown";
-        let topic_name = topic.clone();
-        let payload_copy = if topic == "plugin_stopped" {
-            payload.clone()
-        } else {
-            Value::Null
-        };
-        match serde_json::value::to_raw_value(&payload) {
-            Ok(payload) => {
-                state.journal().append(&topic, &payload);
-            }
-            Err(e) => tracing::warn!("cannot record a {topic} notification: {e}"),
+    for (topic, payload) in &members {
+        if let Err(e) = state.journal().append(topic, payload) {
+            tracing::warn!("cannot record a {topic} notification: {e}");
         }
-        if let Some(stopped) = plugin_methods_stopped(&topic_name, &payload_copy) {
+        if let Some(stopped) = plugin_methods_stopped(topic, payload) {
             let removed = state.routes().remove_methods(&stopped);
             if removed > 0 {
                 tracing::info!("removed {removed} route(s) of a stopped plugin");
                 state.api_document().routes_changed();
             }
         }
-        if topic_name == "plugin_started" || topic_name == "plugin_stopped" {
+        if topic == "plugin_started" || topic == "plugin_stopped" {
             tokio::spawn(describe_api(state.clone()));
         }
-        if shutdown {
+        if topic == "shutdown" {
             tracing::info!("lightningd is shutting down: stopping the REST server");
             state.begin_shutdown();
         }
