@@ -949,7 +949,7 @@ struct PluginMemory {
     certificates_reused: bool,
     /// Right after init was answered.
     at_init: Rss,
-    /// Half a second later (the API document is built from `help` meanwhile).
+    /// Half a second later (start-up work, such as reading `help` for the method list, done).
     idle: Rss,
     after_top: Option<(usize, Rss)>,
 }
