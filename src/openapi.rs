@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
@@ -90,13 +91,18 @@ impl Param {
 }
 
 /// The document, built on demand and forgotten when what it describes changes.
+///
+/// A change never waits for a build in progress: it bumps `generation`, and a document is
+/// served only if it was built at the current generation. Changes come from lightningd's
+/// notification loop, which must not wait, and building takes tens of milliseconds.
 #[derive(Default)]
 pub struct ApiDocument {
-    commands: RwLock<Vec<Command>>,
-    /// The document's JSON, once built for the current commands and routes.
-    json: RwLock<Option<Bytes>>,
-    /// Held while building or forgetting the document: a build that started from older
-    /// routes or commands is never stored after a change that came later.
+    commands: RwLock<Arc<Vec<Command>>>,
+    /// Counts the changes to the commands and routes.
+    generation: AtomicU64,
+    /// The document's JSON and the generation it was built at.
+    json: RwLock<Option<(u64, Bytes)>>,
+    /// Held while building, so that concurrent requests build the document once.
     building: Mutex<()>,
 }
 
@@ -112,38 +118,47 @@ impl ApiDocument {
         if let Some(json) = self.built() {
             return json;
         }
-        let document = {
-            let commands = self.commands.read().unwrap_or_else(|e| e.into_inner());
-            build(&commands, &routes())
-        };
+        // Read before what it describes: a change from here on makes this build out of date.
+        let generation = self.generation.load(Ordering::Acquire);
+        let commands = self
+            .commands
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let document = build(&commands, &routes());
         let json = Bytes::from(document.to_json().unwrap_or_else(|_| "{}".to_string()));
         drop(document);
-        *self.json.write().unwrap_or_else(|e| e.into_inner()) = Some(json.clone());
+        *self.json.write().unwrap_or_else(|e| e.into_inner()) = Some((generation, json.clone()));
         // Building the document allocates ~10 MiB of short-lived objects (utoipa's model of
         // ~150 operations) for a ~400 KB result: give them back at once.
         crate::memory::release_freed_memory();
         json
     }
 
+    /// The built document, if it describes the current commands and routes.
     fn built(&self) -> Option<Bytes> {
-        self.json.read().unwrap_or_else(|e| e.into_inner()).clone()
+        let current = self.generation.load(Ordering::Acquire);
+        match &*self.json.read().unwrap_or_else(|e| e.into_inner()) {
+            Some((generation, json)) if *generation == current => Some(json.clone()),
+            _ => None,
+        }
     }
 
     /// Replaces the commands (from a fresh `help`); the document is rebuilt when next asked
     /// for.
     pub fn set_commands(&self, commands: Vec<Command>) {
-        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = commands;
-        self.forget();
+        *self.commands.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(commands);
+        self.changed();
     }
 
     /// The registered routes changed; the document is rebuilt when next asked for.
     pub fn routes_changed(&self) {
-        let _building = self.building.lock().unwrap_or_else(|e| e.into_inner());
-        self.forget();
+        self.changed();
     }
 
-    fn forget(&self) {
+    /// Makes the built document out of date, and lets go of it.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         *self.json.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
