@@ -954,6 +954,25 @@ struct PluginMemory {
     after_top: Option<(usize, Rss)>,
 }
 
+impl PluginMemory {
+    /// `gateway`'s memory now that it has idled, with `at_init` read right after its start.
+    fn idle(
+        gateway: &Gateway,
+        service_time_us: u64,
+        certificates_reused: bool,
+        at_init: Rss,
+    ) -> Self {
+        PluginMemory {
+            service_time_us,
+            protocol: gateway.protocol,
+            certificates_reused,
+            at_init,
+            idle: rss(gateway.pid),
+            after_top: None,
+        }
+    }
+}
+
 struct HandshakeRow {
     protocol: Protocol,
     concurrency: usize,
@@ -1012,14 +1031,7 @@ fn restarted_https_memory(mock_rt: &Runtime) -> Result<PluginMemory, String> {
     let gateway = mock_rt.block_on(Gateway::start_in(Protocol::Https, Some(&lightning_dir)))?;
     let at_init = rss(gateway.pid);
     std::thread::sleep(Duration::from_millis(500));
-    let memory = PluginMemory {
-        service_time_us: 0,
-        protocol: Protocol::Https,
-        certificates_reused: true,
-        at_init,
-        idle: rss(gateway.pid),
-        after_top: None,
-    };
+    let memory = PluginMemory::idle(&gateway, 0, true, at_init);
     let _runtime = mock_rt.enter();
     drop(gateway);
     Ok(memory)
@@ -1062,14 +1074,7 @@ fn run(options: &Options) -> Result<bool, String> {
         let mut memories: Vec<PluginMemory> = gateways
             .iter()
             .zip(at_init)
-            .map(|(g, at_init)| PluginMemory {
-                service_time_us,
-                protocol: g.protocol,
-                certificates_reused: false,
-                at_init,
-                idle: rss(g.pid),
-                after_top: None,
-            })
+            .map(|(g, at_init)| PluginMemory::idle(g, service_time_us, false, at_init))
             .collect();
         let rpc_path = gateways
             .first()
