@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The best compression a realistic `listinvoices` body allows.
 
-Builds 20,000 invoices shaped like the real one in ../shared/fixtures/rpc/listinvoices.json,
+Builds 20,000 invoices shaped like the real one in tests/fixtures/rpc/listinvoices.json,
 with bolt11 and payment_hash random in their own alphabets (as in real invoices: signatures
 and hashes do not compress), and prints how much gzip -9 and xz -9e shrink the JSON body.
 
@@ -13,7 +13,7 @@ import lzma
 import random
 from pathlib import Path
 
-FIXTURE = Path(__file__).resolve().parent.parent.parent / "shared/fixtures/rpc/listinvoices.json"
+FIXTURE = Path(__file__).resolve().parent.parent / "tests/fixtures/rpc/listinvoices.json"
 BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 HEX = "0123456789abcdef"
 

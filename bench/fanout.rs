@@ -69,7 +69,7 @@ const BURST_STALL: Duration = Duration::from_secs(10);
 const BURST_DRAIN_CAP: Duration = Duration::from_secs(90);
 const POLL: Duration = Duration::from_millis(5);
 
-/// A realistic `invoice_creation` (shared/fixtures/notifications/invoice_creation.json).
+/// A realistic `invoice_creation` (tests/fixtures/notifications/invoice_creation.json).
 const PREIMAGE: &str = "b3b01aebcaec63b025af22a3f829c1c8a906f3e57043285481dfdef21d8b5deb";
 
 struct Args {

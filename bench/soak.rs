@@ -121,7 +121,7 @@ const MAX_EXAMPLES: usize = 12;
 const FD_SLACK: u64 = 2;
 const RSS_GROWTH_LIMIT_KIB: u64 = 1024;
 
-/// A realistic `invoice_creation` (shared/fixtures/notifications/invoice_creation.json).
+/// A realistic `invoice_creation` (tests/fixtures/notifications/invoice_creation.json).
 const PREIMAGE: &str = "b3b01aebcaec63b025af22a3f829c1c8a906f3e57043285481dfdef21d8b5deb";
 
 /// The method the restricted rune allows; it is used to call `getinfo`.

@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn reads_unique_ids_of_real_runes() {
-        // From ../shared/fixtures/rpc/createrune-*.json
+        // From tests/fixtures/rpc/createrune-*.json
         assert_eq!(
             unique_id("no4hXDNwOAyCrHAZwPWrH122pGX496KITV1SvHo4n709MA==").as_deref(),
             Some("0")

@@ -1,5 +1,5 @@
 //! Self-test of the mock lightningd (`tests/mock_lightningd/`) against the messages captured
-//! from a real lightningd (`shared/fixtures/`).
+//! from a real lightningd (`tests/fixtures/`).
 //!
 //! Most tests need no plugin: they talk to the mock's `lightning-rpc` with a raw unix socket
 //! client and compare what comes back with the fixture files. The plugin side is tested with

@@ -1,6 +1,6 @@
 //! Loading of the messages captured from a real lightningd v26.06.
 //!
-//! The files live in `shared/fixtures/`, beside the repository (that is where CI finds them).
+//! The files live in `tests/fixtures/` (see its README), byte-identical to the captured ones.
 //! The mock reads the large answers (`getinfo`, `help`) and the `feature_set` straight from
 //! them, so it cannot drift from what lightningd sent; short messages are written as constants
 //! next to the code that sends them, and the self-test compares them with these files.
@@ -9,8 +9,8 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The fixtures directory: `shared/fixtures` beside the repository.
-pub const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures");
+/// The fixtures directory: `tests/fixtures` in the repository.
+pub const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 /// Path of one fixture file, `relative` to [`FIXTURES_DIR`] (e.g. `"rpc/getinfo.json"`).
 pub fn fixture_path(relative: &str) -> PathBuf {

@@ -1,6 +1,6 @@
 //! A mock `lightningd` for integration tests: it runs the real plugin binary the way
 //! lightningd v26.06 does and serves `lightning-rpc` like it, as captured in
-//! `shared/fixtures/` (see fixtures/README.md).
+//! `tests/fixtures/` (see its README.md).
 //!
 //! Included from each test file with `mod mock_lightningd;`. [`MockLightningd`] owns a temp
 //! lightning-dir, the socket server, and the plugin process with its stdio.
