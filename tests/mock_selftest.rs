@@ -528,7 +528,7 @@ async fn pname_parr_and_integer_restrictions() {
     );
     assert_eq!(
         checkrune(&mut client, &label, "invoice", json!([1000, "x", "d"])).await["error"],
-        json!({"code": 1502, "message": "Not permitted: pnamelabel is missing"}),
+        json!({"code": 1502, "message": "Not permitted: parameter label not present"}),
         "a pname restriction refuses array params"
     );
     let parr = mock.create_rune(json!(["parr1=x"]));
@@ -559,7 +559,7 @@ async fn pname_parr_and_integer_restrictions() {
             json!({"amount_msat": 3000})
         )
         .await["error"],
-        json!({"code": 1502, "message": "Not permitted: pnameamountmsat is greater or equal to 2000"})
+        json!({"code": 1502, "message": "Not permitted: parameter amountmsat is greater or equal to 2000"})
     );
     let either = mock.create_rune(json!([
         ["method=getinfo", "method^list"],
@@ -633,7 +633,7 @@ async fn blacklisted_runes_are_refused() {
     );
     assert_eq!(
         checkrune(&mut client, &rune1, "getinfo", json!({})).await["error"],
-        json!({"code": 1501, "message": "Not authorized: Blacklisted rune"})
+        json!({"code": 1503, "message": "Not authorized: Blacklisted rune"})
     );
     let relisted = client
         .call(&request(
@@ -643,6 +643,221 @@ async fn blacklisted_runes_are_refused() {
         ))
         .await;
     assert_eq!(relisted["result"], json!({"blacklist": []}));
+}
+
+/// `rate=N` as a real node counts it: "too soon" until 60/N s after the last accepted use,
+/// and a refused check neither counts nor writes `last_used`.
+#[tokio::test]
+async fn rate_restrictions_refuse_until_their_interval_has_passed() {
+    let mock = MockLightningd::without_plugin().await;
+    let mut client = RawClient::connect(&mock).await;
+    let too_soon = json!({"code": 1502, "message": "Not permitted: too soon"});
+    let once = mock.create_rune(json!([["rate=1"]]));
+    assert_eq!(
+        checkrune(&mut client, &once, "getinfo", json!({})).await["result"],
+        json!({"valid": true})
+    );
+    assert_eq!(
+        checkrune(&mut client, &once, "getinfo", json!({})).await["error"],
+        too_soon
+    );
+    // 120 a minute: one every half second.
+    let fast = mock.create_rune(json!([["rate=120"], ["method=getinfo"]]));
+    assert_eq!(
+        checkrune(&mut client, &fast, "invoice", json!({})).await["error"]["message"],
+        json!("Not permitted: method is not equal to getinfo")
+    );
+    let shown = client
+        .call(&request("s", "showrunes", json!({"rune": fast})))
+        .await;
+    assert!(
+        shown["result"]["runes"][0].get("last_used").is_none(),
+        "a refused check wrote last_used: {shown}"
+    );
+    assert_eq!(
+        checkrune(&mut client, &fast, "getinfo", json!({})).await["result"],
+        json!({"valid": true}),
+        "a refused check counted as a use"
+    );
+    assert_eq!(
+        checkrune(&mut client, &fast, "getinfo", json!({})).await["error"],
+        too_soon
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        checkrune(&mut client, &fast, "getinfo", json!({})).await["result"],
+        json!({"valid": true})
+    );
+    for (restriction, message) in [
+        ("rate=0", "Not permitted: malformed rate"),
+        ("rate=abc", "Not permitted: malformed rate"),
+        ("rate>1", "Not permitted: rate operator must be ="),
+    ] {
+        let rune = mock.create_rune(json!([[restriction]]));
+        assert_eq!(
+            checkrune(&mut client, &rune, "getinfo", json!({})).await["error"]["message"],
+            json!(message),
+            "{restriction}"
+        );
+    }
+}
+
+/// Explanations as a real node words them (seen with checkrune on lightningd v26.06).
+#[tokio::test]
+async fn refusals_are_explained_like_a_real_node() {
+    let mock = MockLightningd::without_plugin().await;
+    let mut client = RawClient::connect(&mock).await;
+    let cases = [
+        (
+            "pnameamount_msat<1000",
+            json!({"amount_msat": 5000}),
+            "parameter amount_msat is greater or equal to 1000",
+        ),
+        (
+            "pnameamount_msat<1000",
+            json!({"amount_msat": "500"}),
+            "parameter amount_msat is not an integer field",
+        ),
+        (
+            "pnameamount_msat<1000",
+            json!([500]),
+            "parameter amount_msat not present",
+        ),
+        ("pnamea_b=1", json!({"ab": 1}), "parameter a_b not present"),
+        (
+            "parr0<1000",
+            json!([5000]),
+            "parameter #0 is greater or equal to 1000",
+        ),
+        ("parr0<1000", json!({"a": 1}), "parameter #0 not present"),
+        (
+            "pnum<2",
+            json!({"a": 1, "b": 2, "c": 3}),
+            "number of parameters is greater or equal to 2",
+        ),
+        (
+            "pnamelabel!",
+            json!({"label": "x"}),
+            "parameter label is present",
+        ),
+        (
+            "method{a",
+            json!({}),
+            "method is equal to or ordered after a",
+        ),
+        (
+            "method}z",
+            json!({}),
+            "method is equal to or ordered before z",
+        ),
+        ("method>3", json!({}), "method is not an integer field"),
+        ("time<1", json!({}), "time is greater or equal to 1"),
+        // The plugin never passes `nodeid`.
+        (
+            "id=022d223620a359a47ff7f7ac447c85c46c923da53389221a0054c11c1e3ca31d59",
+            json!({}),
+            "id not present",
+        ),
+        ("nodeid=x", json!({}), "nodeid not present"),
+        ("foo=1", json!({}), "foo not present"),
+    ];
+    for (restriction, params, why) in cases {
+        let rune = mock.create_rune(json!([[restriction]]));
+        assert_eq!(
+            checkrune(&mut client, &rune, "invoice", params.clone()).await["error"],
+            json!({"code": 1502, "message": format!("Not permitted: {why}")}),
+            "{restriction} with {params}"
+        );
+    }
+    for (restriction, params) in [
+        ("pnameab=1", json!({"a_b": 1})),
+        ("pnamelabel=5", json!({"label": 5})),
+        ("pnamelabel=true", json!({"label": true})),
+        ("pnamelabel!", json!({})),
+        ("pnameamount_msat<1000", json!({"amount_msat": -5})),
+    ] {
+        let rune = mock.create_rune(json!([[restriction]]));
+        assert_eq!(
+            checkrune(&mut client, &rune, "invoice", params.clone()).await["result"],
+            json!({"valid": true}),
+            "{restriction} with {params}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn deldatastore_removes_an_entry_and_returns_it() {
+    let mock = MockLightningd::without_plugin().await;
+    let mut client = RawClient::connect(&mock).await;
+    let stored = client
+        .call(&request(
+            1,
+            "datastore",
+            json!({"key": ["d", "a"], "string": "x"}),
+        ))
+        .await;
+    let entry = json!({"key": ["d", "a"], "generation": 0, "hex": "78", "string": "x"});
+    assert_eq!(stored["result"], entry);
+    assert_eq!(
+        client
+            .call(&request(
+                2,
+                "deldatastore",
+                json!({"key": ["d", "a"], "generation": 5})
+            ))
+            .await["error"],
+        json!({"code": 1201, "message": "generation is different"})
+    );
+    assert_eq!(
+        client
+            .call(&request(3, "deldatastore", json!({"key": ["d"]})))
+            .await["error"],
+        json!({"code": 1200, "message": "Key does not exist"}),
+        "a key with entries below it only"
+    );
+    assert_eq!(
+        client
+            .call(&request(4, "deldatastore", json!([["d", "a"]])))
+            .await["result"],
+        entry
+    );
+    assert_eq!(
+        client
+            .call(&request(5, "deldatastore", json!({"key": ["d", "a"]})))
+            .await["error"],
+        json!({"code": 1200, "message": "Key does not exist"})
+    );
+    assert_eq!(
+        client
+            .call(&request(6, "listdatastore", json!({"key": ["d"]})))
+            .await["result"],
+        json!({"datastore": []})
+    );
+}
+
+/// `--developer` shows the offending value instead of pointing to the logs.
+#[tokio::test]
+async fn a_developer_node_words_bad_params_with_the_value() {
+    for (developer, token) in [(false, "(see logs for details)"), (true, "'\"lots\"'")] {
+        let mock = MockLightningd::builder()
+            .without_plugin()
+            .developer(developer)
+            .start()
+            .await;
+        let mut client = RawClient::connect(&mock).await;
+        let answer = client
+            .call(&request(
+                1,
+                "invoice",
+                json!({"amount_msat": "lots", "label": "z", "description": "z"}),
+            ))
+            .await;
+        assert_eq!(
+            answer["error"],
+            json!({"code": -32602, "message": format!("amount_msat: should be positive msat or 'any': invalid token {token}")}),
+            "developer {developer}"
+        );
+    }
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! The node's datastore: `datastore` and `listdatastore`.
+//! The node's datastore: `datastore`, `deldatastore` and `listdatastore`.
 //!
 //! None of this is captured in the fixtures; shapes and error codes follow lightningd's
 //! documentation: entries `{"key":[...],"generation":N,"hex":"...","string":"..."}` (string
@@ -6,7 +6,8 @@
 //! `must-replace`, `create-or-replace`, `must-append`, `create-or-append`.
 
 use super::jsonrpc::{
-    RpcError, DATASTORE_UPDATE_ALREADY_EXISTS, DATASTORE_UPDATE_DOES_NOT_EXIST,
+    RpcError, DATASTORE_DEL_DOES_NOT_EXIST, DATASTORE_DEL_WRONG_GENERATION,
+    DATASTORE_UPDATE_ALREADY_EXISTS, DATASTORE_UPDATE_DOES_NOT_EXIST,
     DATASTORE_UPDATE_WRONG_GENERATION,
 };
 use super::random::to_hex;
@@ -100,6 +101,28 @@ impl Datastore {
         };
         let result = entry_json(&key, &entry);
         self.entries.insert(key, entry);
+        Ok(result)
+    }
+
+    /// `deldatastore`: removes the entry at exactly `key` and returns it as it was;
+    /// `generation`, if given, must match. Errors as a real node answers them: 1200 "Key does
+    /// not exist" (also for a key that only has entries below it), 1201 "generation is
+    /// different".
+    pub fn delete(&mut self, key: &[String], generation: Option<u64>) -> Result<Value, RpcError> {
+        let Some(entry) = self.entries.get(key) else {
+            return Err(RpcError::new(
+                DATASTORE_DEL_DOES_NOT_EXIST,
+                "Key does not exist",
+            ));
+        };
+        if generation.is_some_and(|wanted| wanted != entry.generation) {
+            return Err(RpcError::new(
+                DATASTORE_DEL_WRONG_GENERATION,
+                "generation is different",
+            ));
+        }
+        let result = entry_json(key, entry);
+        self.entries.remove(key);
         Ok(result)
     }
 

@@ -5,8 +5,8 @@
 //!   method. Forwarded plugin methods are delayed too. Durations that are not whole
 //!   milliseconds are slept to the microsecond (0.3 ms is ~0.35 ms, not tokio's 1 ms).
 //! - `serialize_writes(true)`: calls of methods that write lightningd's database (`checkrune`,
-//!   `invoice`, `datastore`, `createrune`) run one at a time, each taking its service time,
-//!   like lightningd's single database.
+//!   `invoice`, `datastore`, `deldatastore`, `createrune`) run one at a time, each taking its
+//!   service time, like lightningd's single database.
 //! - `drop_connections()`: closes every open `lightning-rpc` connection now, also one whose
 //!   response is being written.
 //! - `refuse_connections(true)`: removes the socket and stops listening, so connecting fails;

@@ -22,6 +22,11 @@ pub const INVOICE_LABEL_ALREADY_EXISTS: i64 = 900;
 pub const INVOICE_EXPIRED_DURING_WAIT: i64 = 903;
 /// `INVOICE_WAIT_TIMED_OUT`. Not captured in the fixtures.
 pub const INVOICE_WAIT_TIMED_OUT: i64 = 904;
+/// `DATASTORE_DEL_DOES_NOT_EXIST` (deldatastore of a missing key; seen on a real node, not in
+/// the fixtures).
+pub const DATASTORE_DEL_DOES_NOT_EXIST: i64 = 1200;
+/// `DATASTORE_DEL_WRONG_GENERATION` (seen on a real node, not in the fixtures).
+pub const DATASTORE_DEL_WRONG_GENERATION: i64 = 1201;
 /// `DATASTORE_UPDATE_ALREADY_EXISTS`. Not captured in the fixtures.
 pub const DATASTORE_UPDATE_ALREADY_EXISTS: i64 = 1202;
 /// `DATASTORE_UPDATE_DOES_NOT_EXIST`. Not captured in the fixtures.
@@ -32,6 +37,9 @@ pub const DATASTORE_UPDATE_WRONG_GENERATION: i64 = 1204;
 pub const RUNE_NOT_AUTHORIZED: i64 = 1501;
 /// `RUNE_NOT_PERMITTED` (checkrune-b/f).
 pub const RUNE_NOT_PERMITTED: i64 = 1502;
+/// `RUNE_BLACKLISTED` "Not authorized: Blacklisted rune" (seen on a real node, not in the
+/// fixtures).
+pub const RUNE_BLACKLISTED: i64 = 1503;
 /// `WAIT_TIMEOUT` of `waitblockheight` (framing.json `slow_then_fast_on_one_connection`).
 pub const WAIT_TIMEOUT: i64 = 2000;
 
@@ -56,6 +64,16 @@ impl RpcError {
         RpcError::new(
             INVALID_PARAMS,
             format!("{param}: {should}: invalid token (see logs for details)"),
+        )
+    }
+
+    /// [`RpcError::bad_param`] as a node started with `--developer` words it: the offending
+    /// token's JSON text instead of the pointer to the logs, e.g. `amount_msat: should be
+    /// positive msat or 'any': invalid token '"lots"'` (seen on a real node).
+    pub fn bad_param_token(param: &str, should: &str, token: &Value) -> RpcError {
+        RpcError::new(
+            INVALID_PARAMS,
+            format!("{param}: {should}: invalid token '{token}'"),
         )
     }
 

@@ -114,6 +114,14 @@ pub const METHODS: &[MethodSpec] = &[
         ],
         true,
     ),
+    method(
+        "deldatastore",
+        &[
+            required("key", datastore_key),
+            optional("generation", unsigned),
+        ],
+        true,
+    ),
     method("listdatastore", &[optional("key", datastore_key)], false),
     method(
         "waitanyinvoice",
@@ -165,7 +173,7 @@ pub async fn call(node: &Node, call: Call<'_>) -> Result<Value, RpcError> {
     let Some(spec) = method_spec(call.method) else {
         return Err(unknown_command(call.method));
     };
-    let params = parse_params(spec.params, call.params)?;
+    let params = parse_params(spec.params, call.params, node.developer)?;
     let result = run(node, spec.name, &params).await?;
     Ok(match call.filter {
         Some(filter) => apply_filter(&result, filter),
@@ -189,6 +197,7 @@ async fn run(node: &Node, method: &str, params: &Params) -> Result<Value, RpcErr
         "invoice" => invoice(node, params).await,
         "listinvoices" => Ok(listinvoices(node, params)),
         "datastore" => datastore(node, params),
+        "deldatastore" => deldatastore(node, params),
         "listdatastore" => Ok(listdatastore(node, params)),
         "waitanyinvoice" => {
             let lastpay_index = params.u64("lastpay_index").unwrap_or(0);
@@ -475,6 +484,12 @@ fn datastore(node: &Node, params: &Params) -> Result<Value, RpcError> {
     };
     let mode = params.str("mode").unwrap_or("must-create");
     lock(&node.datastore).store(key, data, mode, params.u64("generation"))
+}
+
+/// The entry removed, as it was (seen on a real node, not in the fixtures).
+fn deldatastore(node: &Node, params: &Params) -> Result<Value, RpcError> {
+    let key = params.get("key").and_then(key_path).unwrap_or_default();
+    lock(&node.datastore).delete(&key, params.u64("generation"))
 }
 
 fn listdatastore(node: &Node, params: &Params) -> Value {

@@ -64,6 +64,7 @@ pub struct MockLightningdBuilder {
     include_defaults: bool,
     plugin: Option<PathBuf>,
     plugin_args: Vec<String>,
+    developer: bool,
 }
 
 impl MockLightningdBuilder {
@@ -99,6 +100,16 @@ impl MockLightningdBuilder {
         self
     }
 
+    /// Act like a lightningd started with `--developer` (default `false`, like the node the
+    /// fixtures were captured from; the real-node tier starts its nodes with it). The one
+    /// difference modelled: a parameter of the wrong type is refused with the offending value,
+    /// `<param>: <should be...>: invalid token '<JSON text>'`, instead of `invalid token (see
+    /// logs for details)`.
+    pub fn developer(mut self, developer: bool) -> Self {
+        self.developer = developer;
+        self
+    }
+
     /// Serve only the socket, with no plugin.
     pub fn without_plugin(mut self) -> Self {
         self.plugin = None;
@@ -121,7 +132,7 @@ impl MockLightningdBuilder {
         };
         std::fs::create_dir_all(&lightning_dir)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", lightning_dir.display()));
-        let node = Arc::new(Node::new(lightning_dir.clone()));
+        let node = Arc::new(Node::new(lightning_dir.clone(), self.developer));
         let socket = SocketControl::new(lightning_dir.join("lightning-rpc"), Arc::clone(&node));
         socket.listen().unwrap_or_else(|e| {
             panic!(
@@ -179,6 +190,7 @@ impl MockLightningd {
             include_defaults: true,
             plugin: Some(PathBuf::from(PLUGIN_BINARY)),
             plugin_args: Vec::new(),
+            developer: false,
         }
     }
 

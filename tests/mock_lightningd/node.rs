@@ -33,6 +33,9 @@ pub struct Node {
     pub faults: Arc<FaultSwitches>,
     /// getinfo's `blockheight` (fixtures/rpc/getinfo.json: 0, a lone regtest node).
     pub blockheight: u64,
+    /// Whether the node acts as if started with `--developer` (see
+    /// [`super::MockLightningdBuilder::developer`]).
+    pub developer: bool,
     calls: Mutex<Vec<RecordedCall>>,
     /// Whether calls are recorded (benchmarks and soaks turn it off to keep memory flat).
     recording: AtomicBool,
@@ -45,9 +48,10 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Node {
-    pub fn new(lightning_dir: PathBuf) -> Node {
+    pub fn new(lightning_dir: PathBuf, developer: bool) -> Node {
         Node {
             lightning_dir,
+            developer,
             random: Random::new(),
             runes: Mutex::default(),
             invoices: InvoiceStore::default(),

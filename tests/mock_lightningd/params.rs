@@ -133,8 +133,21 @@ impl Params {
     }
 }
 
-/// Checks `raw` against `specs` the way lightningd's `param()` does.
-pub fn parse_params(specs: &'static [ParamSpec], raw: &RawParams) -> Result<Params, RpcError> {
+/// Checks `raw` against `specs` the way lightningd's `param()` does. `developer`: the node
+/// runs with `--developer`, which words a bad value with the value itself
+/// ([`RpcError::bad_param_token`]) instead of "(see logs for details)".
+pub fn parse_params(
+    specs: &'static [ParamSpec],
+    raw: &RawParams,
+    developer: bool,
+) -> Result<Params, RpcError> {
+    let bad_param = |name: &str, should: &str, value: &Value| {
+        if developer {
+            RpcError::bad_param_token(name, should, value)
+        } else {
+            RpcError::bad_param(name, should)
+        }
+    };
     let mut values: Vec<Option<Value>> = vec![None; specs.len()];
     match raw {
         RawParams::Absent => {}
@@ -158,7 +171,7 @@ pub fn parse_params(specs: &'static [ParamSpec], raw: &RawParams) -> Result<Para
                         format!("duplicate json names: {name}"),
                     ));
                 }
-                (specs[index].check)(value).map_err(|should| RpcError::bad_param(name, should))?;
+                (specs[index].check)(value).map_err(|should| bad_param(name, should, value))?;
                 values[index] = Some(value.clone());
             }
         }
@@ -179,7 +192,7 @@ pub fn parse_params(specs: &'static [ParamSpec], raw: &RawParams) -> Result<Para
                     continue;
                 }
                 (specs[index].check)(value)
-                    .map_err(|should| RpcError::bad_param(specs[index].name, should))?;
+                    .map_err(|should| bad_param(specs[index].name, should, value))?;
                 values[index] = Some(value.clone());
             }
         }

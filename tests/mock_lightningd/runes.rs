@@ -9,7 +9,7 @@
 //! The authcode here is pseudo-random, not a SHA-256 state: "derived from master" means "this
 //! mock made it" (checkrune-c-foreign-rune.json: a rune of another node is refused with 1501).
 
-use super::jsonrpc::{RpcError, RUNE_NOT_AUTHORIZED, RUNE_NOT_PERMITTED};
+use super::jsonrpc::{RpcError, RUNE_BLACKLISTED, RUNE_NOT_AUTHORIZED, RUNE_NOT_PERMITTED};
 use super::random::Random;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
 use base64::engine::DecodePaddingMode;
@@ -256,6 +256,9 @@ enum Field {
     Integer(i64),
 }
 
+/// What a real node says for `rate` and for the fields of one request (each was seen on a
+/// real node with checkrune; only "is not equal to" and "does not start with" are in the
+/// fixtures, checkrune-b and -f).
 impl CheckRequest<'_> {
     fn field(&self, name: &str) -> Field {
         match name {
@@ -264,20 +267,17 @@ impl CheckRequest<'_> {
             "method" => self
                 .method
                 .map_or(Field::Skipped, |m| Field::Text(m.to_string())),
-            // Without `nodeid`, `id` restrictions are not checked (as the brief specifies;
-            // not captured in the fixtures).
+            // Without `nodeid`, an `id` restriction fails: "id not present".
             "id" => self
                 .nodeid
-                .map_or(Field::Skipped, |n| Field::Text(n.to_string())),
-            "nodeid" => Field::Skipped,
+                .map_or(Field::Missing, |n| Field::Text(n.to_string())),
             "time" => Field::Integer(self.now),
             "pnum" => Field::Integer(match self.params {
                 Some(Value::Object(members)) => members.len() as i64,
                 Some(Value::Array(items)) => items.len() as i64,
                 _ => 0,
             }),
-            // lightningd's per-minute rate limit is not modelled.
-            "rate" => Field::Skipped,
+            // Any other field that is not a parameter (`nodeid`, `foo`) is "not present".
             _ => self.param_field(name),
         }
     }
@@ -288,14 +288,18 @@ impl CheckRequest<'_> {
                 members
                     .iter()
                     .find(|(key, _)| {
-                        // lightningd strips punctuation from parameter names (`amount_msat`
-                        // is `pnameamountmsat`).
-                        key.chars()
-                            .filter(|c| !c.is_ascii_punctuation())
-                            .eq(wanted.chars())
+                        // A parameter matches by its name, or by its name without
+                        // punctuation: `pnameamount_msat` and `pnameamountmsat` both match
+                        // `amount_msat`, while `pnamea_b` does not match `ab`.
+                        key.as_str() == wanted
+                            || key
+                                .chars()
+                                .filter(|c| !c.is_ascii_punctuation())
+                                .eq(wanted.chars())
                     })
                     .map(|(_, value)| value)
             }),
+            // Positional params never match `pname`, nor named ones `parr`.
             Some(Value::Array(items)) => name
                 .strip_prefix("parr")
                 .and_then(|index| index.parse::<usize>().ok())
@@ -304,6 +308,7 @@ impl CheckRequest<'_> {
         };
         match found {
             None => Field::Missing,
+            // A string is text even when it holds digits: `"500"` "is not an integer field".
             Some(Value::String(text)) => Field::Text(text.clone()),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(integer) => Field::Integer(integer),
@@ -314,24 +319,69 @@ impl CheckRequest<'_> {
     }
 }
 
-/// Tests one alternative; `Err` is lightningd's explanation, `<field> <why>`.
-/// Captured: "is not equal to", "does not start with" (checkrune-b, -f). The other
-/// explanations, and "<field> is missing", are not captured in the fixtures.
-fn test_alternative(alt: &Alternative, request: &CheckRequest) -> Result<(), String> {
-    let fail = |why: String| Err(format!("{} {}", alt.field, why));
+/// How a field is named in an explanation: `parameter amount_msat` (`pname`),
+/// `parameter #0` (`parr`), `number of parameters` (`pnum`), else the field itself.
+fn display_name(field: &str) -> String {
+    if let Some(name) = field.strip_prefix("pname") {
+        format!("parameter {name}")
+    } else if let Some(index) = field.strip_prefix("parr") {
+        format!("parameter #{index}")
+    } else if field == "pnum" {
+        "number of parameters".to_string()
+    } else {
+        field.to_string()
+    }
+}
+
+/// When the rune was last accepted, and now (Unix seconds), for `rate` restrictions.
+#[derive(Clone, Copy, Debug)]
+pub struct RateClock {
+    pub last_used: Option<f64>,
+    pub now: f64,
+}
+
+/// `rate=N`: at most N uses a minute, as a real node counts them: a use is refused with
+/// "too soon" until 60/N seconds after the last accepted one (refused checks do not count).
+fn test_rate(alt: &Alternative, clock: RateClock) -> Result<(), String> {
+    if alt.condition != '=' {
+        return Err("rate operator must be =".to_string());
+    }
+    let rate = match alt.value.parse::<u64>() {
+        Ok(rate) if rate > 0 && rate < u64::from(u32::MAX) => rate,
+        _ => return Err("malformed rate".to_string()),
+    };
+    match clock.last_used {
+        Some(last_used) if clock.now - last_used < 60.0 / rate as f64 => {
+            Err("too soon".to_string())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Tests one alternative; `Err` is lightningd's explanation, `<field> <why>` (see
+/// [`display_name`]).
+fn test_alternative(
+    alt: &Alternative,
+    request: &CheckRequest,
+    clock: RateClock,
+) -> Result<(), String> {
+    let fail = |why: &str| Err(format!("{} {why}", display_name(&alt.field)));
     if alt.condition == '#' {
         return Ok(());
+    }
+    if alt.field == "rate" {
+        return test_rate(alt, clock);
     }
     let (text, integer) = match request.field(&alt.field) {
         Field::Skipped => return Ok(()),
         Field::Missing if alt.condition == '!' => return Ok(()),
-        Field::Missing => return fail("is missing".to_string()),
+        Field::Missing => return fail("not present"),
         Field::Text(text) => (text, None),
         Field::Integer(n) => (n.to_string(), Some(n)),
     };
     let value = &alt.value;
     let holds = match alt.condition {
-        '!' => return fail("is present".to_string()),
+        '!' => return fail("is present"),
         '=' => text == *value,
         '/' => text != *value,
         '^' => text.starts_with(value.as_str()),
@@ -341,10 +391,11 @@ fn test_alternative(alt: &Alternative, request: &CheckRequest) -> Result<(), Str
         '}' => text.as_str() > value.as_str(),
         '<' | '>' => {
             let Some(field_value) = integer else {
-                return fail("is not an integer field".to_string());
+                return fail("is not an integer field");
             };
+            // Not seen on a real node.
             let Ok(limit) = value.parse::<i64>() else {
-                return fail("is not a valid integer".to_string());
+                return fail("is not a valid integer");
             };
             if alt.condition == '<' {
                 field_value < limit
@@ -363,21 +414,25 @@ fn test_alternative(alt: &Alternative, request: &CheckRequest) -> Result<(), Str
         '^' => format!("does not start with {value}"),
         '$' => format!("does not end with {value}"),
         '~' => format!("does not contain {value}"),
-        '{' => format!("is the same or ordered after {value}"),
-        '}' => format!("is the same or ordered before {value}"),
+        '{' => format!("is equal to or ordered after {value}"),
+        '}' => format!("is equal to or ordered before {value}"),
         '<' => format!("is greater or equal to {value}"),
         _ => format!("is less or equal to {value}"),
     };
-    fail(why)
+    fail(&why)
 }
 
 /// Tests every restriction; `Err` explains the first that fails: its alternatives'
 /// explanations joined with " AND " (checkrune-f-readonly-vs-invoice.json).
-pub fn test_restrictions(rune: &Rune, request: &CheckRequest) -> Result<(), String> {
+pub fn test_restrictions(
+    rune: &Rune,
+    request: &CheckRequest,
+    clock: RateClock,
+) -> Result<(), String> {
     for restriction in rune.checked_restrictions() {
         let mut explanations = Vec::new();
         for alt in &restriction.alternatives {
-            match test_alternative(alt, request) {
+            match test_alternative(alt, request, clock) {
                 Ok(()) => {
                     explanations.clear();
                     break;
@@ -487,23 +542,30 @@ impl RuneRegistry {
             ));
         }
         if self.is_blacklisted(rune) {
-            // Not captured in the fixtures (code and text as the brief specifies).
+            // Seen on a real node (code 1503), not in the fixtures.
             return Err(RpcError::new(
-                RUNE_NOT_AUTHORIZED,
+                RUNE_BLACKLISTED,
                 "Not authorized: Blacklisted rune",
             ));
         }
-        // lightningd writes the last-use time on every check, allowed or not.
+        // The last-use time, looked up by unique id, is written when the rune is accepted:
+        // on a real node a refused check leaves showrunes' `last_used` as it was (and does
+        // not count for `rate`).
         let unique_id = rune.unique_id().map(str::to_string);
-        if let Some(stored) = self
+        let stored = self
             .stored
             .iter_mut()
-            .find(|s| s.rune.unique_id().map(str::to_string) == unique_id)
-        {
+            .find(|s| s.rune.unique_id().map(str::to_string) == unique_id);
+        let clock = RateClock {
+            last_used: stored.as_ref().and_then(|s| s.last_used),
+            now,
+        };
+        test_restrictions(rune, request, clock)
+            .map_err(|why| RpcError::new(RUNE_NOT_PERMITTED, format!("Not permitted: {why}")))?;
+        if let Some(stored) = stored {
             stored.last_used = Some(now);
         }
-        test_restrictions(rune, request)
-            .map_err(|why| RpcError::new(RUNE_NOT_PERMITTED, format!("Not permitted: {why}")))
+        Ok(())
     }
 
     /// `showrunes` entries: every stored rune, or just `rune` (showrunes-*.json).
