@@ -5,10 +5,11 @@
 //! from lightningd (a refused rune, a failed method) are passed through byte for byte, so a
 //! client sees exactly what lightningd said, `data` and all.
 
+use crate::lightningd::rpc::{RpcError, RpcErrorObject};
+use crate::lightningd::rune::RuneError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::value::RawValue;
 
 /// JSON-RPC "method not found": used by lightningd for unknown commands and by us for
 /// unknown paths.
@@ -23,38 +24,6 @@ pub const CODE_INVALID_REQUEST: i64 = -32600;
 pub const CODE_INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC "internal error": lightningd cannot be reached, or we failed ourselves.
 pub const CODE_INTERNAL: i64 = -32603;
-
-/// An error object returned by lightningd, kept exactly as it arrived.
-#[derive(Debug, Clone)]
-pub struct RpcErrorObject {
-    /// The `code` member, needed to choose the HTTP status.
-    pub code: i64,
-    /// The whole `error` object as lightningd serialized it.
-    pub raw: Box<RawValue>,
-}
-
-impl RpcErrorObject {
-    /// Builds an error object from its parts (used by tests and by errors we raise in
-    /// lightningd's own shape).
-    pub fn new(code: i64, message: &str) -> Self {
-        let raw = serde_json::to_string(&serde_json::json!({"code": code, "message": message}))
-            .and_then(RawValue::from_string)
-            .expect("a json! object always serializes");
-        RpcErrorObject { code, raw }
-    }
-
-    /// The `message` member, for logs.
-    pub fn message(&self) -> String {
-        #[derive(serde::Deserialize)]
-        struct Message {
-            message: Option<String>,
-        }
-        serde_json::from_str::<Message>(self.raw.get())
-            .ok()
-            .and_then(|m| m.message)
-            .unwrap_or_default()
-    }
-}
 
 /// Why a request was not answered with a result.
 #[derive(Debug, thiserror::Error)]
@@ -166,11 +135,20 @@ impl ApiError {
     }
 }
 
-impl From<crate::rpc::RpcError> for ApiError {
-    fn from(error: crate::rpc::RpcError) -> Self {
+impl From<RpcError> for ApiError {
+    fn from(error: RpcError) -> Self {
         match error {
-            crate::rpc::RpcError::Lightningd(e) => ApiError::Lightningd(e),
-            crate::rpc::RpcError::Unreachable(reason) => ApiError::Unreachable(reason),
+            RpcError::Lightningd(e) => ApiError::Lightningd(e),
+            RpcError::Unreachable(reason) => ApiError::Unreachable(reason),
+        }
+    }
+}
+
+impl From<RuneError> for ApiError {
+    fn from(error: RuneError) -> Self {
+        match error {
+            RuneError::Refused(e) => ApiError::RuneRefused(e),
+            RuneError::Unreachable(reason) => ApiError::Unreachable(reason),
         }
     }
 }
@@ -189,6 +167,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::value::RawValue;
 
     #[test]
     fn lightningd_errors_pass_through_unchanged() {

@@ -1,28 +1,32 @@
 //! clnrest: a Core Lightning plugin that serves lightningd's JSON-RPC over REST (HTTPS or
-//! HTTP) and relays its notifications to Socket.IO clients.
+//! HTTP) and relays its notifications to Socket.IO and Server-Sent Events clients.
 //!
-//! `main.rs` only wires these modules together; `docs/ARCHITECTURE.md` draws how they fit.
+//! # Layout
+//!
+//! - `main.rs` only wires the pieces below together.
+//! - [`config`]: the `clnrest-*` options, validated once at `init`.
+//! - [`http`]: the server, the route handlers, routes other plugins register, OpenAPI and
+//!   Swagger UI, connection guards. A request goes `http::server` → `http::handlers` →
+//!   [`lightningd::rune`] (checkrune) → [`lightningd::rpc`] (the method) → [`format`] (the
+//!   answer in the format asked for); every failure becomes a status in [`error`].
+//! - [`format`]: request bodies in and responses out (JSON, YAML, XML, form).
+//! - [`lightningd`]: the RPC client, rune checks, the plugin's own RPC methods, incoming
+//!   notifications, the plugin's stdout and logs.
+//! - [`stream`]: a notification goes `lightningd::notifications` → [`stream::journal`]
+//!   (numbered, retained) → each listener's subscription → `stream::socketio` /
+//!   `stream::sse`.
+//! - [`tls`]: the certificate directory (load, generate, write atomically) and rustls.
+//! - [`state`]: what the handlers, the plugin methods and the notification handler share.
+//! - [`memory`]: keeping the heap small on glibc.
+//!
+//! `docs/ARCHITECTURE.md` draws the same with the path of a request and of a notification.
 
 pub mod config;
-pub mod connection_limit;
-mod delegate;
-pub mod dynamic_routes;
 pub mod error;
-pub mod first_bytes_deadline;
 pub mod format;
-pub mod journal;
-pub mod logging;
+pub mod http;
+pub mod lightningd;
 pub mod memory;
-pub mod notifications;
-pub mod openapi;
-pub mod plugin_methods;
-pub mod routes;
-pub mod rpc;
-pub mod rune;
-pub mod server;
-pub mod socketio;
-pub mod socketio_relay;
-pub mod sse;
 pub mod state;
-pub mod subscribers;
+pub mod stream;
 pub mod tls;

@@ -3,17 +3,21 @@
 
 use cln_plugin::RpcMethodBuilder;
 use clnrest::config::{self, Config, RawOptions};
-use clnrest::logging::{self, FrameSender};
+use clnrest::http::server::{self, BoundServer};
+use clnrest::lightningd::logging::{self, FrameSender};
+use clnrest::lightningd::notifications;
+use clnrest::lightningd::plugin_methods;
+use clnrest::lightningd::rpc::LightningRpc;
 use clnrest::memory;
-use clnrest::notifications;
-use clnrest::plugin_methods;
-use clnrest::rpc::LightningRpc;
-use clnrest::server::{self, BoundServer};
 use clnrest::state::AppState;
 use std::path::PathBuf;
 use std::time::Duration;
 
-mod math_symbols;
+/// The runtime's worker threads, whatever the number of cores. lightningd is the ceiling
+/// (one `checkrune` and one call per request: ~6,500 pairs/s on a tmpfs node, far less on
+/// disk) and two workers serve several times that (docs/performance.md); more would only
+/// add stacks and contention. [`memory::limit_arenas`] is sized for this count.
+const WORKER_THREADS: usize = 2;
 
 fn main() -> anyhow::Result<()> {
     // Before the runtime's threads exist: no thread gets an arena beyond the cap, and none
@@ -21,6 +25,7 @@ fn main() -> anyhow::Result<()> {
     memory::limit_arenas();
     logging::skip_library_backtraces();
     tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
         .enable_all()
         .build()?
         .block_on(run())
@@ -63,7 +68,9 @@ async fn run() -> anyhow::Result<()> {
     let prepared = Config::validate(RawOptions::from_plugin(&configured)?)
         .map_err(|e| e.to_string())
         .and_then(|config| {
-            BoundServer::prepare(&config, &lightning_dir).map(|bound| (config, bound))
+            BoundServer::prepare(&config, &lightning_dir)
+                .map(|bound| (config, bound))
+                .map_err(|e| e.to_string())
         });
     let (config, bound) = match prepared {
         Ok(prepared) => prepared,
@@ -79,7 +86,7 @@ async fn run() -> anyhow::Result<()> {
     let plugin = configured.start(state.clone()).await?;
     tokio::spawn(
         state
-            .subscribers()
+            .listeners()
             .clone()
             .revocation_loop(state.rpc_handle()),
     );
@@ -94,7 +101,7 @@ async fn run() -> anyhow::Result<()> {
         _ = plugin.join() => tracing::debug!("lightningd closed our stdin"),
         _ = state.shutdown_requested() => {}
     }
-    if !state.subscribers().is_empty() {
+    if !state.listeners().is_empty() {
         // Long-polling Socket.IO clients need one more request to fetch the last
         // notifications (shutdown included): keep listening a moment for it.
         tokio::time::sleep(server::LISTENER_DRAIN).await;

@@ -2,11 +2,11 @@
 //! lightningd, the notification journal and listeners, the routes other plugins registered, the
 //! OpenAPI document, and the shutdown signal.
 
-use crate::dynamic_routes::DynamicRoutes;
-use crate::journal::Journal;
-use crate::openapi::ApiDocument;
-use crate::rpc::LightningRpc;
-use crate::subscribers::Subscribers;
+use crate::http::openapi::ApiDocument;
+use crate::http::registered_routes::RegisteredRoutes;
+use crate::lightningd::rpc::LightningRpc;
+use crate::stream::journal::Journal;
+use crate::stream::listeners::Listeners;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -19,8 +19,8 @@ pub struct AppState {
 struct Shared {
     rpc: Arc<LightningRpc>,
     journal: Journal,
-    subscribers: Arc<Subscribers>,
-    routes: DynamicRoutes,
+    listeners: Arc<Listeners>,
+    routes: RegisteredRoutes,
     api_document: ApiDocument,
     shutdown: watch::Sender<bool>,
 }
@@ -31,8 +31,8 @@ impl AppState {
             inner: Arc::new(Shared {
                 rpc: Arc::new(rpc),
                 journal: Journal::default(),
-                subscribers: Arc::new(Subscribers::default()),
-                routes: DynamicRoutes::default(),
+                listeners: Arc::new(Listeners::default()),
+                routes: RegisteredRoutes::default(),
                 api_document: ApiDocument::default(),
                 shutdown: watch::Sender::new(false),
             }),
@@ -50,12 +50,12 @@ impl AppState {
     }
 
     /// Connected notification listeners.
-    pub fn subscribers(&self) -> &Arc<Subscribers> {
-        &self.inner.subscribers
+    pub fn listeners(&self) -> &Arc<Listeners> {
+        &self.inner.listeners
     }
 
     /// Routes other plugins registered.
-    pub fn routes(&self) -> &DynamicRoutes {
+    pub fn routes(&self) -> &RegisteredRoutes {
         &self.inner.routes
     }
 

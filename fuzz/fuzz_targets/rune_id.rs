@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|text: &str| {
-    if let Some(id) = clnrest::rune::unique_id(text) {
+    if let Some(id) = clnrest::lightningd::rune::unique_id(text) {
         assert!(id.len() <= 32);
     }
 });

@@ -5,10 +5,10 @@
 //! Every refusal the request itself earns (406, 403, 413, 415, 400) is decided before
 //! anything is sent to lightningd; then `checkrune`, then the method: nothing else is called.
 
-use crate::dynamic_routes::{Resolution, RuneRestrictions};
 use crate::error::ApiError;
 use crate::format::{decode_params, encode_result, Format};
-use crate::rpc::RpcResult;
+use crate::http::registered_routes::{Resolution, RuneRestrictions};
+use crate::lightningd::rpc::RpcResult;
 use crate::state::AppState;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{Request, State};
@@ -140,7 +140,7 @@ async fn execute(
         // checkrune sees exactly the params the method will get, unless the route says
         // otherwise.
         let restrictions = call.restrictions;
-        crate::rune::check_as(
+        crate::lightningd::rune::check_as(
             state.rpc(),
             &rune,
             restrictions.nodeid.as_deref(),
@@ -151,7 +151,7 @@ async fn execute(
     }
     let result = state.rpc().call(call.rpc_method, &params).await?;
     if REVOKING_METHODS.contains(&call.rpc_method) {
-        state.subscribers().request_recheck();
+        state.listeners().request_recheck();
     }
     respond(
         StatusCode::CREATED,

@@ -94,7 +94,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Permitted<S> {
     }
 }
 
-crate::delegate::delegate_async_write!(Permitted);
+crate::http::write_through::delegate_async_write!(Permitted);
 
 #[cfg(test)]
 mod tests {

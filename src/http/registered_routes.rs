@@ -49,34 +49,77 @@ enum Segment {
     },
 }
 
+/// Why a registration is refused; the text is what `clnrest-register-path` answers.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("Path must not be empty")]
+    EmptyPath,
+    #[error("Path must not be root")]
+    RootPath,
+    #[error("Path must not contain empty segments")]
+    EmptySegment,
+    #[error("Invalid path segment '{0}'")]
+    InvalidSegment(String),
+    #[error("Invalid path segment '{0}': one capture per segment")]
+    SeveralCaptures(String),
+    #[error("Wildcards not supported")]
+    Wildcard,
+    #[error("Invalid capture name '{{{0}}}'")]
+    InvalidCaptureName(String),
+    #[error("Duplicate capture name '{0}'")]
+    DuplicateCapture(String),
+    #[error("{0} is not a supported http method!")]
+    UnsupportedHttpMethod(String),
+    #[error("rune_required must be true for anything but GET requests")]
+    RuneRequired,
+    #[error("rpc_method must not be empty")]
+    EmptyRpcMethod,
+    #[error("Conflicting path '{path}' already exists with http_method: {http_method}")]
+    Conflict { path: String, http_method: String },
+    #[error("unknown parameter: {0}")]
+    UnknownParameter(String),
+    #[error("too many parameters")]
+    TooManyParameters,
+    #[error("params must be an object or an array")]
+    ParamsShape,
+    #[error("missing required parameter: {0}")]
+    MissingParameter(&'static str),
+    #[error("{0}: should be a string")]
+    NotAString(String),
+    #[error("rune_required: should be a boolean")]
+    RuneRequiredNotABoolean,
+    #[error("rune_restrictions: unknown member {0}")]
+    UnknownRestriction(String),
+    #[error("rune_restrictions: should be an object")]
+    RestrictionsShape,
+}
+
 impl Segment {
-    fn parse(text: &str) -> Result<Segment, String> {
+    fn parse(text: &str) -> Result<Segment, RouteError> {
         let Some(open) = text.find('{') else {
             if text.contains('}') {
-                return Err(format!("Invalid path segment '{text}'"));
+                return Err(RouteError::InvalidSegment(text.to_string()));
             }
             return Ok(Segment::Literal(text.to_string()));
         };
         let close = text
             .find('}')
             .filter(|close| *close > open)
-            .ok_or_else(|| format!("Invalid path segment '{text}'"))?;
+            .ok_or_else(|| RouteError::InvalidSegment(text.to_string()))?;
         let name = &text[open + 1..close];
         if name.starts_with('*') {
-            return Err("Wildcards not supported".to_string());
+            return Err(RouteError::Wildcard);
         }
         let (prefix, suffix) = (&text[..open], &text[close + 1..]);
         if suffix.contains(['{', '}']) {
-            return Err(format!(
-                "Invalid path segment '{text}': one capture per segment"
-            ));
+            return Err(RouteError::SeveralCaptures(text.to_string()));
         }
         let valid_name = !name.is_empty()
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid_name {
-            return Err(format!("Invalid capture name '{{{name}}}'"));
+            return Err(RouteError::InvalidCaptureName(name.to_string()));
         }
         Ok(Segment::Capture {
             prefix: prefix.to_string(),
@@ -140,22 +183,22 @@ impl Route {
         http_method: &str,
         rune_required: bool,
         rune_restrictions: RuneRestrictions,
-    ) -> Result<Route, String> {
+    ) -> Result<Route, RouteError> {
         if path.is_empty() {
-            return Err("Path must not be empty".into());
+            return Err(RouteError::EmptyPath);
         }
         if path.trim_matches('/').is_empty() {
-            return Err("Path must not be root".into());
+            return Err(RouteError::RootPath);
         }
         let http_method = http_method.to_ascii_uppercase();
         if !HTTP_METHODS.contains(&http_method.as_str()) {
-            return Err(format!("{http_method} is not a supported http method!"));
+            return Err(RouteError::UnsupportedHttpMethod(http_method));
         }
         if !rune_required && http_method != "GET" {
-            return Err("rune_required must be true for anything but GET requests".into());
+            return Err(RouteError::RuneRequired);
         }
         if rpc_method.is_empty() {
-            return Err("rpc_method must not be empty".into());
+            return Err(RouteError::EmptyRpcMethod);
         }
         let segments = split(path)
             .into_iter()
@@ -165,13 +208,13 @@ impl Route {
             .iter()
             .any(|s| matches!(s, Segment::Literal(l) if l.is_empty()))
         {
-            return Err("Path must not contain empty segments".into());
+            return Err(RouteError::EmptySegment);
         }
         let mut names = HashSet::new();
         for segment in &segments {
             if let Segment::Capture { name, .. } = segment {
                 if !names.insert(name.as_str()) {
-                    return Err(format!("Duplicate capture name '{name}'"));
+                    return Err(RouteError::DuplicateCapture(name.clone()));
                 }
             }
         }
@@ -243,11 +286,11 @@ pub enum Resolution {
 
 /// The registry of routes other plugins registered.
 #[derive(Default)]
-pub struct DynamicRoutes {
+pub struct RegisteredRoutes {
     routes: RwLock<Vec<Route>>,
 }
 
-impl DynamicRoutes {
+impl RegisteredRoutes {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Route>> {
         self.routes.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -257,16 +300,16 @@ impl DynamicRoutes {
     }
 
     /// Adds a route unless it conflicts with one already registered for the same method.
-    pub fn register(&self, route: Route) -> Result<(), String> {
+    pub fn register(&self, route: Route) -> Result<(), RouteError> {
         let mut routes = self.write();
         if let Some(existing) = routes
             .iter()
             .find(|r| r.http_method == route.http_method && r.overlaps(&route))
         {
-            return Err(format!(
-                "Conflicting path '{}' already exists with http_method: {}",
-                existing.path, existing.http_method
-            ));
+            return Err(RouteError::Conflict {
+                path: existing.path.clone(),
+                http_method: existing.http_method.clone(),
+            });
         }
         tracing::info!(
             "registered {} /{} -> {}",
@@ -316,7 +359,7 @@ impl DynamicRoutes {
 }
 
 /// Parses `clnrest-register-path` params (by name or by position) into a route.
-pub fn route_from_params(params: &Value) -> Result<Route, String> {
+pub fn route_from_params(params: &Value) -> Result<Route, RouteError> {
     const ORDER: [&str; 5] = [
         "path",
         "rpc_method",
@@ -327,13 +370,13 @@ pub fn route_from_params(params: &Value) -> Result<Route, String> {
     let named: Map<String, Value> = match params {
         Value::Object(map) => {
             if let Some(unknown) = map.keys().find(|k| !ORDER.contains(&k.as_str())) {
-                return Err(format!("unknown parameter: {unknown}"));
+                return Err(RouteError::UnknownParameter(unknown.clone()));
             }
             map.clone()
         }
         Value::Array(items) => {
             if items.len() > ORDER.len() {
-                return Err("too many parameters".into());
+                return Err(RouteError::TooManyParameters);
             }
             ORDER
                 .iter()
@@ -343,22 +386,22 @@ pub fn route_from_params(params: &Value) -> Result<Route, String> {
                 .collect()
         }
         Value::Null => Map::new(),
-        _ => return Err("params must be an object or an array".into()),
+        _ => return Err(RouteError::ParamsShape),
     };
-    let string = |name: &str| -> Result<Option<&str>, String> {
+    let string = |name: &'static str| -> Result<Option<&str>, RouteError> {
         match named.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(format!("{name}: should be a string")),
+            Some(_) => Err(RouteError::NotAString(name.to_string())),
         }
     };
-    let path = string("path")?.ok_or("missing required parameter: path")?;
-    let rpc_method = string("rpc_method")?.ok_or("missing required parameter: rpc_method")?;
+    let path = string("path")?.ok_or(RouteError::MissingParameter("path"))?;
+    let rpc_method = string("rpc_method")?.ok_or(RouteError::MissingParameter("rpc_method"))?;
     let http_method = string("http_method")?.unwrap_or("POST");
     let rune_required = match named.get("rune_required") {
         None | Some(Value::Null) => true,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err("rune_required: should be a boolean".into()),
+        Some(_) => return Err(RouteError::RuneRequiredNotABoolean),
     };
     let rune_restrictions = match named.get("rune_restrictions") {
         None | Some(Value::Null) => RuneRestrictions::default(),
@@ -367,12 +410,12 @@ pub fn route_from_params(params: &Value) -> Result<Route, String> {
                 .keys()
                 .find(|k| !["nodeid", "method", "params"].contains(&k.as_str()))
             {
-                return Err(format!("rune_restrictions: unknown member {unknown}"));
+                return Err(RouteError::UnknownRestriction(unknown.clone()));
             }
             let text = |name: &str| match r.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("rune_restrictions.{name}: should be a string")),
+                Some(_) => Err(RouteError::NotAString(format!("rune_restrictions.{name}"))),
             };
             RuneRestrictions {
                 nodeid: text("nodeid")?,
@@ -380,7 +423,7 @@ pub fn route_from_params(params: &Value) -> Result<Route, String> {
                 params: r.get("params").filter(|p| !p.is_null()).cloned(),
             }
         }
-        Some(_) => return Err("rune_restrictions: should be an object".into()),
+        Some(_) => return Err(RouteError::RestrictionsShape),
     };
     Route::new(
         path,
@@ -392,7 +435,7 @@ pub fn route_from_params(params: &Value) -> Result<Route, String> {
 }
 
 /// The result of `clnrest-list-paths`.
-pub fn list_result(routes: &DynamicRoutes) -> Value {
+pub fn list_result(routes: &RegisteredRoutes) -> Value {
     json!({ "paths": routes.list() })
 }
 
@@ -405,7 +448,7 @@ mod tests {
     }
 
     fn register_error(params: Value) -> String {
-        route_from_params(&params).unwrap_err()
+        route_from_params(&params).unwrap_err().to_string()
     }
 
     #[test]
@@ -447,14 +490,15 @@ mod tests {
 
     #[test]
     fn conflicts_are_any_url_matching_both() {
-        let routes = DynamicRoutes::default();
+        let routes = RegisteredRoutes::default();
         routes
             .register(route("v{version}/{capture}/go", "POST"))
             .unwrap();
         assert_eq!(
             routes
                 .register(route("v1/{capture}/go", "POST"))
-                .unwrap_err(),
+                .unwrap_err()
+                .to_string(),
             "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST"
         );
         // Same path, another method: fine.
@@ -468,7 +512,7 @@ mod tests {
 
     #[test]
     fn resolution_captures_params_and_reports_wrong_methods() {
-        let routes = DynamicRoutes::default();
+        let routes = RegisteredRoutes::default();
         routes
             .register(route("v1/keys/{keyset_id}", "GET"))
             .unwrap();
@@ -491,7 +535,7 @@ mod tests {
 
     #[test]
     fn removal_by_rpc_method() {
-        let routes = DynamicRoutes::default();
+        let routes = RegisteredRoutes::default();
         routes.register(route("a/b", "GET")).unwrap();
         assert_eq!(routes.remove_methods(&["m".to_string()]), 1);
         assert!(routes.is_empty());
@@ -505,7 +549,7 @@ mod tests {
 
         #[test]
         fn resolution_never_panics(pattern in "[a-z{}*/]{1,20}", url in ".{0,40}") {
-            let routes = DynamicRoutes::default();
+            let routes = RegisteredRoutes::default();
             if let Ok(route) = route_from_params(&json!({"path": pattern, "rpc_method": "x"})) {
                 let _ = routes.register(route);
             }

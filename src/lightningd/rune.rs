@@ -4,8 +4,7 @@
 //! Only `checkrune` decides. We always pass `method` (without it lightningd skips method
 //! restrictions) and exactly the params the method will receive.
 
-use crate::error::ApiError;
-use crate::rpc::{LightningRpc, RpcError};
+use crate::lightningd::rpc::{LightningRpc, RpcError, RpcErrorObject};
 use base64::Engine;
 use serde::Serialize;
 use serde_json::Value;
@@ -83,14 +82,25 @@ struct CheckRune<'a> {
     params: Option<&'a Value>,
 }
 
+/// Why a rune check did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum RuneError {
+    /// lightningd's `checkrune` refused the rune; its error object, unchanged.
+    #[error("rune refused by lightningd: {}", .0.message())]
+    Refused(RpcErrorObject),
+    /// lightningd could not be asked.
+    #[error("lightningd is unreachable: {0}")]
+    Unreachable(String),
+}
+
 /// Asks lightningd whether `rune` may call `method` with `params`. A refusal is
-/// [`ApiError::RuneRefused`] carrying lightningd's error unchanged.
+/// [`RuneError::Refused`] carrying lightningd's error unchanged.
 pub async fn check(
     rpc: &LightningRpc,
     rune: &str,
     method: &str,
     params: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), RuneError> {
     check_as(rpc, rune, None, method, params).await
 }
 
@@ -102,7 +112,7 @@ pub async fn check_as(
     nodeid: Option<&str>,
     method: &str,
     params: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), RuneError> {
     let request = CheckRune {
         rune,
         nodeid,
@@ -114,8 +124,8 @@ pub async fn check_as(
             tracing::debug!("authorized {} for {}", LogName(rune), prefix(method, 128));
             Ok(())
         }
-        Err(RpcError::Lightningd(error)) => Err(ApiError::RuneRefused(error)),
-        Err(RpcError::Unreachable(reason)) => Err(ApiError::Unreachable(reason)),
+        Err(RpcError::Lightningd(error)) => Err(RuneError::Refused(error)),
+        Err(RpcError::Unreachable(reason)) => Err(RuneError::Unreachable(reason)),
     }
 }
 

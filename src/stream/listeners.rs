@@ -3,11 +3,11 @@
 //!
 //! Runes can be blacklisted or expire while a client is connected. Every connected
 //! listener's rune is re-checked with `checkrune` periodically ([`RECHECK_INTERVAL`]) and at
-//! once when [`Subscribers::request_recheck`] is called (after a `blacklistrune` passes
+//! once when [`Listeners::request_recheck`] is called (after a `blacklistrune` passes
 //! through the REST API). A refused rune ends its listeners with lightningd's reason.
 
-use crate::error::ApiError;
-use crate::rpc::LightningRpc;
+use crate::lightningd::rpc::LightningRpc;
+use crate::lightningd::rune::RuneError;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,8 +69,8 @@ impl StreamOptions {
 }
 
 /// Asks lightningd whether `rune` may receive notifications.
-pub async fn authorize(rpc: &LightningRpc, rune: &str) -> Result<(), ApiError> {
-    crate::rune::check(rpc, rune, NOTIFICATIONS_METHOD, None).await
+pub async fn authorize(rpc: &LightningRpc, rune: &str) -> Result<(), RuneError> {
+    crate::lightningd::rune::check(rpc, rune, NOTIFICATIONS_METHOD, None).await
 }
 
 struct Listener {
@@ -80,7 +80,7 @@ struct Listener {
 
 /// The registry of connected listeners.
 #[derive(Default)]
-pub struct Subscribers {
+pub struct Listeners {
     next_id: AtomicU64,
     listeners: Mutex<HashMap<u64, Listener>>,
     recheck: Notify,
@@ -88,7 +88,7 @@ pub struct Subscribers {
 
 /// A listener's place in the registry; dropping it unregisters the listener.
 pub struct Registration {
-    subscribers: Arc<Subscribers>,
+    registry: Arc<Listeners>,
     id: u64,
     /// Resolves with lightningd's reason when the rune is revoked.
     pub revoked: oneshot::Receiver<String>,
@@ -96,11 +96,11 @@ pub struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        self.subscribers.lock().remove(&self.id);
+        self.registry.lock().remove(&self.id);
     }
 }
 
-impl Subscribers {
+impl Listeners {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Listener>> {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -117,7 +117,7 @@ impl Subscribers {
             },
         );
         Registration {
-            subscribers: self.clone(),
+            registry: self.clone(),
             id,
             revoked,
         }
@@ -144,7 +144,7 @@ impl Subscribers {
         for rune in runes {
             match authorize(rpc, &rune).await {
                 Ok(()) => {}
-                Err(ApiError::RuneRefused(error)) => {
+                Err(RuneError::Refused(error)) => {
                     let reason = error.message();
                     let revoked: Vec<Listener> = {
                         let mut listeners = self.lock();
@@ -157,7 +157,7 @@ impl Subscribers {
                     };
                     tracing::info!(
                         "{} no longer allows notifications ({reason}): disconnecting {} listener(s)",
-                        crate::rune::log_name(&rune),
+                        crate::lightningd::rune::log_name(&rune),
                         revoked.len()
                     );
                     for listener in revoked {
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn registrations_unregister_on_drop() {
-        let subscribers = Arc::new(Subscribers::default());
+        let subscribers = Arc::new(Listeners::default());
         let a = subscribers.register("r1");
         let _b = subscribers.register("r2");
         assert_eq!(subscribers.len(), 2);

@@ -1,4 +1,4 @@
-//! The OpenAPI document served at `/swagger.json`, and the Swagger UI that renders it.
+//! The OpenAPI document served at `/swagger.json` (by `swagger.rs`, with Swagger UI).
 //!
 //! The document describes the node as it is: one `POST /v1/<command>` per command in
 //! lightningd's `help` (its usage string gives the parameters: bracketed ones are optional),
@@ -9,13 +9,8 @@
 //! change: a node whose operators never open Swagger UI never holds it. Each build hands the
 //! heap it used and freed back to the system.
 
-use crate::dynamic_routes::Route;
-use crate::state::AppState;
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
+use crate::http::registered_routes::Route;
+use crate::lightningd::rpc::LightningRpc;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,12 +23,11 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, OpenApi, OpenApiBuilder, PathItem,
     Paths, PathsBuilder, Ref, Required, ResponseBuilder, ResponsesBuilder,
 };
-use utoipa_swagger_ui::SwaggerUi;
 
 /// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/swagger.json";
 /// Where Swagger UI lives when `clnrest-swagger-root` is `/`.
-const DEFAULT_UI_PATH: &str = "/swagger-ui";
+pub const DEFAULT_UI_PATH: &str = "/swagger-ui";
 
 const RUNE_SCHEME: &str = "rune";
 const ERROR_SCHEMA: &str = "Error";
@@ -165,15 +159,15 @@ impl ApiDocument {
 
 /// Reads `help` and gives the document its commands; retried a few times at startup, when
 /// lightningd may still be busy starting.
-pub async fn refresh_from_help(state: &AppState) {
+pub async fn refresh_from_help(rpc: &LightningRpc, document: &ApiDocument) {
     for attempt in 0..5u32 {
-        match state.rpc().help().await {
+        match rpc.help().await {
             Ok(help) => {
                 let commands = help
                     .into_iter()
                     .filter_map(|h| Command::from_usage(&h.command, h.description))
                     .collect();
-                state.api_document().set_commands(commands);
+                document.set_commands(commands);
                 return;
             }
             Err(e) => {
@@ -489,40 +483,10 @@ fn error_response(description: &str) -> ResponseBuilder {
     json_response(description, Some(Ref::from_schema_name(ERROR_SCHEMA)))
 }
 
-async fn serve_document(State(state): State<AppState>) -> Response {
-    let build = move || state.api_document().json(|| state.routes().list());
-    match tokio::task::spawn_blocking(build).await {
-        Ok(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
-        Err(e) => {
-            tracing::warn!("building the API document failed: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    }
-}
-
-/// Routes serving the document and Swagger UI mounted at `swagger_root`.
-pub fn routes(swagger_root: &str, state: AppState) -> Router {
-    let ui_path = if swagger_root == "/" {
-        DEFAULT_UI_PATH
-    } else {
-        swagger_root
-    };
-    let ui = SwaggerUi::new(ui_path.to_string())
-        .config(utoipa_swagger_ui::Config::new([DOCUMENT_PATH]).try_it_out_enabled(true));
-    let mut router = Router::new()
-        .route(DOCUMENT_PATH, get(serve_document))
-        .with_state(state)
-        .merge(ui);
-    if swagger_root == "/" {
-        router = router.route("/", get(|| async { Redirect::permanent(DEFAULT_UI_PATH) }));
-    }
-    router
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dynamic_routes::route_from_params;
+    use crate::http::registered_routes::route_from_params;
     use serde_json::{json, Value};
 
     fn document(commands: &[&str], routes: &[Route]) -> Value {

@@ -1,6 +1,6 @@
 //! The deadline for a connection's first bytes. hyper's HTTP/1 header read timeout only
 //! starts once hyper-util's auto builder has seen enough bytes to tell HTTP/1 from HTTP/2;
-//! [`FirstBytesDeadline`] closes connections that never get that far.
+//! [`HeaderDeadline`] closes connections that never get that far.
 
 use axum_server::accept::Accept;
 use futures::future::BoxFuture;
@@ -19,24 +19,24 @@ use tokio::io::{AsyncRead, ReadBuf};
 /// its timeout (the header read timeout) passes before its first bytes tell HTTP/1 from HTTP/2 (counted
 /// after the TLS handshake, which has its own 10 s limit in axum-server).
 #[derive(Clone)]
-pub struct FirstBytesDeadline<A> {
+pub struct HeaderDeadline<A> {
     inner: A,
     timeout: Duration,
 }
 
-impl<A> FirstBytesDeadline<A> {
+impl<A> HeaderDeadline<A> {
     /// Wraps `inner`: its connections must show their protocol within `timeout`.
-    pub fn new(timeout: Duration, inner: A) -> FirstBytesDeadline<A> {
-        FirstBytesDeadline { inner, timeout }
+    pub fn new(timeout: Duration, inner: A) -> HeaderDeadline<A> {
+        HeaderDeadline { inner, timeout }
     }
 }
 
-impl<A, I, S> Accept<I, S> for FirstBytesDeadline<A>
+impl<A, I, S> Accept<I, S> for HeaderDeadline<A>
 where
     A: Accept<I, S>,
     A::Future: Send + 'static,
 {
-    type Stream = FirstBytesDeadlineStream<A::Stream>;
+    type Stream = HeaderDeadlineStream<A::Stream>;
     type Service = A::Service;
     type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
 
@@ -45,7 +45,7 @@ where
         let timeout = self.timeout;
         Box::pin(async move {
             let (stream, service) = accepting.await?;
-            let stream = FirstBytesDeadlineStream {
+            let stream = HeaderDeadlineStream {
                 inner: stream,
                 deadline: Some(Box::pin(tokio::time::sleep(timeout))),
                 preface_bytes: 0,
@@ -60,7 +60,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A connection whose reads fail with `TimedOut` if its deadline passes while the bytes read
 /// so far are still all a prefix of [`H2_PREFACE`] (none at all, in particular).
-pub struct FirstBytesDeadlineStream<S> {
+pub struct HeaderDeadlineStream<S> {
     inner: S,
     /// `None` once the bytes read have told the protocol (a byte off the preface: HTTP/1, or
     /// the whole preface: HTTP/2); hyper's own limits apply from there.
@@ -69,7 +69,7 @@ pub struct FirstBytesDeadlineStream<S> {
     preface_bytes: usize,
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for FirstBytesDeadlineStream<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for HeaderDeadlineStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -106,4 +106,4 @@ impl<S: AsyncRead + Unpin> AsyncRead for FirstBytesDeadlineStream<S> {
     }
 }
 
-crate::delegate::delegate_async_write!(FirstBytesDeadlineStream);
+crate::http::write_through::delegate_async_write!(HeaderDeadlineStream);

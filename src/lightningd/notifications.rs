@@ -1,5 +1,5 @@
 //! lightningd's notifications, as delivered to our `"*"` subscription: each goes into the
-//! [`Journal`](crate::journal::Journal); `plugin_started`/`plugin_stopped` also refresh the API
+//! [`Journal`](crate::stream::journal::Journal); `plugin_started`/`plugin_stopped` also refresh the API
 //! description (and a stopped plugin's routes go), and `shutdown` stops the plugin.
 //!
 //! The handler runs synchronously inside cln-plugin's dispatch loop (cln-plugin spawns a task
@@ -63,5 +63,5 @@ fn plugin_methods_stopped(topic: &str, payload: &Value) -> Option<Vec<String>> {
 /// Rebuilds the OpenAPI document from lightningd's `help` (at startup and when plugins come
 /// and go, since they add and remove commands).
 pub async fn describe_api(state: AppState) {
-    crate::openapi::refresh_from_help(&state).await;
+    crate::http::openapi::refresh_from_help(state.rpc(), state.api_document()).await;
 }

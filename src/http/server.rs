@@ -3,11 +3,12 @@
 //! shutdown.
 
 use crate::config::{Config, CorsOrigins, Protocol};
-use crate::connection_limit::LimitedAcceptor;
 use crate::error::ApiError;
-use crate::first_bytes_deadline::FirstBytesDeadline;
+use crate::http::connection_limit::LimitedAcceptor;
+use crate::http::header_deadline::HeaderDeadline;
+use crate::http::{handlers, swagger};
 use crate::state::AppState;
-use crate::{openapi, routes, socketio, sse};
+use crate::stream::{socketio, sse};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -42,6 +43,18 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HTTP2_PING_INTERVAL: Duration = HEADER_READ_TIMEOUT;
 pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why the server cannot start; the text is the reason the plugin gives lightningd.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot set up TLS certificates: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+}
+
 /// A server that is bound and has its certificates, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
@@ -52,15 +65,13 @@ pub struct BoundServer {
 impl BoundServer {
     /// Binds `config.bind_addr` and, for HTTPS, loads or creates the certificates in
     /// `clnrest-certs` or else `lightning_dir`. The error is the reason to give lightningd.
-    pub fn prepare(config: &Config, lightning_dir: &Path) -> Result<BoundServer, String> {
+    pub fn prepare(config: &Config, lightning_dir: &Path) -> Result<BoundServer, StartError> {
         let listener = bind(config.bind_addr)?;
         let tls = match config.protocol {
             Protocol::Http => None,
             Protocol::Https => {
                 let dir = config.certs_dir.as_deref().unwrap_or(lightning_dir);
-                let tls = crate::tls::load_or_generate(dir, &config.host)
-                    .map_err(|e| format!("cannot set up TLS certificates: {e}"))?;
-                Some(tls)
+                Some(crate::tls::load_or_generate(dir, &config.host)?)
             }
         };
         Ok(BoundServer {
@@ -80,7 +91,7 @@ impl BoundServer {
             Some(tls) => {
                 let tls = RustlsAcceptor::new(RustlsConfig::from_config(tls))
                     .acceptor(NoDelayAcceptor::new());
-                let mut server = server.acceptor(FirstBytesDeadline::new(
+                let mut server = server.acceptor(HeaderDeadline::new(
                     HEADER_READ_TIMEOUT,
                     LimitedAcceptor::new(tls, self.max_connections),
                 ));
@@ -88,7 +99,7 @@ impl BoundServer {
                 server.serve(service).await
             }
             None => {
-                let mut server = server.acceptor(FirstBytesDeadline::new(
+                let mut server = server.acceptor(HeaderDeadline::new(
                     HEADER_READ_TIMEOUT,
                     LimitedAcceptor::new(NoDelayAcceptor::new(), self.max_connections),
                 ));
@@ -101,7 +112,7 @@ impl BoundServer {
 
 /// HTTP/1 and HTTP/2 settings: a client must send its request headers within
 /// [`HEADER_READ_TIMEOUT`], so idle half-open connections do not pile up. (hyper's timer
-/// only starts once the first bytes have shown HTTP/1; before that, [`FirstBytesDeadline`].)
+/// only starts once the first bytes have shown HTTP/1; before that, [`HeaderDeadline`].)
 /// An HTTP/2 client must answer a ping after [`HTTP2_PING_INTERVAL`] of silence.
 fn configure_http(builder: &mut hyper_util::server::conn::auto::Builder<TokioExecutor>) {
     builder
@@ -115,11 +126,10 @@ fn configure_http(builder: &mut hyper_util::server::conn::auto::Builder<TokioExe
         .keep_alive_timeout(HTTP2_PING_TIMEOUT);
 }
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
+    let listen_error = |source| StartError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).map_err(listen_error)?;
+    listener.set_nonblocking(true).map_err(listen_error)?;
     Ok(listener)
 }
 
@@ -128,26 +138,26 @@ pub fn router(state: AppState, config: &Config) -> Router {
     let api = Router::new()
         .route(
             "/v1/list-methods",
-            get(routes::list_methods)
-                .post(routes::call_method)
-                .fallback(routes::method_not_post),
+            get(handlers::list_methods)
+                .post(handlers::call_method)
+                .fallback(handlers::method_not_post),
         )
         .route(
             "/v1/notifications",
             get(sse::notifications)
-                .post(routes::call_method)
-                .fallback(routes::method_not_post),
+                .post(handlers::call_method)
+                .fallback(handlers::method_not_post),
         )
         .route(
             "/v1/{method}",
-            post(routes::call_method).fallback(routes::method_not_post),
+            post(handlers::call_method).fallback(handlers::method_not_post),
         )
-        .fallback(routes::path_not_found)
+        .fallback(handlers::path_not_found)
         .with_state(state.clone());
 
     let csp = HeaderValue::from_str(&config.csp)
         .unwrap_or_else(|_| HeaderValue::from_static(crate::config::DEFAULT_CSP));
-    let app = api.merge(openapi::routes(&config.swagger_root, state.clone()));
+    let app = api.merge(swagger::routes(&config.swagger_root, state.clone()));
     // The layers wrap the whole router once. (`Router::layer` would wrap every route in every
     // layer, and each request would clone that boxed stack level by level: ~10,000
     // instructions and 34 allocations per request.) Outermost first.
@@ -166,7 +176,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
         .layer(socketio::layer(state.clone()))
         .layer(middleware::from_fn_with_state(
             state,
-            routes::dispatch_registered,
+            handlers::dispatch_registered,
         ))
         .service(app);
     Router::new().fallback_service(layered)

@@ -12,10 +12,10 @@
 //! - `disconnect_reason`: `{"reason": "..."}` just before the server disconnects the client
 //!   (rune revoked), when it can still be sent.
 
-use crate::journal::{Next, Subscription};
-use crate::socketio_relay::{Encoded, Member, Relay, Undelivered};
 use crate::state::AppState;
-use crate::subscribers::{Registration, StreamOptions};
+use crate::stream::journal::{Next, Subscription};
+use crate::stream::listeners::{Registration, StreamOptions};
+use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered};
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -36,10 +36,6 @@ const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// How long a client's full send buffer may stay full before it counts as a slow consumer.
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
-
-/// How long we keep trying to disconnect a client whose send buffer is full.
-const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
-const DISCONNECT_ATTEMPTS: u32 = 600;
 
 /// The tower layer that serves `/socket.io/` next to the REST routes; starts the relay task
 /// that feeds caught-up clients.
@@ -76,15 +72,15 @@ fn rune_of(socket: &SocketRef, auth: &Value) -> Option<String> {
 async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result<(), String> {
     let options = StreamOptions::from_auth(auth)?;
     let rune = rune_of(socket, auth).ok_or("Not authorized: Missing rune")?;
-    crate::subscribers::authorize(state.rpc(), &rune)
+    crate::stream::listeners::authorize(state.rpc(), &rune)
         .await
         .map_err(|e| match e {
-            crate::error::ApiError::RuneRefused(error) => error.message(),
+            crate::lightningd::rune::RuneError::Refused(error) => error.message(),
             other => other.to_string(),
         })?;
     let listener = Listener {
         subscription: state.journal().subscribe(options.since),
-        registration: state.subscribers().register(&rune),
+        registration: state.listeners().register(&rune),
         options,
         rune,
     };
@@ -128,7 +124,7 @@ fn on_connect(socket: SocketRef, relay: Relay) {
     tracing::debug!(
         "Socket.IO client {} connected with {}",
         socket.id,
-        crate::rune::log_name(&listener.rune)
+        crate::lightningd::rune::log_name(&listener.rune)
     );
     tokio::spawn(deliver(socket, listener, relay, closed));
 }
@@ -170,7 +166,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         reason = &mut registration.revoked => {
             let reason = format!("rune revoked: {}", reason.unwrap_or_default());
             let _ = socket.emit("disconnect_reason", &json!({ "reason": reason }));
-            disconnect(socket, &reason);
+            crate::stream::socketio_relay::disconnect(socket, &reason);
         }
         _ = closed.cancelled() => {}
     }
@@ -214,18 +210,4 @@ async fn emit_patiently(
             Err(_) => return Err(Undelivered::Closed),
         }
     }
-}
-
-/// Disconnects a client. Its send buffer may be full, which makes socketioxide refuse the
-/// disconnect packet: retry in the background until there is room or the transport closes.
-pub fn disconnect(socket: SocketRef, reason: &str) {
-    tracing::info!("disconnecting Socket.IO client {}: {reason}", socket.id);
-    tokio::spawn(async move {
-        for _ in 0..DISCONNECT_ATTEMPTS {
-            if !socket.connected() || socket.clone().disconnect().is_ok() {
-                return;
-            }
-            tokio::time::sleep(DISCONNECT_RETRY).await;
-        }
-    });
 }

@@ -14,14 +14,15 @@
 //! reaches it. A client whose send queue is full (more than `SUBSCRIBER_QUEUE` messages
 //! waiting) is disconnected as a slow consumer at once: nobody waits for it.
 
-use crate::journal::{Next, Notification, Sequenced};
 use crate::state::AppState;
-use crate::subscribers::StreamOptions;
+use crate::stream::journal::{Next, Notification, Sequenced};
+use crate::stream::listeners::StreamOptions;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
 use std::collections::HashMap;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +82,7 @@ impl Undelivered {
     /// What follows for the client: a slow consumer is disconnected, a gone one forgotten.
     pub fn end(self, socket: SocketRef) {
         match self {
-            Undelivered::SlowConsumer => crate::socketio::disconnect(socket, "slow consumer"),
+            Undelivered::SlowConsumer => disconnect(socket, "slow consumer"),
             Undelivered::Closed => {}
         }
     }
@@ -278,4 +279,22 @@ impl Relaying {
         self.relayed = through;
         self.admit_waiting();
     }
+}
+
+/// How long we keep trying to disconnect a client whose send buffer is full.
+const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
+const DISCONNECT_ATTEMPTS: u32 = 600;
+
+/// Disconnects a client. Its send buffer may be full, which makes socketioxide refuse the
+/// disconnect packet: retry in the background until there is room or the transport closes.
+pub fn disconnect(socket: SocketRef, reason: &str) {
+    tracing::info!("disconnecting Socket.IO client {}: {reason}", socket.id);
+    tokio::spawn(async move {
+        for _ in 0..DISCONNECT_ATTEMPTS {
+            if !socket.connected() || socket.clone().disconnect().is_ok() {
+                return;
+            }
+            tokio::time::sleep(DISCONNECT_RETRY).await;
+        }
+    });
 }

@@ -1,7 +1,7 @@
 //! The RPC methods this plugin adds to lightningd: `clnrest-register-path`, through which
 //! other plugins publish REST routes, and `clnrest-list-paths`.
 
-use crate::dynamic_routes::{list_result, route_from_params};
+use crate::http::registered_routes::{list_result, route_from_params};
 use crate::state::AppState;
 use serde_json::{json, Value};
 
@@ -26,8 +26,8 @@ pub async fn register_path(
             Ok(json!({}))
         }
         // cln-plugin turns an error whose text is a JSON error object into that object.
-        Err(message) => Err(cln_plugin::anyhow!(
-            json!({"code": INVALID_PARAMS, "message": message}).to_string()
+        Err(refusal) => Err(cln_plugin::anyhow!(
+            json!({"code": INVALID_PARAMS, "message": refusal.to_string()}).to_string()
         )),
     }
 }

@@ -12,7 +12,6 @@
 //! Results are not re-serialized: an [`RpcResult`] is a view into the bytes lightningd sent,
 //! so a JSON response body is lightningd's own `result` text.
 
-use crate::error::RpcErrorObject;
 use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,6 +25,38 @@ use tokio::io::AsyncReadExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::oneshot;
+
+/// An error object returned by lightningd, kept exactly as it arrived.
+#[derive(Debug, Clone)]
+pub struct RpcErrorObject {
+    /// The `code` member, needed to choose the HTTP status.
+    pub code: i64,
+    /// The whole `error` object as lightningd serialized it.
+    pub raw: Box<RawValue>,
+}
+
+impl RpcErrorObject {
+    /// Builds an error object from its parts (used by tests and by errors we raise in
+    /// lightningd's own shape).
+    pub fn new(code: i64, message: &str) -> Self {
+        let raw = serde_json::to_string(&serde_json::json!({"code": code, "message": message}))
+            .and_then(RawValue::from_string)
+            .expect("a json! object always serializes");
+        RpcErrorObject { code, raw }
+    }
+
+    /// The `message` member, for logs.
+    pub fn message(&self) -> String {
+        #[derive(serde::Deserialize)]
+        struct Message {
+            message: Option<String>,
+        }
+        serde_json::from_str::<Message>(self.raw.get())
+            .ok()
+            .and_then(|m| m.message)
+            .unwrap_or_default()
+    }
+}
 
 /// How many connections calls are spread over.
 pub const POOL_SIZE: usize = 4;

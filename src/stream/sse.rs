@@ -6,10 +6,10 @@
 //! rune (header `Rune`) must allow `listclnrest-notifications`, as for Socket.IO.
 
 use crate::error::ApiError;
-use crate::journal::{Next, Subscription};
-use crate::routes::RUNE_HEADER;
+use crate::http::handlers::RUNE_HEADER;
 use crate::state::AppState;
-use crate::subscribers::{Registration, StreamOptions};
+use crate::stream::journal::{Next, Subscription};
+use crate::stream::listeners::{Registration, StreamOptions};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -62,9 +62,9 @@ pub async fn notifications(
         seq: true,
         topics,
     };
-    crate::subscribers::authorize(state.rpc(), &rune).await?;
+    crate::stream::listeners::authorize(state.rpc(), &rune).await?;
     let subscription = state.journal().subscribe(options.since);
-    let registration = state.subscribers().register(&rune);
+    let registration = state.listeners().register(&rune);
     let stream = events(subscription, registration, options);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))

@@ -1,0 +1,9 @@
+//! Notifications on their way out to clients: the numbered, retained `journal` they are
+//! written to, the `listeners` and their runes, and the two ways out, Socket.IO (`socketio`,
+//! with `socketio_relay` doing the writes) and Server-Sent Events (`sse`).
+
+pub mod journal;
+pub mod listeners;
+pub mod socketio;
+pub mod socketio_relay;
+pub mod sse;
