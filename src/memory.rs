@@ -9,8 +9,9 @@
 //! the heap follows what is really in use: it settles at its working size within the first
 //! two bursts and then stays flat. One arena rather than two made that step smaller in the
 //! soak (+0.55 MiB over 3 minutes and +1.1 over 10, against +1.6 and +2.1 with two) at the
-//! same REST throughput: the runtime has only two worker threads. On other targets both are
-//! no-ops.
+//! same REST throughput: the runtime has two worker threads on every machine (`main.rs`
+//! sets the count, since lightningd, not the plugin, limits throughput). On other targets
+//! both are no-ops.
 
 use std::time::Duration;
 
