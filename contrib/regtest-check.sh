@@ -78,10 +78,13 @@ run() {
     say "--- $mode ---"
     : >"$work/out"
     : >"$work/err"
-    # With job control on, the background script gets its own process group and does not
-    # ignore SIGINT (non-interactive shells start background commands with SIGINT ignored).
+    # A non-interactive shell starts background commands with SIGINT ignored, and a shell
+    # started so cannot trap it: python3 restores the default before running the script (job
+    # control, on for this line, gives it its own process group, as a terminal's job has).
     set -m
-    CLNREST_PROTOCOL=$protocol contrib/regtest.sh >"$work/out" 2>"$work/err" &
+    CLNREST_PROTOCOL=$protocol python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' contrib/regtest.sh >"$work/out" 2>"$work/err" &
     script_pid=$!
     set +m
 

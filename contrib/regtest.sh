@@ -17,6 +17,20 @@
 # Usage: LIGHTNINGD=/path/to/lightningd contrib/regtest.sh
 set -euo pipefail
 
+# Started in the background by a non-interactive shell (`contrib/regtest.sh &` in a script),
+# bash has SIGINT ignored and cannot trap it: start again with SIGINT restored, so that SIGINT
+# stops the node however the script was started.
+if [ -z "${CLNREST_REGTEST_SIGINT_RESTORED:-}" ] && [ -r /proc/$$/status ]; then
+    while read -r key value; do
+        if [ "$key" = SigIgn: ] && (((0x$value & 2) != 0)); then
+            export CLNREST_REGTEST_SIGINT_RESTORED=1
+            exec python3 -c 'import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_DFL)
+os.execv(sys.argv[1], sys.argv[1:])' "${BASH_SOURCE[0]}" "$@"
+        fi
+    done </proc/$$/status
+fi
+
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 fake_backend="$repo/contrib/regtest/fake_bitcoind.py"
 
@@ -124,7 +138,7 @@ alive() { [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; }
 children() {
     local stat_file stat
     for stat_file in /proc/[0-9]*/stat; do
-        read -r stat <"$stat_file" 2>/dev/null || continue
+        read -r stat 2>/dev/null <"$stat_file" || continue
         stat=${stat##*) }
         # The fields after "(comm) ": state, ppid, ..., starttime (the 20th).
         # shellcheck disable=SC2086
@@ -138,7 +152,7 @@ children() {
 # Whether "pid:start-time" still runs (a zombie has finished).
 same_process() {
     local pid=${1%%:*} start=${1##*:} stat
-    read -r stat </proc/"$pid"/stat 2>/dev/null || return 1
+    read -r stat 2>/dev/null </proc/"$pid"/stat || return 1
     stat=${stat##*) }
     # shellcheck disable=SC2086
     set -- $stat
