@@ -9,8 +9,9 @@
 //! connection.
 //!
 //! The clients need python-socketio (with aiohttp) and node with `tests/clients/node_modules`
-//! (`npm ci` there). With `CLNREST_CLIENT_TESTS=1` (as `.ci/run` sets) a missing tool fails
-//! the test; without it every test here prints "skipped" and passes.
+//! (`npm ci` there), so every test here is `#[ignore]`d: run them with
+//! `cargo test --test client_compat -- --ignored` (as `.ci/run` does after installing the
+//! clients); then a missing tool fails the test.
 
 mod harness;
 mod mock_lightningd;
@@ -26,7 +27,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-const ENABLE_ENV: &str = "CLNREST_CLIENT_TESTS";
+/// Why every test here is ignored by default.
+const NEEDS: &str = "needs python-socketio and node with tests/clients/node_modules";
 /// How many notifications the ordering tests push.
 const PUSHED: usize = 200;
 /// How long a client may take to connect.
@@ -36,23 +38,15 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(90);
 /// The clients' own timeout (seconds) for collecting, below [`FINISH_TIMEOUT`].
 const CLIENT_TIMEOUT_SECS: &str = "60";
 
-/// Whether to run; panics when asked to run (`CLNREST_CLIENT_TESTS=1`) but a tool is missing.
-fn clients_enabled(test: &str) -> bool {
-    if std::env::var(ENABLE_ENV).ok().as_deref() != Some("1") {
-        println!(
-            "{test}: skipped: set {ENABLE_ENV}=1 to run the Socket.IO client compatibility \
-             tests (they need python-socketio 5.x and node with tests/clients/node_modules)"
-        );
-        return false;
-    }
+/// Panics, naming what is missing, when a client tool is not installed.
+fn require_clients() {
     static MISSING: OnceLock<Vec<String>> = OnceLock::new();
     let missing = MISSING.get_or_init(missing_tools);
     assert!(
         missing.is_empty(),
-        "{ENABLE_ENV}=1 but the client tests cannot run:\n- {}",
+        "the client tests cannot run ({NEEDS}; .ci/run installs them):\n- {}",
         missing.join("\n- ")
     );
-    true
 }
 
 fn missing_tools() -> Vec<String> {
@@ -493,54 +487,53 @@ async fn auth_options(kind: Kind) {
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn python_socketio_gets_every_notification_in_order() {
-    if clients_enabled("python_socketio_gets_every_notification_in_order") {
-        every_notification_in_order(Kind::Python).await;
-    }
+    require_clients();
+    every_notification_in_order(Kind::Python).await;
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn node_socketio_client_gets_every_notification_in_order() {
-    if clients_enabled("node_socketio_client_gets_every_notification_in_order") {
-        every_notification_in_order(Kind::Node).await;
-    }
+    require_clients();
+    every_notification_in_order(Kind::Node).await;
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn python_socketio_is_refused_with_lightningds_reason() {
-    if clients_enabled("python_socketio_is_refused_with_lightningds_reason") {
-        refusals(Kind::Python).await;
-    }
+    require_clients();
+    refusals(Kind::Python).await;
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn node_socketio_client_is_refused_with_lightningds_reason() {
-    if clients_enabled("node_socketio_client_is_refused_with_lightningds_reason") {
-        refusals(Kind::Node).await;
-    }
+    require_clients();
+    refusals(Kind::Node).await;
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn python_socketio_auth_options_since_seq_topics() {
-    if clients_enabled("python_socketio_auth_options_since_seq_topics") {
-        auth_options(Kind::Python).await;
-    }
+    require_clients();
+    auth_options(Kind::Python).await;
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn node_socketio_client_auth_options_since_seq_topics() {
-    if clients_enabled("node_socketio_client_auth_options_since_seq_topics") {
-        auth_options(Kind::Node).await;
-    }
+    require_clients();
+    auth_options(Kind::Node).await;
 }
 
 /// The documented example, `contrib/python/notifications.py URL RUNE --seq --count 3`:
 /// prints the three notifications as JSON lines and exits 0.
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn contrib_python_example_prints_notifications() {
-    if !clients_enabled("contrib_python_example_prints_notifications") {
-        return;
-    }
+    require_clients();
     let gateway = Gateway::start().await;
     let rune = gateway
         .node
@@ -640,10 +633,9 @@ impl Drop for CuttableRelay {
 /// resumes with `since` = the last sequence number it printed, so the notifications sent
 /// while it was away come exactly once, in order.
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn contrib_python_example_resumes_after_a_dropped_connection() {
-    if !clients_enabled("contrib_python_example_resumes_after_a_dropped_connection") {
-        return;
-    }
+    require_clients();
     let gateway = Gateway::start().await;
     let relay = CuttableRelay::start(gateway.port).await;
     let url = format!("http://127.0.0.1:{}", relay.port);
@@ -741,25 +733,22 @@ async fn notifications_just_before_shutdown(clients: &[(Kind, &str)]) {
 }
 
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn notifications_just_before_shutdown_reach_websocket_clients() {
-    if clients_enabled("notifications_just_before_shutdown_reach_websocket_clients") {
-        notifications_just_before_shutdown(&[
-            (Kind::Python, "websocket"),
-            (Kind::Node, "websocket"),
-        ])
+    require_clients();
+    notifications_just_before_shutdown(&[(Kind::Python, "websocket"), (Kind::Node, "websocket")])
         .await;
-    }
 }
 
 /// Fails intermittently: a long-polling client needs one more HTTP request to fetch what was
 /// queued for it after its previous poll, and the plugin may already have stopped listening.
 #[tokio::test]
+#[ignore = "needs python-socketio and node (tests/clients)"]
 async fn notifications_just_before_shutdown_reach_long_polling_clients() {
-    if clients_enabled("notifications_just_before_shutdown_reach_long_polling_clients") {
-        notifications_just_before_shutdown(&[
-            (Kind::Python, "polling-only"),
-            (Kind::Node, "polling-only"),
-        ])
-        .await;
-    }
+    require_clients();
+    notifications_just_before_shutdown(&[
+        (Kind::Python, "polling-only"),
+        (Kind::Node, "polling-only"),
+    ])
+    .await;
 }
