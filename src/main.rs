@@ -81,7 +81,7 @@ async fn run() -> anyhow::Result<()> {
     };
 
     let rpc = LightningRpc::new(lightning_dir.join(&configuration.rpc_file));
-    let state = AppState::new(rpc);
+    let state = AppState::new(rpc, &config.swagger_root);
     let app = server::router(state.clone(), &config);
     let plugin = configured.start(state.clone()).await?;
     tokio::spawn(

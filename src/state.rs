@@ -26,13 +26,13 @@ struct Shared {
 }
 
 impl AppState {
-    pub fn new(rpc: LightningRpc) -> AppState {
+    pub fn new(rpc: LightningRpc, swagger_root: &str) -> AppState {
         AppState {
             inner: Arc::new(Shared {
                 rpc: Arc::new(rpc),
                 journal: Journal::default(),
                 listeners: Arc::new(Listeners::default()),
-                routes: RegisteredRoutes::default(),
+                routes: RegisteredRoutes::new(swagger_root),
                 api_document: ApiDocument::default(),
                 shutdown: watch::Sender::new(false),
             }),

@@ -396,7 +396,7 @@ async fn conflicting_paths_are_refused_per_http_method() {
     let gateway = Gateway::start().await;
     let post_conflict =
         "Conflicting path 'v{version}/{capture}/go' already exists with http_method: POST";
-    let put_conflict = "Conflicting path 'v1/{a}' already exists with http_method: PUT";
+    let put_conflict = "Conflicting path 'keys/{a}' already exists with http_method: PUT";
     // Registrations in order, each with the refusal it gets (`None`: it is accepted); the
     // message of a failure names the registration by its params.
     let registrations: Vec<(Value, Option<&str>)> = vec![
@@ -423,19 +423,19 @@ async fn conflicting_paths_are_refused_per_http_method() {
             None,
         ),
         (
-            json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "PUT"}),
+            json!({"path": "keys/{a}", "rpc_method": "getinfo", "http_method": "PUT"}),
             None,
         ),
         (
-            json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PUT"}),
+            json!({"path": "keys/{b}", "rpc_method": "getinfo", "http_method": "PUT"}),
             Some(put_conflict),
         ),
         (
-            json!({"path": "v1/{a}", "rpc_method": "getinfo", "http_method": "put"}),
+            json!({"path": "keys/{a}", "rpc_method": "getinfo", "http_method": "put"}),
             Some(put_conflict),
         ),
         (
-            json!({"path": "v1/{b}", "rpc_method": "getinfo", "http_method": "PATCH"}),
+            json!({"path": "keys/{b}", "rpc_method": "getinfo", "http_method": "PATCH"}),
             None,
         ),
         // No URL matches both: other literal text, another number of segments.
@@ -474,8 +474,8 @@ async fn conflicting_paths_are_refused_per_http_method() {
         ("v{version}/{capture}/go", "POST"),
         ("v1/{capture}/go", "GET"),
         ("v{version}/{capture}/go", "DELETE"),
-        ("v1/{a}", "PUT"),
-        ("v1/{b}", "PATCH"),
+        ("keys/{a}", "PUT"),
+        ("keys/{b}", "PATCH"),
         ("w1/{capture}/go", "POST"),
         ("v1/{capture}/stop", "POST"),
         ("v1/{a}/go/on", "POST"),
@@ -886,4 +886,109 @@ async fn a_second_plugin_registers_routes_through_lightningd() {
         [json!({"key": "coin"})]
     );
     gateway.node.assert_no_violations();
+}
+
+/// Registered routes are looked up before ours, so a registration that some URL of ours would
+/// reach is refused, naming the built-in route; a literal `v1/<method>` stays allowed.
+#[tokio::test]
+async fn registrations_never_shadow_builtin_routes() {
+    let gateway = Gateway::start().await;
+    let every_method = "POST /v1/<method>";
+    let refused = [
+        (
+            json!({"path": "v1/{x}", "rpc_method": "withdraw"}),
+            "v1/{x}",
+            every_method,
+        ),
+        (
+            json!({"path": "{a}/{b}", "rpc_method": "getinfo", "http_method": "GET", "rune_required": false}),
+            "{a}/{b}",
+            every_method,
+        ),
+        (
+            json!({"path": "v{n}/{m}", "rpc_method": "getinfo"}),
+            "v{n}/{m}",
+            every_method,
+        ),
+        (
+            json!({"path": "v1/list-methods", "rpc_method": "getinfo", "http_method": "GET"}),
+            "v1/list-methods",
+            "GET /v1/list-methods",
+        ),
+        (
+            json!({"path": "v1/notif{x}", "rpc_method": "getinfo", "http_method": "DELETE"}),
+            "v1/notif{x}",
+            "GET /v1/notifications",
+        ),
+        (
+            json!({"path": "socket.io/{x}", "rpc_method": "getinfo"}),
+            "socket.io/{x}",
+            "/socket.io/",
+        ),
+        (
+            json!({"path": "swagger.json", "rpc_method": "getinfo"}),
+            "swagger.json",
+            "GET /swagger.json",
+        ),
+        (
+            json!({"path": "swagger-ui", "rpc_method": "getinfo"}),
+            "swagger-ui",
+            "Swagger UI at /swagger-ui",
+        ),
+        (
+            json!({"path": "swagger-ui/{file}", "rpc_method": "getinfo", "http_method": "GET"}),
+            "swagger-ui/{file}",
+            "Swagger UI at /swagger-ui",
+        ),
+    ];
+    for (params, path, builtin) in refused {
+        let message = format!("Path '{path}' would shadow the built-in route {builtin}");
+        assert_refused(&gateway, params, &message).await;
+    }
+    assert!(list_paths(&gateway).await.is_empty());
+    // A literal method name, or a capture that covers only some methods, stays allowed.
+    register(
+        &gateway,
+        json!({"path": "v1/getinfo", "rpc_method": "listinvoices"}),
+    )
+    .await;
+    register(
+        &gateway,
+        json!({"path": "v1/cashu-{op}", "rpc_method": "getinfo"}),
+    )
+    .await;
+    // The built-in routes still answer.
+    let (status, _) = json_of(gateway.call("listdatastore", json!({})).await).await;
+    assert_eq!(status, 201);
+    let list = gateway
+        .http
+        .get(gateway.url("/v1/list-methods"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status().as_u16(), 200);
+    let document = gateway
+        .http
+        .get(gateway.url("/swagger.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status().as_u16(), 200);
+}
+
+/// With `clnrest-swagger-root`, Swagger UI's own path is the one kept free.
+#[tokio::test]
+async fn registrations_never_shadow_swagger_ui_at_its_configured_root() {
+    let gateway = Gateway::start_with(json!({"clnrest-swagger-root": "/docs"})).await;
+    assert_refused(
+        &gateway,
+        json!({"path": "docs/{page}", "rpc_method": "getinfo", "http_method": "GET"}),
+        "Path 'docs/{page}' would shadow the built-in route Swagger UI at /docs",
+    )
+    .await;
+    register(
+        &gateway,
+        json!({"path": "swagger-ui", "rpc_method": "getinfo"}),
+    )
+    .await;
 }

@@ -74,6 +74,8 @@ pub enum RouteError {
     RuneRequired,
     #[error("rpc_method must not be empty")]
     EmptyRpcMethod,
+    #[error("Path '{path}' would shadow the built-in route {builtin}")]
+    ShadowsBuiltin { path: String, builtin: String },
     #[error("Conflicting path '{path}' already exists with http_method: {http_method}")]
     Conflict { path: String, http_method: String },
     #[error("unknown parameter: {0}")]
@@ -284,13 +286,102 @@ pub enum Resolution {
     NotRegistered,
 }
 
+/// A path of ours that no registered route may match, since registered routes are looked up
+/// first and would take it over.
+struct BuiltinPath {
+    /// Its segments, e.g. `["v1", "notifications"]`.
+    segments: Vec<String>,
+    /// Whether everything below it is ours too (Socket.IO, Swagger UI's files).
+    with_subpaths: bool,
+    /// How the refusal names it.
+    name: String,
+}
+
+impl BuiltinPath {
+    fn new(path: &str, with_subpaths: bool, name: String) -> BuiltinPath {
+        BuiltinPath {
+            segments: split(path).into_iter().map(str::to_string).collect(),
+            with_subpaths,
+            name,
+        }
+    }
+
+    /// Whether some URL that is ours would reach `route` instead.
+    fn shadowed_by(&self, route: &Route) -> bool {
+        let n = self.segments.len();
+        let lengths_fit = if self.with_subpaths {
+            route.segments.len() >= n
+        } else {
+            route.segments.len() == n
+        };
+        lengths_fit
+            && route
+                .segments
+                .iter()
+                .zip(&self.segments)
+                .all(|(segment, part)| segment.capture(part).is_some())
+    }
+}
+
+/// The built-in paths for Swagger UI at `swagger_root` (as `clnrest-swagger-root` says).
+fn builtin_paths(swagger_root: &str) -> Vec<BuiltinPath> {
+    let ui = if swagger_root == "/" {
+        crate::http::openapi::DEFAULT_UI_PATH
+    } else {
+        swagger_root
+    };
+    vec![
+        BuiltinPath::new("v1/list-methods", false, "GET /v1/list-methods".into()),
+        BuiltinPath::new("v1/notifications", false, "GET /v1/notifications".into()),
+        BuiltinPath::new("socket.io", true, "/socket.io/".into()),
+        BuiltinPath::new(
+            crate::http::openapi::DOCUMENT_PATH,
+            false,
+            format!("GET {}", crate::http::openapi::DOCUMENT_PATH),
+        ),
+        BuiltinPath::new(ui, true, format!("Swagger UI at {ui}")),
+    ]
+}
+
 /// The registry of routes other plugins registered.
-#[derive(Default)]
 pub struct RegisteredRoutes {
     routes: RwLock<Vec<Route>>,
+    builtin: Vec<BuiltinPath>,
+}
+
+impl Default for RegisteredRoutes {
+    /// A registry for Swagger UI at its default place.
+    fn default() -> Self {
+        RegisteredRoutes::new("/")
+    }
 }
 
 impl RegisteredRoutes {
+    /// An empty registry that keeps registrations off our own routes, with Swagger UI at
+    /// `swagger_root`.
+    pub fn new(swagger_root: &str) -> RegisteredRoutes {
+        RegisteredRoutes {
+            routes: RwLock::new(Vec::new()),
+            builtin: builtin_paths(swagger_root),
+        }
+    }
+
+    /// The built-in route `route` would take over, if any.
+    fn shadowed_builtin(&self, route: &Route) -> Option<String> {
+        // `v1/{x}` (or `{a}/{b}`, `v{n}/{m}`) would take every `POST /v1/<method>`.
+        let every_method = route.segments.len() == 2
+            && route.segments[0].capture("v1").is_some()
+            && matches!(&route.segments[1], Segment::Capture { prefix, suffix, .. }
+                if prefix.is_empty() && suffix.is_empty());
+        if every_method {
+            return Some("POST /v1/<method>".into());
+        }
+        self.builtin
+            .iter()
+            .find(|builtin| builtin.shadowed_by(route))
+            .map(|builtin| builtin.name.clone())
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Route>> {
         self.routes.read().unwrap_or_else(|e| e.into_inner())
     }
@@ -301,6 +392,12 @@ impl RegisteredRoutes {
 
     /// Adds a route unless it conflicts with one already registered for the same method.
     pub fn register(&self, route: Route) -> Result<(), RouteError> {
+        if let Some(builtin) = self.shadowed_builtin(&route) {
+            return Err(RouteError::ShadowsBuiltin {
+                path: route.path,
+                builtin,
+            });
+        }
         let mut routes = self.write();
         if let Some(existing) = routes
             .iter()
