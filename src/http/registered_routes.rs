@@ -600,11 +600,35 @@ mod tests {
         );
         // Same path, another method: fine.
         routes.register(route("v1/{capture}/go", "GET")).unwrap();
-        routes.register(route("v1/{a}", "POST")).unwrap();
-        assert!(routes.register(route("v1/{b}", "POST")).is_err());
+        routes.register(route("keys/{a}", "POST")).unwrap();
+        assert!(routes.register(route("keys/{b}", "POST")).is_err());
         // Different literal segments never conflict.
         routes.register(route("w1/{a}", "POST")).unwrap();
         routes.register(route("v1/{a}/stop", "POST")).unwrap();
+    }
+
+    #[test]
+    fn builtin_routes_are_never_shadowed() {
+        let routes = RegisteredRoutes::new("/docs");
+        let refusal = |path: &str| match routes.register(route(path, "GET")) {
+            Err(RouteError::ShadowsBuiltin { builtin, .. }) => Some(builtin),
+            Err(other) => panic!("{path}: {other}"),
+            Ok(()) => None,
+        };
+        assert_eq!(refusal("v1/{x}").as_deref(), Some("POST /v1/<method>"));
+        assert_eq!(refusal("{a}/{b}").as_deref(), Some("POST /v1/<method>"));
+        assert_eq!(refusal("v1/{x}s").as_deref(), Some("GET /v1/list-methods"));
+        assert_eq!(refusal("v1/{x}-keys").as_deref(), None);
+        assert_eq!(
+            refusal("{a}/notifications").as_deref(),
+            Some("GET /v1/notifications")
+        );
+        assert_eq!(refusal("socket.io/{x}/{y}").as_deref(), Some("/socket.io/"));
+        assert_eq!(
+            refusal("docs/{file}").as_deref(),
+            Some("Swagger UI at /docs")
+        );
+        assert_eq!(refusal("swagger-ui").as_deref(), None);
     }
 
     #[test]
