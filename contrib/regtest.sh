@@ -138,7 +138,7 @@ alive() { [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; }
 children() {
     local stat_file stat
     for stat_file in /proc/[0-9]*/stat; do
-        read -r stat 2>/dev/null <"$stat_file" || continue
+        { read -r stat <"$stat_file"; } 2>/dev/null || continue
         stat=${stat##*) }
         # The fields after "(comm) ": state, ppid, ..., starttime (the 20th).
         # shellcheck disable=SC2086

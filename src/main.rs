@@ -3,7 +3,7 @@
 
 use cln_plugin::RpcMethodBuilder;
 use clnrest::config::{self, Config, RawOptions};
-use clnrest::http::server::{self, BoundServer};
+use clnrest::http::server::{self, BoundServer, StartError};
 use clnrest::lightningd::logging::{self, FrameSender};
 use clnrest::lightningd::notifications;
 use clnrest::lightningd::plugin_methods;
@@ -66,15 +66,20 @@ async fn run() -> anyhow::Result<()> {
     let configuration = configured.configuration();
     let lightning_dir = PathBuf::from(&configuration.lightning_dir);
     let prepared = Config::validate(RawOptions::from_plugin(&configured)?)
-        .map_err(|e| e.to_string())
+        .map_err(StartError::from)
         .and_then(|config| {
-            BoundServer::prepare(&config, &lightning_dir)
-                .map(|bound| (config, bound))
-                .map_err(|e| e.to_string())
+            BoundServer::prepare(&config, &lightning_dir).map(|bound| (config, bound))
         });
     let (config, bound) = match prepared {
         Ok(prepared) => prepared,
-        Err(reason) => {
+        Err(refusal) => {
+            // lightningd logs the reason only at debug level: say it where operators look.
+            let reason = refusal.to_string();
+            if refusal.is_unconfigured() {
+                tracing::info!("not starting: {reason}");
+            } else {
+                tracing::warn!("not starting: {reason}");
+            }
             configured.disable(&reason).await?;
             return exit(&frames, 0).await;
         }

@@ -53,6 +53,19 @@ pub enum StartError {
     },
     #[error("cannot set up TLS certificates: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl StartError {
+    /// Whether the plugin was simply not asked to serve (no `clnrest-port`), as on every
+    /// node that does not use it, rather than asked wrongly.
+    pub fn is_unconfigured(&self) -> bool {
+        matches!(
+            self,
+            StartError::Config(crate::config::ConfigError::MissingPort)
+        )
+    }
 }
 
 /// A server that is bound and has its certificates, ready to serve.

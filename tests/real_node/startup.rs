@@ -73,6 +73,21 @@ fn each_refusal_is_logged_and_nothing_listens() {
             "options {options:?}: no `{line}` in the log:\n{}",
             node.log_tail(30)
         );
+        // lightningd logs that line at debug level only; the plugin says it at info (not
+        // configured at all, as on any node that does not use it) or warn (configured wrongly).
+        let level = if options.is_empty() {
+            "INFO"
+        } else {
+            "UNUSUAL"
+        };
+        let own_line = format!("plugin-clnrest: not starting: {reason}");
+        let log = node.log();
+        assert!(
+            log.lines()
+                .any(|line| line.contains(level) && line.contains(&own_line)),
+            "options {options:?}: no {level} `{own_line}` in the log:\n{}",
+            node.log_tail(30)
+        );
         if let Some(port) = node.rest_port() {
             assert!(
                 TcpStream::connect(("127.0.0.1", port)).is_err(),
@@ -97,6 +112,12 @@ fn a_port_in_use_is_reported() {
     assert!(
         node.wait_log(&line, LOG_WAIT),
         "no `{line}` in the log:\n{}",
+        node.log_tail(30)
+    );
+    assert!(
+        node.log().lines().any(|l| l.contains("UNUSUAL")
+            && l.contains("plugin-clnrest: not starting: cannot listen on")),
+        "{}",
         node.log_tail(30)
     );
 }
