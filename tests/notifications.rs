@@ -320,6 +320,25 @@ async fn socketio_rune_forbidding_the_method_is_refused_with_lightningds_reason(
     let reason = "Not permitted: method is equal to listclnrest-notifications";
     let refused = connect_refused(&gateway, Some(json!({"rune": rune})), None, reason).await;
     assert_never_receives(&gateway, &refused).await;
+    // The operator sees who was refused and why: the rune by its unique id, never itself.
+    let unique_id = unique_id(&rune);
+    let logs = gateway.node.logs();
+    let expected = format!("refused rune #{unique_id} for listclnrest-notifications: {reason}");
+    assert!(
+        logs.iter()
+            .any(|l| l.level == "info" && l.message == expected),
+        "no info line {expected:?} in {logs:?}"
+    );
+    assert!(
+        logs.iter()
+            .any(|l| l.message.starts_with("Socket.IO client ")
+                && l.message.ends_with(&format!("refused: {reason}"))),
+        "{logs:?}"
+    );
+    assert!(
+        logs.iter().all(|l| !l.message.contains(&rune)),
+        "a log line has the rune"
+    );
 }
 
 #[tokio::test]

@@ -124,7 +124,16 @@ pub async fn check_as(
             tracing::debug!("authorized {} for {}", LogName(rune), prefix(method, 128));
             Ok(())
         }
-        Err(RpcError::Lightningd(error)) => Err(RuneError::Refused(error)),
+        Err(RpcError::Lightningd(error)) => {
+            // Operators must see who is knocking: the rune by its unique id, never itself.
+            tracing::info!(
+                "refused {} for {}: {}",
+                LogName(rune),
+                prefix(method, 128),
+                prefix(&error.message(), 512)
+            );
+            Err(RuneError::Refused(error))
+        }
         Err(RpcError::Unreachable(reason)) => Err(RuneError::Unreachable(reason)),
     }
 }

@@ -48,7 +48,13 @@ pub fn layer(state: AppState) -> SocketIoLayer {
     let relay = Relay::start(state.clone());
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = state.clone();
-        async move { authorize(&state, &socket, &auth.unwrap_or(Value::Null)).await }
+        async move {
+            let refusal = authorize(&state, &socket, &auth.unwrap_or(Value::Null)).await;
+            if let Err(reason) = &refusal {
+                tracing::info!("Socket.IO client {} refused: {reason}", socket.id);
+            }
+            refusal
+        }
     };
     let connect = move |socket: SocketRef| {
         let relay = relay.clone();

@@ -301,4 +301,12 @@ fn a_blacklisted_rune_is_cut_off() {
         "{}",
         node.log_tail(20)
     );
+    // Its refused return is logged by unique id, with lightningd's reason.
+    assert!(
+        node.log().contains(&format!(
+            "refused rune #{unique_id} for listclnrest-notifications: Not authorized: Blacklisted rune"
+        )),
+        "{}",
+        node.log_tail(20)
+    );
 }
