@@ -10,19 +10,26 @@
 //! a PASS/FAIL line per target to stdout (progress goes to stderr); docs/performance.md keeps
 //! the latest output.
 //!
+//! With `--lightningd PATH` it runs instead against a real regtest lightningd (`rest_real.rs`):
+//! the plugin inside the node, against that node's own ceiling, over HTTP only.
+//!
 //! Layout: the mock lightningd runs on its own tokio runtime ("mock" threads), the load
 //! generator on another ("load" threads), the plugin is a child process. Every loop is bounded
 //! by time and by count; everything is on loopback.
 
 #[path = "../tests/mock_lightningd/mod.rs"]
 mod mock_lightningd;
+#[path = "../tests/real_node/node.rs"]
+mod real_node;
+#[path = "rest_real.rs"]
+mod rest_real;
 #[path = "support/mod.rs"]
 mod support;
 
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +76,19 @@ cargo bench --bench rest [-- OPTIONS]
   --no-breakdown          skip the c=1 breakdown cells (minimal HTTP client, a canned
                           in-process server), run at the first service time
   --strict                exit 1 if a target fails
+
+Real node (instead of the mock; HTTP keep-alive only, the mock-only options above except
+--duration-secs, --warmup-ms and --concurrency are ignored):
+  --lightningd PATH       run the plugin inside a real regtest lightningd (PATH, with the
+                          fake Bitcoin backend contrib/regtest/fake_bitcoind.py) and measure
+                          POST /v1/getinfo against the same checkrune + getinfo pair sent
+                          straight to that node's lightning-rpc
+  --compare PATH          also run this plugin binary (e.g. CLN's own clnrest) in a second
+                          node, cell by cell interleaved with ours, and print the ratio
+  --rounds N              repeat every cell N times, interleaved (default 1, at most 20)
+  --node-dir DIR          where the nodes' directories go (default /dev/shm, a tmpfs,
+                          else the temp dir): checkrune writes to the node's database
+  --client-threads N      load generator threads in this mode (default 1)
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +117,13 @@ struct Options {
     large_repeats: usize,
     breakdown: bool,
     strict: bool,
+    /// `--lightningd`: the real-node mode.
+    lightningd: Option<PathBuf>,
+    /// `--compare`: a second plugin binary, real-node mode only.
+    compare: Option<PathBuf>,
+    rounds: usize,
+    node_dir: Option<PathBuf>,
+    client_threads: usize,
 }
 
 impl Options {
@@ -112,6 +139,11 @@ impl Options {
             large_repeats: 5,
             breakdown: true,
             strict: false,
+            lightningd: None,
+            compare: None,
+            rounds: 1,
+            node_dir: None,
+            client_threads: 1,
         };
         let mut line = CommandLine::from_env();
         while let Some(flag) = line.next_option()? {
@@ -134,6 +166,23 @@ impl Options {
                         return Err("--concurrency needs numbers above 0".into());
                     }
                 }
+                "--lightningd" => options.lightningd = Some(PathBuf::from(line.value()?)),
+                "--compare" | "--plugin-binary" => {
+                    options.compare = Some(PathBuf::from(line.value()?))
+                }
+                "--node-dir" => options.node_dir = Some(PathBuf::from(line.value()?)),
+                "--rounds" => {
+                    options.rounds = number(&line.value()?)? as usize;
+                    if !(1..=20).contains(&options.rounds) {
+                        return Err("--rounds is between 1 and 20".into());
+                    }
+                }
+                "--client-threads" => {
+                    options.client_threads = number(&line.value()?)? as usize;
+                    if !(1..=64).contains(&options.client_threads) {
+                        return Err("--client-threads is between 1 and 64".into());
+                    }
+                }
                 "--service-time-us" => options.service_times_us = list(&line.value()?)?,
                 "--protocols" => {
                     options.protocols = line
@@ -151,6 +200,9 @@ impl Options {
         }
         if options.duration > Duration::from_secs(600) {
             return Err("--duration-secs is at most 600".into());
+        }
+        if options.compare.is_some() && options.lightningd.is_none() {
+            return Err("--compare needs --lightningd".into());
         }
         Ok(options)
     }
@@ -357,12 +409,14 @@ enum Worker {
         buffer: Vec<u8>,
         request: Vec<u8>,
     },
-    /// `checkrune` then `getinfo` on its own socket connection: the ceiling.
+    /// `checkrune` then `getinfo` on its own socket connection: the ceiling. Both requests are
+    /// canned bytes (fixed ids: one request at a time per connection), so the client only
+    /// writes them and splits the answers.
     Socket {
         stream: UnixStream,
         buffer: Vec<u8>,
-        next_id: u64,
-        checkrune: String,
+        checkrune: Vec<u8>,
+        getinfo: Vec<u8>,
     },
 }
 
@@ -405,12 +459,18 @@ impl Worker {
             .await
             .map_err(|e| format!("cannot connect to {}: {e}", path.display()))?;
         // What the plugin sends for POST /v1/getinfo with an empty JSON object.
-        let checkrune = json!({"rune": rune, "method": "getinfo", "params": {}}).to_string();
+        let checkrune = json!({
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "checkrune",
+            "params": {"rune": rune, "method": "getinfo", "params": {}},
+        });
+        let getinfo = json!({"jsonrpc": "2.0", "id": 2, "method": "getinfo", "params": {}});
         Ok(Worker::Socket {
             stream,
             buffer: Vec::with_capacity(64 * 1024),
-            next_id: 1,
-            checkrune,
+            checkrune: checkrune.to_string().into_bytes(),
+            getinfo: getinfo.to_string().into_bytes(),
         })
     }
 
@@ -460,18 +520,13 @@ impl Worker {
             Worker::Socket {
                 stream,
                 buffer,
-                next_id,
                 checkrune,
+                getinfo,
             } => {
                 let pair = async {
-                    for (method, params) in [("checkrune", checkrune.as_str()), ("getinfo", "{}")] {
-                        let id = *next_id;
-                        *next_id += 1;
-                        let request = format!(
-                            r#"{{"jsonrpc":"2.0","id":{id},"method":"{method}","params":{params}}}"#
-                        );
+                    for (method, request) in [("checkrune", &*checkrune), ("getinfo", &*getinfo)] {
                         stream
-                            .write_all(request.as_bytes())
+                            .write_all(request)
                             .await
                             .map_err(|e| format!("socket write failed: {e}"))?;
                         let frame = read_frame(stream, buffer).await?;
@@ -993,7 +1048,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    match run(&options) {
+    let outcome = match &options.lightningd {
+        Some(lightningd) => rest_real::run(&options, lightningd).map(|()| true),
+        None => run(&options),
+    };
+    match outcome {
         Ok(all_passed) => {
             if options.strict && !all_passed {
                 std::process::exit(1);
