@@ -6,7 +6,7 @@
 
 use crate::lightningd::rpc::{LightningRpc, RpcError, RpcErrorObject};
 use base64::Engine;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Length of the hash that starts every decoded rune.
@@ -17,6 +17,26 @@ const MAX_UNIQUE_ID_LEN: usize = 32;
 /// The rune's unique id, read from the rune itself: base64url, a 32-byte hash, then the
 /// restrictions, the first of which is `=<unique_id>`. `None` for anything else.
 pub fn unique_id(rune: &str) -> Option<String> {
+    with_restrictions(rune, unique_id_of)?
+}
+
+/// Whether the rune carries a `rate` restriction, for which lightningd counts every accepted
+/// `checkrune` (the next one within 60/N seconds is refused "too soon"). `false` for a rune
+/// that does not decode.
+pub fn has_rate_limit(rune: &str) -> bool {
+    with_restrictions(rune, |restrictions| {
+        // Restrictions are `&`-separated, alternatives `|`-separated (`\` escapes either);
+        // a field name is what comes before the condition. Reading too much as a field name
+        // only makes us careful with a rune that has no rate.
+        restrictions
+            .split(|b| *b == b'&' || *b == b'|')
+            .any(|alternative| alternative.starts_with(b"rate"))
+    })
+    .unwrap_or(false)
+}
+
+/// Calls `read` with the rune's restriction bytes (after the hash), if it decodes.
+fn with_restrictions<T>(rune: &str, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
     let trimmed = rune.trim_end_matches('=');
     // A rune long enough to hide a request body is not a rune; do not decode it.
     if trimmed.len() > 16 * 1024 {
@@ -34,7 +54,11 @@ pub fn unique_id(rune: &str) -> Option<String> {
         }
         Err(base64::DecodeSliceError::DecodeError(_)) => return None,
     };
-    let restrictions = decoded.get(RUNE_HASH_LEN..)?;
+    Some(read(decoded.get(RUNE_HASH_LEN..)?))
+}
+
+/// The unique id at the start of a rune's restrictions.
+fn unique_id_of(restrictions: &[u8]) -> Option<String> {
     let rest = restrictions.strip_prefix(b"=")?;
     let end = rest.iter().position(|b| *b == b'&').unwrap_or(rest.len());
     let id = std::str::from_utf8(&rest[..end]).ok()?;
@@ -138,9 +162,79 @@ pub async fn check_as(
     }
 }
 
+/// lightningd's refusal of a rate-limited rune used again within 60/N seconds (v26.06). It
+/// passes by itself: no reason to cut off a listener.
+pub const TOO_SOON: &str = "Not permitted: too soon";
+
+/// Whether `showrunes` gives a reason to think lightningd would now refuse `rune` for good:
+/// blacklisted, no longer stored (destroyed), or past every `time<` alternative of one of
+/// its restrictions. It spends nothing, unlike an accepted `checkrune` of a rate-limited rune;
+/// when it says yes, `checkrune` still decides (a refused check spends nothing either).
+pub async fn may_be_revoked(rpc: &LightningRpc, rune: &str) -> Result<bool, RuneError> {
+    #[derive(Deserialize)]
+    struct ShowRunes {
+        runes: Vec<Shown>,
+    }
+    #[derive(Deserialize)]
+    struct Shown {
+        #[serde(default)]
+        blacklisted: bool,
+        stored: Option<bool>,
+        #[serde(default)]
+        restrictions: Vec<Restriction>,
+    }
+    #[derive(Deserialize)]
+    struct Restriction {
+        alternatives: Vec<Alternative>,
+    }
+    #[derive(Deserialize)]
+    struct Alternative {
+        fieldname: String,
+        condition: String,
+        value: String,
+    }
+    let shown = match rpc
+        .call("showrunes", &serde_json::json!({ "rune": rune }))
+        .await
+    {
+        Ok(result) => result.decode::<ShowRunes>().ok(),
+        // A rune lightningd cannot show: let checkrune say why.
+        Err(RpcError::Lightningd(_)) => None,
+        Err(RpcError::Unreachable(reason)) => return Err(RuneError::Unreachable(reason)),
+    };
+    let Some(shown) = shown.and_then(|s| s.runes.into_iter().next()) else {
+        return Ok(true);
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let expired = shown.restrictions.iter().any(|restriction| {
+        !restriction.alternatives.is_empty()
+            && restriction.alternatives.iter().all(|a| {
+                a.fieldname == "time"
+                    && a.condition == "<"
+                    && a.value.parse::<u64>().is_ok_and(|until| until <= now)
+            })
+    });
+    Ok(shown.blacklisted || shown.stored == Some(false) || expired)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_rate_limited_runes_apart() {
+        // `createrune restrictions='[["rate=2"],["time<9999999999"]]'` on lightningd v26.06.
+        let rated = "fexFW0Wp5cv0triTVxHstVfIJYb4DumNpR82mjSWW3c9MCZyYXRlPTImdGltZTw5OTk5OTk5OTk5";
+        assert!(has_rate_limit(rated));
+        // tests/fixtures/rpc/createrune-{unrestricted,readonly}.json
+        assert!(!has_rate_limit(
+            "no4hXDNwOAyCrHAZwPWrH122pGX496KITV1SvHo4n709MA=="
+        ));
+        assert!(!has_rate_limit("nowPW9BDwyNCu19gSs7H828oyiz7rez03BHvhApdEck9MiZtZXRob2RebGlzdHxtZXRob2ReZ2V0fG1ldGhvZD1zdW1tYXJ5Jm1ldGhvZC9saXN0ZGF0YXN0b3Jl"));
+        assert!(!has_rate_limit("garbage"));
+    }
 
     #[test]
     fn reads_unique_ids_of_real_runes() {

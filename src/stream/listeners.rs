@@ -7,7 +7,7 @@
 //! through the REST API). A refused rune ends its listeners with lightningd's reason.
 
 use crate::lightningd::rpc::LightningRpc;
-use crate::lightningd::rune::RuneError;
+use crate::lightningd::rune::{self, RuneError};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +71,20 @@ impl StreamOptions {
 /// Asks lightningd whether `rune` may receive notifications.
 pub async fn authorize(rpc: &LightningRpc, rune: &str) -> Result<(), RuneError> {
     crate::lightningd::rune::check(rpc, rune, NOTIFICATIONS_METHOD, None).await
+}
+
+/// Whether a connected listener's rune still allows notifications; `Err(Refused)` only for
+/// a refusal that lasts. A rate-limited rune is not spent on it: `checkrune` is asked only
+/// when `showrunes` gives a reason to (an accepted check would use up the allowance its own
+/// REST calls need), and "too soon" is no reason to cut anyone off.
+async fn still_allowed(rpc: &LightningRpc, rune: &str) -> Result<(), RuneError> {
+    if rune::has_rate_limit(rune) && !rune::may_be_revoked(rpc, rune).await? {
+        return Ok(());
+    }
+    match authorize(rpc, rune).await {
+        Err(RuneError::Refused(error)) if error.message() == rune::TOO_SOON => Ok(()),
+        other => other,
+    }
 }
 
 struct Listener {
@@ -138,11 +152,12 @@ impl Listeners {
         self.recheck.notify_one();
     }
 
-    /// Checks every distinct rune once; listeners whose rune is refused are revoked.
+    /// Checks every distinct rune once; listeners whose rune is refused for good are revoked.
     pub async fn recheck(&self, rpc: &LightningRpc) {
         let runes: HashSet<Arc<str>> = self.lock().values().map(|l| l.rune.clone()).collect();
+        let count = runes.len();
         for rune in runes {
-            match authorize(rpc, &rune).await {
+            match still_allowed(rpc, &rune).await {
                 Ok(()) => {}
                 Err(RuneError::Refused(error)) => {
                     let reason = error.message();
@@ -157,7 +172,7 @@ impl Listeners {
                     };
                     tracing::info!(
                         "{} no longer allows notifications ({reason}): disconnecting {} listener(s)",
-                        crate::lightningd::rune::log_name(&rune),
+                        rune::log_name(&rune),
                         revoked.len()
                     );
                     for listener in revoked {
@@ -168,6 +183,7 @@ impl Listeners {
                 Err(e) => tracing::debug!("rune re-check skipped: {e}"),
             }
         }
+        tracing::debug!("re-checked {count} listener rune(s)");
     }
 
     /// Re-checks runes every [`RECHECK_INTERVAL`] and whenever asked, until dropped.

@@ -24,6 +24,10 @@ pub const TESTS: &[Test] = &[
         "notifications::a_blacklisted_rune_is_cut_off",
         a_blacklisted_rune_is_cut_off,
     ),
+    (
+        "notifications::rechecking_a_rate_limited_rune_neither_spends_nor_trips_it",
+        rechecking_a_rate_limited_rune_neither_spends_nor_trips_it,
+    ),
 ];
 
 /// How long one wait may take.
@@ -306,6 +310,74 @@ fn a_blacklisted_rune_is_cut_off() {
         node.log().contains(&format!(
             "refused rune #{unique_id} for listclnrest-notifications: Not authorized: Blacklisted rune"
         )),
+        "{}",
+        node.log_tail(20)
+    );
+}
+
+/// Blacklists a fresh rune through REST (which makes the plugin re-check every listener's
+/// rune at once) and waits for that re-check to be done.
+async fn trigger_recheck(node: &RealNode, admin: &str) {
+    let done = |log: &str| log.matches("re-checked 1 listener rune(s)").count();
+    let before = done(&node.log());
+    let spare = node.call("createrune", json!({}));
+    let unique_id: u64 = spare["unique_id"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .expect("a numeric unique_id");
+    let response = client()
+        .post(node.url("/v1/blacklistrune"))
+        .header("Rune", admin)
+        .json(&json!({"start": unique_id}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status().as_u16(), 201);
+    let deadline = std::time::Instant::now() + WAIT;
+    while done(&node.log()) <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-check of one listener rune logged (was the listener cut off?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// lightningd counts every accepted `checkrune` of a `rate=N` rune and refuses the next one
+/// within 60/N s ("too soon"). Re-checking a listener's rune must not use up what the same
+/// rune's REST calls need, and "too soon" must not cut the listener off.
+fn rechecking_a_rate_limited_rune_neither_spends_nor_trips_it() {
+    let node = RealNode::start_http();
+    let admin = node.create_rune(Value::Null);
+    // One use a second.
+    let rune = node.create_rune(json!([["rate=60"]]));
+    block_on(async {
+        let mut listener = listen(&node, Some(&rune), None).await;
+        wait_subscribed(&node, 1);
+        // Within a second of the connect's check: a checkrune now would be "too soon".
+        trigger_recheck(&node, &admin).await;
+        // Past the second: a checkrune now would be accepted and spend the next second.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        trigger_recheck(&node, &admin).await;
+        let response = client()
+            .post(node.url("/v1/getinfo"))
+            .header("Rune", &rune)
+            .send()
+            .await
+            .expect("an answer");
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 201, "the re-check spent the rune: {body}");
+        // Still listening.
+        node.call(
+            "invoice",
+            json!({"amount_msat": 1000, "label": "after-recheck", "description": "d"}),
+        );
+        let (name, event) = next_invoice_event(&mut listener).await;
+        assert_eq!(name, "message", "{event}");
+        assert_eq!(event["invoice_creation"]["label"], json!("after-recheck"));
+    });
+    assert!(
+        !node.log().contains("no longer allows notifications"),
         "{}",
         node.log_tail(20)
     );
