@@ -878,3 +878,25 @@ async fn a_request_with_more_than_100_headers_gets_a_431() {
         "HTTP/1.1 431 Request Header Fields Too Large"
     );
 }
+
+/// One HTTP/2 connection may have at most 32 requests in flight (hyper's default is 200):
+/// the server says so in its SETTINGS, which clients obey.
+#[tokio::test]
+async fn an_http2_connection_gets_at_most_32_concurrent_streams() {
+    let gateway = Gateway::start().await;
+    let tcp = TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .expect("connect");
+    let (mut client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    // One exchange, so the server's SETTINGS have been applied.
+    let request = http::Request::post(format!("{}/v1/getinfo", gateway.base))
+        .header("rune", &gateway.rune)
+        .body(())
+        .expect("a request");
+    client = client.ready().await.expect("ready");
+    let (response, _) = client.send_request(request, true).expect("sent");
+    let response = response.await.expect("an answer");
+    assert_eq!(response.status().as_u16(), 201);
+    assert_eq!(client.current_max_send_streams(), 32);
+}

@@ -43,6 +43,11 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const HTTP2_PING_INTERVAL: Duration = HEADER_READ_TIMEOUT;
 pub const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most requests one HTTP/2 connection may have in flight (hyper's default is 200). Each can
+/// hold a request body being read and decoded before its rune is checked, so this bounds what
+/// one connection can make the plugin hold; a browser or an app needs far fewer.
+pub const HTTP2_MAX_STREAMS: u32 = 32;
+
 /// Why the server cannot start; the text is the reason the plugin gives lightningd.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -136,7 +141,8 @@ fn configure_http(builder: &mut hyper_util::server::conn::auto::Builder<TokioExe
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_PING_INTERVAL)
-        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT)
+        .max_concurrent_streams(HTTP2_MAX_STREAMS);
 }
 
 fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
