@@ -15,6 +15,9 @@
 //!   (followed by `"\n\n"`).
 //! - `close_mid_response(true)`: every response is cut after half its bytes and its
 //!   connection closed.
+//! - `notifications_before_replies(true)`: every response is preceded, on its connection, by
+//!   the id-less notifications lightningd sends on a connection that enabled them
+//!   ([`RPC_NOTIFICATIONS`]: a `message` and a `progress`).
 
 use super::rpc_socket::SocketControl;
 use std::collections::HashMap;
@@ -26,6 +29,12 @@ use std::time::Duration;
 /// The bytes sent instead of a response while `garbage_replies` is on.
 pub const GARBAGE_REPLY: &[u8] = b"\xff\xfe not json {]\x00\n\n";
 
+/// What `notifications_before_replies` writes before each response: lightningd's `message`
+/// and `progress` notifications (jsonrpc.c `json_notify_start`), which carry no `id`.
+pub const RPC_NOTIFICATIONS: &[u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"message\",\"params\":\
+{\"id\":\"mock:1\",\"level\":\"info\",\"message\":\"mock lightningd is working\"}}\n\n\
+{\"jsonrpc\":\"2.0\",\"method\":\"progress\",\"params\":{\"id\":\"mock:1\",\"num\":0,\"total\":2}}\n\n";
+
 /// The switch states, read by the socket server for every request.
 #[derive(Default)]
 pub struct FaultSwitches {
@@ -34,6 +43,7 @@ pub struct FaultSwitches {
     serialize_writes: AtomicBool,
     garbage_replies: AtomicBool,
     close_mid_response: AtomicBool,
+    notifications_before_replies: AtomicBool,
     database: tokio::sync::Mutex<()>,
 }
 
@@ -73,6 +83,11 @@ impl FaultSwitches {
     /// Whether responses are cut in half and their connection closed.
     pub fn close_mid_response(&self) -> bool {
         self.close_mid_response.load(Ordering::SeqCst)
+    }
+
+    /// Whether responses are preceded by [`RPC_NOTIFICATIONS`].
+    pub fn notifications_before_replies(&self) -> bool {
+        self.notifications_before_replies.load(Ordering::SeqCst)
     }
 }
 
@@ -158,5 +173,12 @@ impl Faults {
     /// Responses are cut after half their bytes and the connection closed.
     pub fn close_mid_response(&self, on: bool) {
         self.switches.close_mid_response.store(on, Ordering::SeqCst);
+    }
+
+    /// Each response is preceded by id-less `message` and `progress` notifications.
+    pub fn notifications_before_replies(&self, on: bool) {
+        self.switches
+            .notifications_before_replies
+            .store(on, Ordering::SeqCst);
     }
 }
