@@ -4,6 +4,9 @@
 //! One event per notification: `id:` its sequence number, `event:` its topic, `data:` its
 //! payload. `Last-Event-ID` resumes like the Socket.IO `since`; `?topics=a,b` filters. The
 //! rune (header `Rune`) must allow `listclnrest-notifications`, as for Socket.IO.
+//!
+//! A notification whose topic contains CR or LF (which an `event:` line cannot carry) is
+//! skipped, with a log line; the payload is compact JSON, which never contains either.
 
 use crate::error::ApiError;
 use crate::http::handlers::RUNE_HEADER;
@@ -127,6 +130,15 @@ async fn produce(
         if !options.wants(notification.topic()) {
             continue;
         }
+        if !sse_can_carry(notification.topic()) {
+            tracing::warn!(
+                "skipping notification {} on an SSE stream: its topic {:?} contains a line \
+                 break, which an SSE event name cannot carry",
+                notification.seq,
+                truncated(notification.topic(), 64)
+            );
+            continue;
+        }
         let event = Event::default()
             .id(notification.seq.to_string())
             .event(notification.topic())
@@ -134,5 +146,41 @@ async fn produce(
         if events.send(event).await.is_err() {
             return;
         }
+    }
+}
+
+/// Whether `topic` can be an SSE event name: no CR or LF (anything else is text an `event:`
+/// line carries).
+fn sse_can_carry(topic: &str) -> bool {
+    !topic.contains(['\r', '\n'])
+}
+
+/// At most `max` characters of `text`, for a log line.
+fn truncated(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_breaks_are_what_an_event_name_cannot_carry() {
+        assert!(sse_can_carry("invoice_payment"));
+        assert!(sse_can_carry("a\u{0}b \t\u{2028}é"));
+        assert!(!sse_can_carry("a\nb"));
+        assert!(!sse_can_carry("a\rb"));
+        assert!(!sse_can_carry("\r\n"));
+        // Every topic it accepts makes an event without panicking.
+        let _ = Event::default().event("a\u{0}b \t\u{2028}é");
+    }
+
+    #[test]
+    fn truncation_is_on_a_char_boundary() {
+        assert_eq!(truncated("ééé", 2), "éé");
+        assert_eq!(truncated("ab", 5), "ab");
     }
 }
