@@ -49,9 +49,20 @@ pub enum ApiError {
     /// The method itself failed in lightningd; its error object is passed through.
     #[error("lightningd returned an error")]
     Lightningd(RpcErrorObject),
-    /// lightningd's RPC socket cannot be reached or broke while we waited.
-    #[error("lightningd is unreachable: {0}")]
+    /// lightningd's RPC socket cannot be reached or broke while we waited. The reason is
+    /// logged, never sent: it may name the socket's path.
+    #[error("lightningd is unreachable")]
     Unreachable(String),
+    /// A method this plugin adds for other plugins (it changes routing) asked through REST.
+    #[error("{0} is for plugins, not REST clients")]
+    ForPluginsOnly(String),
+    /// A lightningd command that changes the state of the connection it arrives on, which
+    /// clnrest shares between all its clients.
+    #[error(
+        "{0} is not available through REST: it changes the state of the lightningd \
+         connection, which clnrest shares between all clients"
+    )]
+    ConnectionScoped(String),
     /// No representation the client accepts.
     #[error("Not acceptable: {0}")]
     NotAcceptable(String),
@@ -87,7 +98,9 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED
             }
             ApiError::DuplicateKey(_) => StatusCode::BAD_REQUEST,
-            ApiError::MissingRune => StatusCode::FORBIDDEN,
+            ApiError::MissingRune | ApiError::ForPluginsOnly(_) | ApiError::ConnectionScoped(_) => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::RuneRefused(_) => StatusCode::UNAUTHORIZED,
             ApiError::Lightningd(e) if e.code == CODE_METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
             ApiError::Lightningd(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -116,7 +129,9 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::BadHeader(_)
-            | ApiError::BodyRead(_) => CODE_INVALID_REQUEST,
+            | ApiError::BodyRead(_)
+            | ApiError::ForPluginsOnly(_)
+            | ApiError::ConnectionScoped(_) => CODE_INVALID_REQUEST,
             ApiError::Unreachable(_) | ApiError::Internal(_) => CODE_INTERNAL,
         }
     }
@@ -155,6 +170,9 @@ impl From<RuneError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Unreachable(reason) = &self {
+            tracing::debug!("answering 503: lightningd is unreachable: {reason}");
+        }
         let mut response = (self.status(), self.body()).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -187,6 +205,16 @@ mod tests {
     fn unknown_command_is_404() {
         let err = ApiError::Lightningd(RpcErrorObject::new(-32601, "Unknown command 'x'"));
         assert_eq!(err.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn unreachable_body_keeps_the_reason_out() {
+        let err = ApiError::Unreachable("cannot connect to /home/x/lightning-rpc: gone".into());
+        assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            &err.body()[..],
+            br#"{"code":-32603,"message":"lightningd is unreachable"}"#
+        );
     }
 
     #[test]

@@ -2,13 +2,15 @@
 //! routes other plugins registered, `GET /v1/list-methods`, and the JSON answers for unknown
 //! paths and wrong HTTP methods.
 //!
-//! Every refusal the request itself earns (406, 403, 413, 415, 400) is decided before
-//! anything is sent to lightningd; then `checkrune`, then the method: nothing else is called.
+//! Every refusal the request itself earns (403 for a method REST never calls, 406, 403,
+//! 413, 415, 400) is decided before anything is sent to lightningd; then `checkrune`, then
+//! the method: nothing else is called.
 
 use crate::error::ApiError;
 use crate::format::{decode_params, encode_result, Format};
 use crate::http::registered_routes::{Resolution, RuneRestrictions};
-use crate::lightningd::rpc::RpcResult;
+use crate::lightningd::plugin_methods::FOR_PLUGINS_ONLY;
+use crate::lightningd::rpc::{RpcResult, CONNECTION_SCOPED};
 use crate::state::AppState;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{Request, State};
@@ -111,16 +113,20 @@ async fn execute(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // Refusals decided from the headers alone still read (and discard) the body: a client
-    // that is still uploading would otherwise see a broken pipe instead of our answer.
-    let checked = Format::negotiate(header_text(headers, &header::ACCEPT)?).and_then(|format| {
-        let rune = if call.rune_required {
-            Some(rune_of(headers)?)
-        } else {
-            None
-        };
-        Ok((format, rune))
-    });
+    // Refusals decided from the method and headers alone still read (and discard) the body:
+    // a client that is still uploading would otherwise see a broken pipe instead of our
+    // answer.
+    let accept = header_text(headers, &header::ACCEPT)?;
+    let checked = callable(call.rpc_method)
+        .and_then(|()| Format::negotiate(accept))
+        .and_then(|format| {
+            let rune = if call.rune_required {
+                Some(rune_of(headers)?)
+            } else {
+                None
+            };
+            Ok((format, rune))
+        });
     let (response_format, rune) = match checked {
         Ok(checked) => checked,
         Err(refusal) => {
@@ -159,6 +165,18 @@ async fn execute(
         call.rpc_method,
         result,
     )
+}
+
+/// Refuses the methods no REST request may call, whatever its rune: ours that change
+/// routing, and lightningd's that change the state of the (shared) connection.
+fn callable(rpc_method: &str) -> Result<(), ApiError> {
+    if FOR_PLUGINS_ONLY.contains(&rpc_method) {
+        return Err(ApiError::ForPluginsOnly(rpc_method.to_string()));
+    }
+    if CONNECTION_SCOPED.contains(&rpc_method) {
+        return Err(ApiError::ConnectionScoped(rpc_method.to_string()));
+    }
+    Ok(())
 }
 
 /// The body's params with the path's captures added; no params at all means `{}`.
@@ -207,17 +225,15 @@ fn respond(
     Ok(response)
 }
 
-/// `GET /v1/list-methods`: every command lightningd's `help` lists, one block each.
+/// `GET /v1/list-methods`: every command lightningd's `help` lists, one block each, from
+/// the `help` read for the API document (at startup and when plugins start or stop), not a
+/// `help` call per request.
 pub async fn list_methods(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let help = state.rpc().help().await?;
+    let commands = state.rpc().help_commands().await?;
     let separator = "-".repeat(80);
     let mut page = String::new();
-    for entry in help {
-        let _ = write!(
-            page,
-            "Command: {}\n{separator}\n",
-            html_escape(&entry.command)
-        );
+    for command in commands.iter() {
+        let _ = write!(page, "Command: {}\n{separator}\n", html_escape(command));
     }
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response())
 }

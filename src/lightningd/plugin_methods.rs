@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 pub const REGISTER_PATH: &str = "clnrest-register-path";
 pub const LIST_PATHS: &str = "clnrest-list-paths";
+/// Our methods that change what the REST server routes: for plugins only, never called on
+/// behalf of a REST client (a rune allowing one of them would otherwise grant any route).
+pub const FOR_PLUGINS_ONLY: &[&str] = &[REGISTER_PATH];
 pub const REGISTER_PATH_USAGE: &str =
     "path rpc_method [http_method] [rune_required] [rune_restrictions]";
 

@@ -61,6 +61,12 @@ impl RpcErrorObject {
 /// How many connections calls are spread over.
 pub const POOL_SIZE: usize = 4;
 
+/// lightningd commands that change the state of the connection they arrive on (which
+/// notifications it is sent, whether deprecated APIs apply to it, how its database writes are
+/// batched). Our connections are shared by every caller, so these are never sent on behalf
+/// of a client.
+pub const CONNECTION_SCOPED: &[&str] = &["notifications", "deprecations", "batching"];
+
 const READ_CHUNK: usize = 64 * 1024;
 /// Read buffer capacity kept between answers; a larger one is released once empty.
 const KEEP_CAPACITY: usize = 1024 * 1024;
@@ -114,6 +120,8 @@ pub struct LightningRpc {
     path: PathBuf,
     slots: Vec<tokio::sync::Mutex<Option<Arc<Connection>>>>,
     next_slot: AtomicUsize,
+    /// The usage strings of the last successful `help`, in its order.
+    help_commands: Mutex<Option<Arc<[String]>>>,
 }
 
 impl LightningRpc {
@@ -125,6 +133,7 @@ impl LightningRpc {
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
             next_slot: AtomicUsize::new(0),
+            help_commands: Mutex::new(None),
         }
     }
 
@@ -133,17 +142,37 @@ impl LightningRpc {
         &self.path
     }
 
-    /// lightningd's `help`: every command it (and its plugins) serves.
+    /// lightningd's `help`: every command it (and its plugins) serves. The usage strings
+    /// are kept for [`LightningRpc::help_commands`].
     pub async fn help(&self) -> Result<Vec<HelpEntry>, RpcError> {
         #[derive(Deserialize)]
         struct Help {
             help: Vec<HelpEntry>,
         }
         let result = self.call("help", &serde_json::Map::new()).await?;
-        result
+        let help = result
             .decode::<Help>()
             .map(|h| h.help)
-            .map_err(|e| RpcError::Unreachable(format!("unexpected help result: {e}")))
+            .map_err(|e| RpcError::Unreachable(format!("unexpected help result: {e}")))?;
+        let commands: Arc<[String]> = help.iter().map(|h| h.command.clone()).collect();
+        *self.help_commands.lock().unwrap_or_else(|e| e.into_inner()) = Some(commands);
+        Ok(help)
+    }
+
+    /// The usage strings of the last successful [`LightningRpc::help`] (read at startup and
+    /// whenever a plugin starts or stops, for the API document); `help` is called now only
+    /// if it never succeeded yet.
+    pub async fn help_commands(&self) -> Result<Arc<[String]>, RpcError> {
+        let cached = self
+            .help_commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(commands) = cached {
+            return Ok(commands);
+        }
+        let help = self.help().await?;
+        Ok(help.into_iter().map(|h| h.command).collect())
     }
 
     /// Calls `method` with `params` (an object, an array, or `{}` for none).
@@ -162,8 +191,10 @@ impl LightningRpc {
         if let Some(connection) = slot.as_ref().filter(|c| c.is_open()) {
             return Ok(connection.clone());
         }
+        // The path goes to the log only: the reason may reach clients.
         let stream = UnixStream::connect(&self.path).await.map_err(|e| {
-            RpcError::Unreachable(format!("cannot connect to {}: {e}", self.path.display()))
+            tracing::debug!("cannot connect to {}: {e}", self.path.display());
+            RpcError::Unreachable(format!("cannot connect to lightningd's RPC socket: {e}"))
         })?;
         let connection = Connection::start(stream);
         *slot = Some(connection.clone());
@@ -439,6 +470,9 @@ async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
 #[derive(Deserialize)]
 struct Envelope<'a> {
     id: Option<u64>,
+    /// Set on lightningd's own notifications (`message`, `progress`), which carry no `id`.
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
     #[serde(borrow)]
     result: Option<&'a RawValue>,
     #[serde(borrow)]
@@ -451,7 +485,9 @@ struct ErrorCode {
 }
 
 /// Routes one answer to its caller; an answer we cannot read breaks the connection, since
-/// its caller can no longer be found.
+/// its caller can no longer be found. A notification lightningd sends on the connection
+/// (a frame with a `method` and neither `result` nor `error`, such as `message` or
+/// `progress`) answers nobody and is skipped.
 fn dispatch(connection: &Connection, frame: Bytes) -> Result<(), ()> {
     let unreadable = |why: &str| {
         connection.close(format!("lightningd sent an unreadable answer: {why}"));
@@ -463,6 +499,13 @@ fn dispatch(connection: &Connection, frame: Bytes) -> Result<(), ()> {
             return Err(());
         }
     };
+    if let (Some(method), None, None) = (envelope.method, envelope.result, envelope.error) {
+        tracing::debug!(
+            "skipping a {} notification lightningd sent on the RPC connection",
+            method.get()
+        );
+        return Ok(());
+    }
     let Some(id) = envelope.id else {
         unreadable("no id");
         return Err(());
@@ -556,6 +599,38 @@ mod tests {
             call.await.unwrap();
         }
         assert!(connection.lock_backlog().is_empty());
+    }
+
+    #[tokio::test]
+    async fn notifications_without_an_id_are_skipped_between_answers() {
+        let (ours, mut theirs) = UnixStream::pair().unwrap();
+        let connection = Connection::start(ours);
+        let calls: Vec<_> = (0..4u64)
+            .map(|i| {
+                let connection = connection.clone();
+                tokio::spawn(async move { connection.call("echo", &json!({"i": i})).await })
+            })
+            .collect();
+        let requests = read_requests(&mut theirs, calls.len()).await;
+        for request in &requests {
+            let notifications = concat!(
+                r#"{"jsonrpc":"2.0","method":"message","params":{"id":"cli:x#1","#,
+                r#""level":"info","message":"working"}}"#,
+                "\n\n",
+                r#"{"jsonrpc":"2.0","method":"progress","params":{"num":0,"total":2}}"#,
+                "\n\n"
+            );
+            theirs.write_all(notifications.as_bytes()).await.unwrap();
+            answer(&mut theirs, &request["id"], &request["params"]["i"]).await;
+        }
+        for (i, call) in calls.into_iter().enumerate() {
+            let result = call
+                .await
+                .unwrap()
+                .expect("answered despite the notifications");
+            assert_eq!(result.decode::<u64>().unwrap(), i as u64);
+        }
+        assert!(connection.is_open());
     }
 
     #[tokio::test]

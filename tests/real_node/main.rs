@@ -20,6 +20,7 @@ mod support;
 
 mod fidelity;
 mod formats;
+mod hardening;
 mod notifications;
 mod register_path;
 mod runes;
@@ -40,6 +41,7 @@ fn main() {
         notifications::TESTS,
         register_path::TESTS,
         fidelity::TESTS,
+        hardening::TESTS,
     ]
     .concat();
     let trials = tests
