@@ -15,8 +15,8 @@
 //! poll. Every `42["message",{...}]` is recorded by the three numbers it carries (phase,
 //! `n`, push time); pings `2` are answered with `3`.
 
+use crate::record::{ClientResult, Shared, PHASES};
 use crate::support::socketio_client::{self, number_after, BeforeAck, Handshake};
-use crate::{ClientResult, Shared};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use std::net::TcpStream;
@@ -37,7 +37,7 @@ pub struct Target {
     pub url: String,
     pub rune: String,
     /// Notifications expected per phase.
-    pub expected: [u64; crate::PHASES],
+    pub expected: [u64; PHASES],
     /// One client's websocket + Socket.IO handshake.
     pub connect_timeout: Duration,
 }

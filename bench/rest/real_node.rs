@@ -16,11 +16,15 @@
 //! cell by cell, the order swapped every round. Every loop is bounded by time and by count
 //! (`run_cell`); everything is on loopback.
 
-use super::real_node::{self, NodeConfig, RealNode};
-use super::support::procfs;
-use super::{
-    load_average, mib, ms, rss, run_cell, runtime, Machine, Measured, Options, Rss, Worker,
-};
+use crate::load::{run_cell, Measured, Worker};
+use crate::node::{fake_bitcoind, NodeConfig, RealNode, LIGHTNINGD_VAR};
+use crate::options::Options;
+use crate::plugin::{rss, Rss};
+use crate::report::machine_line;
+use crate::runtime;
+use crate::support::args::command;
+use crate::support::format::{bytes_to_mib as mib, median, ms};
+use crate::support::procfs::{self, load_average, Machine};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -66,15 +70,11 @@ struct CpuSnapshot {
 
 impl CpuSnapshot {
     fn take(node: &Node) -> CpuSnapshot {
-        let seconds = |pid: &str| {
-            let (user, system) = procfs::user_system(pid);
-            user + system
-        };
         let (machine_busy, machine_total) = procfs::machine_cpu();
         CpuSnapshot {
-            lightningd: seconds(&node.lightningd_pid.to_string()),
-            plugin: seconds(&node.plugin_pid.to_string()),
-            client: seconds("self"),
+            lightningd: procfs::cpu_seconds(node.lightningd_pid),
+            plugin: procfs::cpu_seconds(node.plugin_pid),
+            client: procfs::cpu_seconds("self"),
             machine_busy,
             machine_total,
         }
@@ -125,8 +125,8 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
         .canonicalize()
         .map_err(|e| format!("--lightningd {}: {e}", lightningd.display()))?;
     // Read by node.rs; set before any thread of ours exists.
-    std::env::set_var(real_node::LIGHTNINGD_VAR, &lightningd);
-    let backend = real_node::fake_bitcoind();
+    std::env::set_var(LIGHTNINGD_VAR, &lightningd);
+    let backend = fake_bitcoind();
     if !backend.is_file() {
         return Err(format!(
             "the fake Bitcoin backend {} is missing",
@@ -148,7 +148,7 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
     }
 
     let machine = Machine::read();
-    let load_before = load_average();
+    let load_before = load_average("unknown");
     let began = Instant::now();
     let version = lightningd_version(&lightningd);
     let parent = match &options.node_dir {
@@ -219,7 +219,7 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
         version: &version,
         node_dir: &parent,
         load_before,
-        load_after: load_average(),
+        load_after: load_average("unknown"),
         total: began.elapsed(),
         subjects: &subjects,
         nodes: &nodes,
@@ -342,33 +342,15 @@ struct Report<'a> {
     rows: &'a [Row],
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(0.0)
-}
-
 fn render(r: &Report) -> String {
     let mut out = String::new();
     let o = r.options;
     let _ = writeln!(out, "### REST inside a real lightningd: latest run\n");
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
+    let _ = writeln!(out, "Command: `{}`\n", command("rest"));
     let _ = writeln!(
         out,
-        "Command: `cargo bench --bench rest -- {}`\n",
-        args.join(" ")
-    );
-    let _ = writeln!(
-        out,
-        "Machine: {} cores ({}), {} RAM. Load average before: {}, after: {}. Total run time {:.0} s.",
-        r.machine.cores,
-        r.machine.cpu,
-        r.machine.memory,
-        r.load_before,
-        r.load_after,
-        r.total.as_secs_f64()
+        "{}",
+        machine_line(r.machine, &r.load_before, &r.load_after, r.total)
     );
     let _ = writeln!(
         out,

@@ -111,3 +111,17 @@ impl<I: Iterator<Item = String>> CommandLine<I> {
         ArgError::Invalid(format!("unknown argument {}", self.name))
     }
 }
+
+/// How this bench was run, for the reports: `cargo bench --bench NAME`, then ` -- ` and its
+/// arguments (without the `--bench` cargo adds) if it had any.
+pub fn command(bench: &str) -> String {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.is_empty() {
+        format!("cargo bench --bench {bench}")
+    } else {
+        format!("cargo bench --bench {bench} -- {}", args.join(" "))
+    }
+}
