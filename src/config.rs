@@ -4,13 +4,14 @@
 //! Validation messages are part of the interface: lightningd logs them verbatim as
 //! `Killing plugin: disabled itself at init: <reason>`, and operators search for them.
 
+use crate::tls::{ClientAuth, OwnCert, TlsName};
 use cln_plugin::options::{
     ConfigOption, DefaultIntegerConfigOption, DefaultStringArrayConfigOption,
-    DefaultStringConfigOption, IntegerConfigOption, StringConfigOption,
+    DefaultStringConfigOption, IntegerConfigOption, StringArrayConfigOption, StringConfigOption,
 };
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The default Content-Security-Policy, the same as the upstream plugin's.
 pub const DEFAULT_CSP: &str = "default-src 'self'; font-src 'self'; img-src 'self' data:; frame-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';";
@@ -48,6 +49,24 @@ pub const OPT_MAX_CONNECTIONS: DefaultIntegerConfigOption = ConfigOption::new_i6
 );
 const DEFAULT_MAX_CONNECTIONS: i64 = 16384;
 
+pub const OPT_TLS_EXTRA_NAME: StringArrayConfigOption = ConfigOption::new_str_arr_no_default(
+    "clnrest-tls-extra-name",
+    "Another IP address or DNS name (domain, .onion) for the server certificate (may be given \
+     several times)",
+);
+pub const OPT_TLS_CERT: StringConfigOption = ConfigOption::new_str_no_default(
+    "clnrest-tls-cert",
+    "PEM certificate chain to serve instead of the generated server certificate (with \
+     clnrest-tls-key; re-read when it changes)",
+);
+pub const OPT_TLS_KEY: StringConfigOption =
+    ConfigOption::new_str_no_default("clnrest-tls-key", "PEM private key of clnrest-tls-cert");
+pub const OPT_TLS_CLIENT_AUTH: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "clnrest-tls-client-auth",
+    "none",
+    "TLS client certificates signed by the CA: none, optional or required",
+);
+
 /// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
 const RESERVED_PREFIXES: [&str; 3] = ["/v1", "/swagger.json", "/socket.io"];
 
@@ -78,6 +97,10 @@ pub struct RawOptions {
     pub csp: String,
     pub swagger_root: String,
     pub max_connections: Option<i64>,
+    pub tls_extra_names: Vec<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub tls_client_auth: String,
 }
 
 /// Which origins may call the API from a browser.
@@ -105,6 +128,11 @@ pub struct Config {
     pub swagger_root: String,
     /// Most concurrent client connections.
     pub max_connections: usize,
+    /// `clnrest-tls-extra-name`s, in the order given (see [`Config::tls_extra_names`]).
+    pub tls_extra_names: Vec<TlsName>,
+    /// `clnrest-tls-cert` and `clnrest-tls-key`, when both are set.
+    pub tls_own_cert: Option<OwnCert>,
+    pub tls_client_auth: ClientAuth,
 }
 
 /// A reason to refuse the configuration; its text is what lightningd logs.
@@ -130,6 +158,16 @@ pub enum ConfigError {
     BadCsp,
     #[error("`clnrest-max-connections` {0}, should be at least 1")]
     BadMaxConnections(i64),
+    #[error("`clnrest-tls-extra-name` {0} is not an IP address or a DNS name")]
+    BadTlsExtraName(String),
+    #[error("`clnrest-tls-cert` is set but `clnrest-tls-key` is not: give both or neither")]
+    TlsCertWithoutKey,
+    #[error("`clnrest-tls-key` is set but `clnrest-tls-cert` is not: give both or neither")]
+    TlsKeyWithoutCert,
+    #[error("`clnrest-tls-client-auth` can be none, optional or required.")]
+    BadTlsClientAuth,
+    #[error("`clnrest-tls-client-auth` {0} needs `clnrest-protocol` https")]
+    TlsClientAuthWithoutHttps(ClientAuth),
 }
 
 impl RawOptions {
@@ -150,6 +188,10 @@ impl RawOptions {
             csp: plugin.option(&OPT_CSP)?,
             swagger_root: plugin.option(&OPT_SWAGGER_ROOT)?,
             max_connections: plugin.option(&OPT_MAX_CONNECTIONS).ok(),
+            tls_extra_names: string_list(plugin.option_str(OPT_TLS_EXTRA_NAME.name)?),
+            tls_cert: plugin.option(&OPT_TLS_CERT)?,
+            tls_key: plugin.option(&OPT_TLS_KEY)?,
+            tls_client_auth: plugin.option(&OPT_TLS_CLIENT_AUTH)?,
         })
     }
 }
@@ -212,6 +254,31 @@ impl Config {
             .filter(|n| *n >= 1)
             .ok_or(ConfigError::BadMaxConnections(max_connections))?;
 
+        let tls_extra_names = raw
+            .tls_extra_names
+            .iter()
+            .map(|value| {
+                TlsName::parse(value).ok_or_else(|| ConfigError::BadTlsExtraName(value.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tls_own_cert = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(OwnCert {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(_), None) => return Err(ConfigError::TlsCertWithoutKey),
+            (None, Some(_)) => return Err(ConfigError::TlsKeyWithoutCert),
+            (None, None) => None,
+        };
+        let tls_client_auth = if raw.tls_client_auth.is_empty() {
+            ClientAuth::None
+        } else {
+            ClientAuth::parse(&raw.tls_client_auth).ok_or(ConfigError::BadTlsClientAuth)?
+        };
+        if protocol == Protocol::Http && tls_client_auth != ClientAuth::None {
+            return Err(ConfigError::TlsClientAuthWithoutHttps(tls_client_auth));
+        }
+
         Ok(Config {
             port,
             protocol,
@@ -222,7 +289,25 @@ impl Config {
             csp: raw.csp,
             swagger_root,
             max_connections,
+            tls_extra_names,
+            tls_own_cert,
+            tls_client_auth,
         })
+    }
+
+    /// The `clnrest-tls-extra-name`s, in the order configured: the names (besides `cln`,
+    /// `localhost` and `clnrest-host`) clients may reach the server by. [`TlsName::url_host`]
+    /// writes one as a URL's host.
+    pub fn tls_extra_names(&self) -> &[TlsName] {
+        &self.tls_extra_names
+    }
+
+    /// The certificate directory: `clnrest-certs`, else `lightning_dir` (the node's network
+    /// directory). It holds `ca.pem`, `client.pem` and `client-key.pem` ([`crate::tls`]).
+    pub fn certs_dir_or(&self, lightning_dir: &Path) -> PathBuf {
+        self.certs_dir
+            .clone()
+            .unwrap_or_else(|| lightning_dir.to_path_buf())
     }
 
     /// The URL clients use, as logged once the server listens.
@@ -265,6 +350,10 @@ mod tests {
             csp: DEFAULT_CSP.into(),
             swagger_root: "/".into(),
             max_connections: None,
+            tls_extra_names: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_auth: "none".into(),
         }
     }
 
@@ -368,6 +457,79 @@ mod tests {
         assert_eq!(
             config.cors_origins,
             CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()])
+        );
+    }
+
+    #[test]
+    fn tls_options_validate_with_exact_messages() {
+        let config = Config::validate(RawOptions {
+            tls_extra_names: vec!["192.168.1.20".into(), "Node.Example.com".into()],
+            tls_cert: Some("/etc/fullchain.pem".into()),
+            tls_key: Some("/etc/privkey.pem".into()),
+            tls_client_auth: "Required".into(),
+            ..raw()
+        })
+        .unwrap();
+        let names: Vec<String> = config
+            .tls_extra_names()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(names, ["192.168.1.20", "node.example.com"]);
+        assert_eq!(config.tls_client_auth, ClientAuth::Required);
+        assert_eq!(
+            config.tls_own_cert,
+            Some(OwnCert {
+                cert: "/etc/fullchain.pem".into(),
+                key: "/etc/privkey.pem".into()
+            })
+        );
+        assert_eq!(
+            config.certs_dir_or(Path::new("/ln/regtest")),
+            PathBuf::from("/ln/regtest")
+        );
+        assert_eq!(
+            Config::validate(raw()).unwrap().tls_client_auth,
+            ClientAuth::None
+        );
+
+        for bad in ["*.example.com", "node example", "10.0.0.300", ""] {
+            assert_eq!(
+                error_of(RawOptions {
+                    tls_extra_names: vec!["ok.example".into(), bad.into()],
+                    ..raw()
+                }),
+                format!("`clnrest-tls-extra-name` {bad} is not an IP address or a DNS name")
+            );
+        }
+        assert_eq!(
+            error_of(RawOptions {
+                tls_cert: Some("/c.pem".into()),
+                ..raw()
+            }),
+            "`clnrest-tls-cert` is set but `clnrest-tls-key` is not: give both or neither"
+        );
+        assert_eq!(
+            error_of(RawOptions {
+                tls_key: Some("/k.pem".into()),
+                ..raw()
+            }),
+            "`clnrest-tls-key` is set but `clnrest-tls-cert` is not: give both or neither"
+        );
+        assert_eq!(
+            error_of(RawOptions {
+                tls_client_auth: "yes".into(),
+                ..raw()
+            }),
+            "`clnrest-tls-client-auth` can be none, optional or required."
+        );
+        assert_eq!(
+            error_of(RawOptions {
+                protocol: "http".into(),
+                tls_client_auth: "optional".into(),
+                ..raw()
+            }),
+            "`clnrest-tls-client-auth` optional needs `clnrest-protocol` https"
         );
     }
 }

@@ -47,6 +47,10 @@ async fn run() -> anyhow::Result<()> {
         .option(config::OPT_CSP)
         .option(config::OPT_SWAGGER_ROOT)
         .option(config::OPT_MAX_CONNECTIONS)
+        .option(config::OPT_TLS_EXTRA_NAME)
+        .option(config::OPT_TLS_CERT)
+        .option(config::OPT_TLS_KEY)
+        .option(config::OPT_TLS_CLIENT_AUTH)
         .rpcmethod_from_builder(
             RpcMethodBuilder::new(plugin_methods::REGISTER_PATH, plugin_methods::register_path)
                 .description("Publish a REST route that calls an RPC method")

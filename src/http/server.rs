@@ -20,7 +20,6 @@ use axum_server::Handle;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
@@ -76,20 +75,27 @@ impl StartError {
 /// A server that is bound and has its certificates, ready to serve.
 pub struct BoundServer {
     listener: TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
+    tls: Option<crate::tls::ServerTls>,
     max_connections: usize,
 }
 
 impl BoundServer {
-    /// Binds `config.bind_addr` and, for HTTPS, loads or creates the certificates in
-    /// `clnrest-certs` or else `lightning_dir`. The error is the reason to give lightningd.
+    /// Binds `config.bind_addr` and, for HTTPS, prepares the certificates in `clnrest-certs`
+    /// or else `lightning_dir` (and loads `clnrest-tls-cert` if set). The error is the reason
+    /// to give lightningd.
     pub fn prepare(config: &Config, lightning_dir: &Path) -> Result<BoundServer, StartError> {
         let listener = bind(config.bind_addr)?;
         let tls = match config.protocol {
             Protocol::Http => None,
             Protocol::Https => {
-                let dir = config.certs_dir.as_deref().unwrap_or(lightning_dir);
-                Some(crate::tls::load_or_generate(dir, &config.host)?)
+                let dir = config.certs_dir_or(lightning_dir);
+                Some(crate::tls::prepare(&crate::tls::TlsSettings {
+                    dir: &dir,
+                    host: &config.host,
+                    extra_names: config.tls_extra_names(),
+                    own_cert: config.tls_own_cert.as_ref(),
+                    client_auth: config.tls_client_auth,
+                })?)
             }
         };
         Ok(BoundServer {
@@ -107,7 +113,11 @@ impl BoundServer {
         // deadline for a request's first bytes.
         match self.tls {
             Some(tls) => {
-                let tls = RustlsAcceptor::new(RustlsConfig::from_config(tls))
+                // The operator's certificate is re-read while we serve.
+                if let Some(reloader) = tls.reloader {
+                    tokio::spawn(reloader.run());
+                }
+                let tls = RustlsAcceptor::new(RustlsConfig::from_config(tls.config))
                     .acceptor(NoDelayAcceptor::new());
                 let mut server = server.acceptor(HeaderDeadline::new(
                     HEADER_READ_TIMEOUT,

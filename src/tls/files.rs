@@ -1,4 +1,4 @@
-//! Writing the set atomically: each file to a temporary name in the same directory (keys
+//! Writing certificate files atomically: each file to a temporary name in the same directory (keys
 //! created 0600 before a secret byte is written), fsynced, renamed into place, then the
 //! directory fsynced; and removing temporary files a crashed process left.
 
@@ -65,21 +65,13 @@ pub(super) fn write_temp(dir: &Path, name: &str, contents: &[u8]) -> Result<Temp
     Ok(temp)
 }
 
-/// Writes the set: every file to a synced temporary file first, then renames them into
-/// place with `last` (a file that was missing or empty) renamed last, then syncs the
-/// directory.
-pub(super) fn write_set(
-    dir: &Path,
-    set: &GeneratedSet,
-    last: &'static str,
-) -> Result<(), TlsError> {
-    let order = set
-        .files
-        .iter()
-        .filter(|(name, _)| *name != last)
-        .chain(set.files.iter().filter(|(name, _)| *name == last));
-    let mut temps = Vec::with_capacity(set.files.len());
-    for (name, contents) in order {
+/// Writes `files` (name and contents): every one to a synced temporary file first, then
+/// renames them into place in the order given (each key before its certificate), then syncs
+/// the directory. A crash part-way leaves at worst a key that does not match its certificate,
+/// which the next start finds unusable and replaces.
+pub(super) fn write_files(dir: &Path, files: &[(&'static str, String)]) -> Result<(), TlsError> {
+    let mut temps = Vec::with_capacity(files.len());
+    for (name, contents) in files {
         temps.push((*name, write_temp(dir, name, contents.as_bytes())?));
     }
     for (name, temp) in &mut temps {

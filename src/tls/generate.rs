@@ -1,11 +1,13 @@
-//! Generating a new set with rcgen: a CA, and a server and a client certificate it signs
-//! (ECDSA P-256 keys in PKCS#8, named as cln-grpc names them).
+//! Making certificates with rcgen: a new CA, and server and client certificates issued by a
+//! CA (a new one or the one on disk). ECDSA P-256 keys in PKCS#8, named as cln-grpc names
+//! them.
 
 use super::*;
 
-/// A freshly generated set: each file name with its PEM text, in [`ALL_FILES`] order.
-pub(super) struct GeneratedSet {
-    pub(super) files: [(&'static str, String); 6],
+/// A certificate and its key, PEM encoded, ready to be written.
+pub(super) struct Issued {
+    pub(super) cert_pem: String,
+    pub(super) key_pem: String,
 }
 
 pub(super) fn distinguished_name(common_name: &str) -> DistinguishedName {
@@ -14,79 +16,79 @@ pub(super) fn distinguished_name(common_name: &str) -> DistinguishedName {
     dn
 }
 
-/// The server certificate's subject alternative names: `cln`, `localhost` and `host`.
-pub(super) fn server_sans(host: &str) -> Vec<SanType> {
-    let mut names = vec!["cln".to_string(), "localhost".to_string()];
-    let host = host.trim();
-    let unbracketed = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let ip = unbracketed.parse::<IpAddr>().ok();
-    if ip.is_none() && !host.is_empty() && !names.iter().any(|n| n.eq_ignore_ascii_case(host)) {
-        names.push(host.to_ascii_lowercase());
-    }
-    let mut sans = Vec::new();
-    for name in names {
-        match name.clone().try_into() {
-            Ok(dns) => sans.push(SanType::DnsName(dns)),
-            Err(error) => {
-                tracing::warn!("not adding {name:?} to the server certificate's names: {error}")
-            }
-        }
-    }
-    sans.extend(ip.map(SanType::IpAddress));
-    sans
-}
-
-/// Generates the CA, server and client certificates and keys in memory.
-pub(super) fn generate_set(host: &str) -> Result<GeneratedSet, TlsError> {
-    let ca_key = KeyPair::generate().map_err(TlsError::Generate)?;
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = distinguished_name(CA_CN);
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
+/// A new self-signed CA ("cln Root CA"): the issuer to sign leaves with, and its files.
+pub(super) fn new_ca() -> Result<(Issuer<'static, KeyPair>, Issued), TlsError> {
+    let key = KeyPair::generate().map_err(TlsError::Generate)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(CA_CN);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(TlsError::Generate)?;
-
-    let leaf = |cn: &str,
-                sans: Vec<SanType>,
-                usage: ExtendedKeyUsagePurpose|
-     -> Result<(String, String), TlsError> {
-        let key = KeyPair::generate().map_err(TlsError::Generate)?;
-        let mut params = CertificateParams::default();
-        params.distinguished_name = distinguished_name(cn);
-        params.subject_alt_names = sans;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![usage];
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &ca).map_err(TlsError::Generate)?;
-        Ok((cert.pem(), key.serialize_pem()))
+    let cert = params.self_signed(&key).map_err(TlsError::Generate)?;
+    let issued = Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
     };
-    let (server_cert, server_key) = leaf(
-        SERVER_CN,
-        server_sans(host),
-        ExtendedKeyUsagePurpose::ServerAuth,
-    )?;
-    let (client_cert, client_key) = leaf(
-        CLIENT_CN,
-        vec![SanType::DnsName(
-            "cln".try_into().map_err(TlsError::Generate)?,
-        )],
-        ExtendedKeyUsagePurpose::ClientAuth,
-    )?;
+    Ok((Issuer::new(params, key), issued))
+}
 
-    Ok(GeneratedSet {
-        files: [
-            (CA_KEY, ca.key().serialize_pem()),
-            (CA_CERT, ca.pem()),
-            (SERVER_KEY, server_key),
-            (SERVER_CERT, server_cert),
-            (CLIENT_KEY, client_key),
-            (CLIENT_CERT, client_cert),
-        ],
+/// The two certificates a CA issues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Leaf {
+    /// `server.pem`: the names of the configuration, for server authentication.
+    Server,
+    /// `client.pem`: the name `cln`, for client authentication (cln-grpc, mutual TLS).
+    Client,
+}
+
+impl Leaf {
+    pub(super) fn cert_file(self) -> &'static str {
+        match self {
+            Leaf::Server => SERVER_CERT,
+            Leaf::Client => CLIENT_CERT,
+        }
+    }
+
+    pub(super) fn key_file(self) -> &'static str {
+        match self {
+            Leaf::Server => SERVER_KEY,
+            Leaf::Client => CLIENT_KEY,
+        }
+    }
+}
+
+/// A new key and certificate for `leaf`, signed by `issuer`. `names` are the server
+/// certificate's names (unused for the client certificate).
+pub(super) fn issue_leaf(
+    issuer: &Issuer<'_, KeyPair>,
+    leaf: Leaf,
+    names: &[TlsName],
+) -> Result<Issued, TlsError> {
+    let (cn, sans, usage) = match leaf {
+        Leaf::Server => (
+            SERVER_CN,
+            subject_alt_names(names)?,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        Leaf::Client => (
+            CLIENT_CN,
+            subject_alt_names(&[TlsName::Dns("cln".to_string())])?,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    };
+    let key = KeyPair::generate().map_err(TlsError::Generate)?;
+    let mut params = CertificateParams::default();
+    params.distinguished_name = distinguished_name(cn);
+    params.subject_alt_names = sans;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![usage];
+    params.use_authority_key_identifier_extension = true;
+    let cert = params.signed_by(&key, issuer).map_err(TlsError::Generate)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
     })
 }
