@@ -169,6 +169,17 @@ fn handshake(
     port: u16,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<rustls::ProtocolVersion, String> {
+    handshake_as(ca_pem, port, version, "localhost")
+}
+
+/// [`handshake`] verifying the server certificate for `name` (an IP address or a DNS name),
+/// whatever address the TCP connection goes to.
+fn handshake_as(
+    ca_pem: &[u8],
+    port: u16,
+    version: &'static rustls::SupportedProtocolVersion,
+    name: &str,
+) -> Result<rustls::ProtocolVersion, String> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(ca_pem) {
         roots.add(cert.map_err(|e| e.to_string())?).unwrap();
@@ -179,7 +190,7 @@ fn handshake(
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::try_from("localhost").unwrap();
+    let name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
     let mut connection =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let mut socket =
@@ -274,7 +285,9 @@ async fn an_existing_complete_set_is_reused_as_it_is() {
 }
 
 #[tokio::test]
-async fn one_empty_file_regenerates_all_six_consistently() {
+async fn an_empty_ca_file_makes_a_new_set_and_an_empty_leaf_file_only_its_pair() {
+    // The rule of issue 15: the CA is kept whenever it is usable; one empty file no longer
+    // regenerates all six (it did before).
     let temp = tempfile::tempdir().unwrap();
     let certs = temp.path().join("certs");
     let options = json!({ "clnrest-certs": certs.to_str().unwrap() });
@@ -284,14 +297,20 @@ async fn one_empty_file_regenerates_all_six_consistently() {
     stop(&first).await;
     drop(first);
 
-    for emptied in CERT_FILES {
+    for (index, emptied) in CERT_FILES.iter().enumerate() {
         std::fs::write(certs.join(emptied), b"").unwrap();
         let (node, port) = start_https(options.clone(), None).await;
         let after = read_set(&certs);
-        for (name, (old, new)) in CERT_FILES.iter().zip(before.iter().zip(&after)) {
-            assert!(
+        // Which pair the emptied file belongs to (0: CA, 1: server, 2: client).
+        let pair = index / 2;
+        for (i, (name, (old, new))) in CERT_FILES.iter().zip(before.iter().zip(&after)).enumerate()
+        {
+            let replaced = pair == 0 || i / 2 == pair;
+            assert_eq!(
                 old != new,
-                "{name} was not regenerated after {emptied} was emptied"
+                replaced,
+                "{name} {} after {emptied} was emptied",
+                if replaced { "kept" } else { "rewritten" }
             );
         }
         for name in CERT_FILES.iter().filter(|n| n.ends_with("-key.pem")) {
@@ -299,17 +318,16 @@ async fn one_empty_file_regenerates_all_six_consistently() {
                 .unwrap()
                 .permissions()
                 .mode();
-            assert_eq!(mode & 0o777, 0o600, "regenerated {name}: mode {mode:o}");
+            assert_eq!(mode & 0o777, 0o600, "{name}: mode {mode:o}");
         }
-        // Consistent: the new ca.pem vouches for what is served; the old one no longer does.
+        // Consistent: the current ca.pem vouches for what is served; the old one does only
+        // when it was kept.
         assert_serves_set_of(&certs, &node, port).await;
         let rune = node.create_rune(Value::Null);
-        assert!(
-            getinfo(&client_trusting(&before[0]), "localhost", port, &rune)
-                .await
-                .is_err(),
-            "after {emptied} was emptied the server still presents a certificate of the old CA"
-        );
+        let old_ca_trusted = getinfo(&client_trusting(&before[0]), "localhost", port, &rune)
+            .await
+            .is_ok();
+        assert_eq!(old_ca_trusted, pair != 0, "after {emptied} was emptied");
         stop(&node).await;
         before = after;
     }
@@ -461,4 +479,372 @@ async fn an_uncreatable_certificate_directory_disables_the_plugin() {
     );
     // Nothing listens.
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+// ---------------------------------------------------------------------------------------
+// Issue 15: extra names, the operator's certificate, client certificates.
+
+const ONION: &str = "vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd.onion";
+
+/// The init refusal reason for `options` (with a free port).
+async fn refusal(options: Value) -> String {
+    let port = MockLightningd::free_port();
+    let mut all = json!({ "clnrest-port": port });
+    all.as_object_mut()
+        .unwrap()
+        .extend(options.as_object().unwrap().clone());
+    let node = MockLightningd::start(all).await;
+    let reason = node.init_result()["disable"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected init to disable, got {}", node.init_result()))
+        .to_string();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    reason
+}
+
+/// Whether a TLS 1.3 handshake verifying the certificate for `name` succeeds.
+async fn valid_for(ca: &[u8], port: u16, name: &str) -> bool {
+    let (ca, name) = (ca.to_vec(), name.to_string());
+    tokio::task::spawn_blocking(move || handshake_as(&ca, port, &rustls::version::TLS13, &name))
+        .await
+        .unwrap()
+        .is_ok()
+}
+
+fn has_log(node: &MockLightningd, level: &str, needle: &str) -> bool {
+    node.logs()
+        .iter()
+        .any(|line| line.level == level && line.message.contains(needle))
+}
+
+#[tokio::test]
+async fn the_new_options_are_registered() {
+    let node = MockLightningd::start(json!({})).await;
+    let manifest = node.manifest().expect("a manifest").clone();
+    let options = manifest["options"].as_array().unwrap();
+    let find = |name: &str| {
+        options
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("{name} is not registered: {manifest}"))
+            .clone()
+    };
+    let extra = find("clnrest-tls-extra-name");
+    assert_eq!(extra["type"], "string");
+    assert_eq!(extra["multi"], true);
+    for name in ["clnrest-tls-cert", "clnrest-tls-key"] {
+        let option = find(name);
+        assert_eq!(option["type"], "string", "{option}");
+        assert!(option.get("default").is_none_or(Value::is_null), "{option}");
+    }
+    let auth = find("clnrest-tls-client-auth");
+    assert_eq!(auth["type"], "string");
+    assert_eq!(auth["default"], "none");
+}
+
+#[tokio::test]
+async fn bad_tls_options_disable_the_plugin_with_a_clear_reason() {
+    for (options, reason) in [
+        (
+            json!({ "clnrest-tls-extra-name": ["node.example.com", "*.example.com"] }),
+            "`clnrest-tls-extra-name` *.example.com is not an IP address or a DNS name",
+        ),
+        (
+            json!({ "clnrest-tls-extra-name": ["https://node.example.com"] }),
+            "`clnrest-tls-extra-name` https://node.example.com is not an IP address or a DNS name",
+        ),
+        (
+            json!({ "clnrest-tls-cert": "/etc/fullchain.pem" }),
+            "`clnrest-tls-cert` is set but `clnrest-tls-key` is not: give both or neither",
+        ),
+        (
+            json!({ "clnrest-tls-key": "/etc/privkey.pem" }),
+            "`clnrest-tls-key` is set but `clnrest-tls-cert` is not: give both or neither",
+        ),
+        (
+            json!({ "clnrest-tls-client-auth": "always" }),
+            "`clnrest-tls-client-auth` can be none, optional or required.",
+        ),
+        (
+            json!({ "clnrest-tls-client-auth": "required", "clnrest-protocol": "http" }),
+            "`clnrest-tls-client-auth` required needs `clnrest-protocol` https",
+        ),
+    ] {
+        assert_eq!(refusal(options.clone()).await, reason, "{options}");
+    }
+    // Files that do not exist: the reason names the file.
+    let temp = tempfile::tempdir().unwrap();
+    let cert = temp.path().join("fullchain.pem");
+    let reason = refusal(json!({
+        "clnrest-tls-cert": cert.to_str().unwrap(),
+        "clnrest-tls-key": temp.path().join("privkey.pem").to_str().unwrap(),
+    }))
+    .await;
+    assert!(
+        reason.starts_with(&format!(
+            "cannot set up TLS certificates: cannot read {}",
+            cert.display()
+        )),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn extra_names_are_in_the_certificate_and_a_change_keeps_the_ca() {
+    let temp = tempfile::tempdir().unwrap();
+    let certs = temp.path().join("certs");
+    let with_names = |names: Value| json!({ "clnrest-certs": certs.to_str().unwrap(), "clnrest-tls-extra-name": names });
+
+    let (node, port) = start_https(
+        with_names(json!([
+            "192.168.1.20",
+            "Node.Example.com",
+            ONION,
+            "[fd00::7]"
+        ])),
+        None,
+    )
+    .await;
+    let before = read_set(&certs);
+    for name in [
+        "192.168.1.20",
+        "node.example.com",
+        ONION,
+        "fd00::7",
+        "127.0.0.1",
+        "localhost",
+    ] {
+        assert!(valid_for(&before[0], port, name).await, "{name} refused");
+    }
+    assert!(!valid_for(&before[0], port, "10.0.0.9").await);
+    // reqwest reaching the node by its domain name (resolved to loopback) verifies it.
+    let rune = node.create_rune(Value::Null);
+    let by_domain = builder_trusting(&before[0])
+        .resolve("node.example.com", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    getinfo_201(&by_domain, "node.example.com", port, &rune).await;
+    stop(&node).await;
+    drop(node);
+
+    // Same names in another order and case: nothing rewritten.
+    let (node, _) = start_https(
+        with_names(json!([
+            ONION,
+            "fd00::7",
+            "NODE.example.com",
+            "192.168.1.20"
+        ])),
+        None,
+    )
+    .await;
+    assert!(
+        read_set(&certs) == before,
+        "a file was rewritten for the same names"
+    );
+    assert!(!has_log(&node, "info", "re-issuing"));
+    stop(&node).await;
+    drop(node);
+
+    // Other names: server.pem (and its key) re-issued from the same CA, logged.
+    let (node, port) = start_https(with_names(json!(["10.0.0.9"])), None).await;
+    let after = read_set(&certs);
+    for (i, name) in CERT_FILES.iter().enumerate() {
+        let server_pair = *name == "server.pem" || *name == "server-key.pem";
+        assert_eq!(before[i] != after[i], server_pair, "{name}");
+    }
+    assert!(
+        valid_for(&before[0], port, "10.0.0.9").await,
+        "the old CA vouches"
+    );
+    assert!(!valid_for(&before[0], port, "node.example.com").await);
+    assert!(
+        has_log(&node, "info", "server.pem names")
+            && has_log(&node, "info", "re-issuing server.pem from"),
+        "{:?}",
+        node.logs()
+    );
+    assert_serves_set_of(&certs, &node, port).await;
+}
+
+#[tokio::test]
+async fn an_expired_server_certificate_is_reissued_from_the_kept_ca() {
+    let temp = tempfile::tempdir().unwrap();
+    let certs = temp.path().join("certs");
+    let options = json!({ "clnrest-certs": certs.to_str().unwrap() });
+    let (node, _) = start_https(options.clone(), None).await;
+    stop(&node).await;
+    drop(node);
+    let before = read_set(&certs);
+
+    // A server certificate of our CA that expired yesterday.
+    let ca_key = rcgen::KeyPair::from_pem(std::str::from_utf8(&before[1]).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(std::str::from_utf8(&before[0]).unwrap(), ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    params.not_after = (std::time::SystemTime::now() - Duration::from_secs(86400)).into();
+    let expired = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(certs.join("server.pem"), expired.pem()).unwrap();
+    std::fs::write(certs.join("server-key.pem"), key.serialize_pem()).unwrap();
+
+    let (node, port) = start_https(options, None).await;
+    let after = read_set(&certs);
+    assert!(
+        after[0] == before[0] && after[1] == before[1],
+        "the CA was replaced"
+    );
+    assert!(
+        after[2] != expired.pem().into_bytes(),
+        "the expired one is still there"
+    );
+    assert!(
+        has_log(&node, "warn", "re-issuing server.pem"),
+        "{:?}",
+        node.logs()
+    );
+    assert_serves_set_of(&certs, &node, port).await;
+}
+
+/// A client trusting `ca_pem` that presents `dir`'s client certificate.
+fn client_with_identity(ca_pem: &[u8], dir: &Path) -> reqwest::Client {
+    let mut pem = std::fs::read(dir.join("client-key.pem")).unwrap();
+    pem.extend(std::fs::read(dir.join("client.pem")).unwrap());
+    builder_trusting(ca_pem)
+        .identity(reqwest::Identity::from_pem(&pem).expect("a PEM identity"))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn client_certificates_required_and_optional() {
+    // A foreign set: a client certificate of another CA.
+    let foreign = tempfile::tempdir().unwrap();
+    let (other, _) = start_https(json!({}), Some(foreign.path())).await;
+    stop(&other).await;
+    drop(other);
+
+    for mode in ["required", "optional"] {
+        let (node, port) = start_https(json!({ "clnrest-tls-client-auth": mode }), None).await;
+        let dir = node.lightning_dir().to_path_buf();
+        let ca = std::fs::read(dir.join("ca.pem")).unwrap();
+        let rune = node.create_rune(Value::Null);
+
+        // client.pem passes the handshake; the rune is still checked.
+        let ours = client_with_identity(&ca, &dir);
+        getinfo_201(&ours, "localhost", port, &rune).await;
+        let no_rune = ours
+            .post(format!("https://localhost:{port}/v1/getinfo"))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(no_rune.status().as_u16(), 403, "{mode}");
+
+        // A certificate of another CA never passes.
+        let theirs = client_with_identity(&ca, foreign.path());
+        assert!(
+            getinfo(&theirs, "localhost", port, &rune).await.is_err(),
+            "{mode}: a foreign client certificate was accepted"
+        );
+
+        // No certificate: refused when required, served when optional.
+        let without = getinfo(&client_trusting(&ca), "localhost", port, &rune).await;
+        match mode {
+            "required" => assert!(without.is_err(), "required: served without a certificate"),
+            _ => assert_eq!(without.expect("optional").status().as_u16(), 201),
+        }
+    }
+}
+
+/// Writes a CA-signed chain and key valid for `localhost` into `cert`/`key` (as certbot's
+/// fullchain.pem and privkey.pem), returning the CA certificate to trust and the leaf, DER.
+fn write_own_cert(cert: &Path, key: &Path) -> (Vec<u8>, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf_params = rcgen::CertificateParams::new(vec!["localhost".into()]).unwrap();
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(cert, format!("{}{}", leaf.pem(), ca_cert.pem())).unwrap();
+    std::fs::write(key, leaf_key.serialize_pem()).unwrap();
+    (ca_cert.pem().into_bytes(), leaf.der().to_vec())
+}
+
+#[tokio::test]
+async fn an_own_certificate_is_served_and_reloaded_when_it_changes() {
+    let temp = tempfile::tempdir().unwrap();
+    let cert = temp.path().join("fullchain.pem");
+    let key = temp.path().join("privkey.pem");
+    let (first_ca, first_leaf) = write_own_cert(&cert, &key);
+    let port = MockLightningd::free_port();
+    // The plugin with a reload interval of 0.2 s.
+    let node = MockLightningd::builder()
+        .options(json!({
+            "clnrest-port": port,
+            "clnrest-tls-cert": cert.to_str().unwrap(),
+            "clnrest-tls-key": key.to_str().unwrap(),
+        }))
+        .plugin_path("/usr/bin/env")
+        .plugin_args([
+            "CLNREST_TLS_RELOAD_SECS=0.2",
+            mock_lightningd::PLUGIN_BINARY,
+        ])
+        .start()
+        .await;
+    assert_eq!(node.init_result(), &json!({}), "{}", node.init_result());
+    let rune = node.create_rune(Value::Null);
+    let presented = getinfo_201(&client_trusting(&first_ca), "localhost", port, &rune).await;
+    assert!(
+        presented == first_leaf,
+        "the operator's certificate is not served"
+    );
+    // The generated set is there all the same (CA for client certificates, client.pem).
+    assert_eq!(present_files(node.lightning_dir()), CERT_FILES.to_vec());
+
+    // A bad file: the old certificate stays, and a warning says why.
+    std::fs::write(&key, b"not a key\n").unwrap();
+    node.wait_for_log(
+        |line| {
+            line.level == "warn"
+                && line
+                    .message
+                    .contains("still serving the previous certificate")
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("a warning about the bad key");
+    let presented = getinfo_201(&client_trusting(&first_ca), "localhost", port, &rune).await;
+    assert!(presented == first_leaf);
+
+    // A renewed pair is served without a restart.
+    let (second_ca, second_leaf) = write_own_cert(&cert, &key);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let client = client_trusting(&second_ca);
+        if let Ok(response) = getinfo(&client, "localhost", port, &rune).await {
+            let presented = response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|info| info.peer_certificate())
+                .unwrap()
+                .to_vec();
+            assert!(presented == second_leaf);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate is not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(has_log(&node, "info", "serving the new certificate"));
+    assert!(
+        getinfo(&client_trusting(&first_ca), "localhost", port, &rune)
+            .await
+            .is_err()
+    );
 }
