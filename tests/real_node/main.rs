@@ -25,6 +25,7 @@ mod notifications;
 mod register_path;
 mod runes;
 mod startup;
+mod tls;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -41,6 +42,7 @@ fn main() {
         notifications::TESTS,
         register_path::TESTS,
         fidelity::TESTS,
+        tls::TESTS,
         hardening::TESTS,
     ]
     .concat();
