@@ -18,6 +18,9 @@
 //! - `notifications_before_replies(true)`: every response is preceded, on its connection, by
 //!   the id-less notifications lightningd sends on a connection that enabled them
 //!   ([`RPC_NOTIFICATIONS`]: a `message` and a `progress`).
+//! - `pretty_replies(true)`: every response is pretty-printed with a blank line after each
+//!   of its lines ([`pretty_with_blank_lines`]), as lightningd forwards the reply of a plugin
+//!   that pretty-prints: `"\n\n"` inside one response.
 
 use super::rpc_socket::SocketControl;
 use std::collections::HashMap;
@@ -44,6 +47,7 @@ pub struct FaultSwitches {
     garbage_replies: AtomicBool,
     close_mid_response: AtomicBool,
     notifications_before_replies: AtomicBool,
+    pretty_replies: AtomicBool,
     database: tokio::sync::Mutex<()>,
 }
 
@@ -89,6 +93,25 @@ impl FaultSwitches {
     pub fn notifications_before_replies(&self) -> bool {
         self.notifications_before_replies.load(Ordering::SeqCst)
     }
+
+    /// Whether responses are pretty-printed with blank lines inside.
+    pub fn pretty_replies(&self) -> bool {
+        self.pretty_replies.load(Ordering::SeqCst)
+    }
+}
+
+/// `frame` (one JSON value, maybe followed by `"\n\n"`) pretty-printed with a blank line after
+/// every line, then `"\n\n"`: a frame with `"\n\n"` inside. Frames that are not JSON are
+/// returned unchanged.
+pub fn pretty_with_blank_lines(frame: &[u8]) -> Vec<u8> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(frame) else {
+        return frame.to_vec();
+    };
+    let pretty = serde_json::to_string_pretty(&value).expect("a Value always serializes");
+    // Newlines inside strings are escaped: every newline here is between tokens.
+    let mut text = pretty.replace('\n', "\n\n");
+    text.push_str("\n\n");
+    text.into_bytes()
 }
 
 /// Sleeps `duration` with microsecond precision: tokio's timer rounds up to whole
@@ -180,5 +203,10 @@ impl Faults {
         self.switches
             .notifications_before_replies
             .store(on, Ordering::SeqCst);
+    }
+
+    /// Each response is pretty-printed with blank lines inside.
+    pub fn pretty_replies(&self, on: bool) {
+        self.switches.pretty_replies.store(on, Ordering::SeqCst);
     }
 }

@@ -11,7 +11,7 @@
 //!   no `id` -> `-32600` "No id"; invalid JSON -> `-32600` "Failed to parse RPC JSON response
 //!   '<buffer>'", the buffer is discarded and the connection stays open. All with `"id":null`.
 
-use super::faults::{GARBAGE_REPLY, RPC_NOTIFICATIONS};
+use super::faults::{pretty_with_blank_lines, GARBAGE_REPLY, RPC_NOTIFICATIONS};
 use super::jsonrpc::{malformed_request_frame, response_frame, RpcError, INVALID_REQUEST};
 use super::methods::{self, writes_database, Call};
 use super::node::{lock, Node, RecordedCall};
@@ -279,6 +279,9 @@ async fn answer(node: Arc<Node>, connection_id: u64, raw: Vec<u8>, request: Valu
         Ok(frame) => frame,
         Err(frame) => frame,
     };
+    if node.faults.pretty_replies() {
+        frame = pretty_with_blank_lines(&frame);
+    }
     if node.faults.notifications_before_replies() {
         frame.splice(0..0, RPC_NOTIFICATIONS.iter().copied());
     }

@@ -3,7 +3,12 @@
 
 Right after `init` it calls `clnrest-register-path` (through lightningd, as any plugin would)
 for `POST v1/echo/{name}` -> `route-echo`, which answers with the params it received, so a
-test sees the path capture and the body arrive. Standard library only.
+test sees the path capture and the body arrive.
+
+`route-pretty` answers after `sleep_ms` (in a thread of its own, so calls overlap) with its
+reply pretty-printed and a blank line after every line, as a plugin that pretty-prints its
+JSON writes it: lightningd forwards that text as it is, `"\n\n"` inside one answer.
+Standard library only.
 """
 
 import json
@@ -26,9 +31,27 @@ stdout_lock = threading.Lock()
 
 
 def write(message):
+    write_text(json.dumps(message) + "\n\n")
+
+
+def write_text(text):
     with stdout_lock:
-        sys.stdout.write(json.dumps(message) + "\n\n")
+        sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def answer_pretty(request):
+    """Answers a `route-pretty` call later, pretty-printed with blank lines inside."""
+    params = request.get("params", {})
+    if isinstance(params, dict):
+        time.sleep(params.get("sleep_ms", 0) / 1000)
+    result = {
+        "pretty": params,
+        "lines": ["one", "two\n\nthree", "}{"],
+        "nested": {"empty": {}, "list": [[], [1, 2]]},
+    }
+    reply = {"jsonrpc": "2.0", "id": request["id"], "result": result}
+    write_text(json.dumps(reply, indent=2).replace("\n", "\n\n") + "\n\n")
 
 
 def rpc(path, method, params):
@@ -72,6 +95,11 @@ def answer(request):
             "options": [],
             "rpcmethods": [
                 {"name": "route-echo", "usage": "", "description": "echoes its params"},
+                {
+                    "name": "route-pretty",
+                    "usage": "[sleep_ms]",
+                    "description": "answers pretty-printed, blank lines inside",
+                },
             ],
             "dynamic": True,
         }
@@ -102,6 +130,9 @@ def main():
                 break
             buffer = stripped[end:]
             if "id" not in request:
+                continue
+            if request.get("method") == "route-pretty":
+                threading.Thread(target=answer_pretty, args=(request,), daemon=True).start()
                 continue
             result = answer(request)
             reply = {"jsonrpc": "2.0", "id": request["id"]}
