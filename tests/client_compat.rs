@@ -13,11 +13,8 @@
 //! `cargo test --test client_compat -- --ignored` (as `.ci/run` does after installing the
 //! clients); then a missing tool fails the test.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::Gateway;
 use mock_lightningd::fixtures::{fixture_path, load_fixture};
+use mock_lightningd::gateway::Gateway;
 use serde_json::{json, Map, Number, Value};
 use std::path::PathBuf;
 use std::process::Stdio;

@@ -1,10 +1,7 @@
 //! The connection cap (`clnrest-max-connections`): connections beyond it get a polite 503 and
 //! are closed, and the cap frees up as connections close.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::Gateway;
+use mock_lightningd::gateway::Gateway;
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -3,11 +3,8 @@
 //! anything reaches lightningd (400, 406, 413, 415), and responses that parse back to
 //! lightningd's result in every format.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::Gateway;
 use mock_lightningd::fixtures::fixtures;
+use mock_lightningd::gateway::Gateway;
 use mock_lightningd::RecordedCall;
 use quick_xml::events::Event;
 use quick_xml::Reader;

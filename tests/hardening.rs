@@ -3,10 +3,7 @@
 //! notifications on the RPC connection, `list-methods` without a `help` per request, a 503
 //! that names no path, and SSE with a topic it cannot carry.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use mock_lightningd::RecordedCall;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

@@ -16,10 +16,7 @@
 //! The numbers each test observes are printed (`cargo test --test hostile_connections --
 //! --nocapture` shows them). Bounds are generous: the machine running this may be loaded.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{json, Value};

@@ -1,11 +1,8 @@
 //! Every notification stream sends a keep-alive at least every 30 s: SSE comments, and
 //! Socket.IO's engine.io pings (announced in the handshake).
 
-mod harness;
-mod mock_lightningd;
-
 use futures::StreamExt;
-use harness::Gateway;
+use mock_lightningd::gateway::Gateway;
 use std::time::{Duration, Instant};
 
 #[tokio::test]

@@ -2,10 +2,7 @@
 //! (start or `disable` with the exact reason), the log lines it sends, and how it exits on
 //! `shutdown` or when lightningd goes away.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use mock_lightningd::runes::Rune;
 use mock_lightningd::{LogLine, MockLightningd, MAX_LOG_MESSAGE_LEN};
 use serde_json::{json, Value};
@@ -235,7 +232,7 @@ async fn init_with_only_port_and_http_starts_with_an_empty_result() {
     let (node, result) = init_with(json!({"clnrest-port": port, "clnrest-protocol": "http"})).await;
     assert_eq!(result, json!({}));
     // And it really serves.
-    let response = harness::client()
+    let response = mock_lightningd::gateway::client()
         .get(format!("http://127.0.0.1:{port}/v1/list-methods"))
         .send()
         .await

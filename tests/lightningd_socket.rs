@@ -2,11 +2,8 @@
 //! of order, 503 when the socket is unreachable or breaks (quickly, and recovering on the
 //! next request), and HTTP clients that hang up mid-call.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
 use mock_lightningd::fixtures::fixtures;
+use mock_lightningd::gateway::{json_of, Gateway};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,6 @@
 //! client and compare what comes back with the fixture files. The plugin side is tested with
 //! a small `sh` stand-in plugin, and once with the real clnrest binary.
 
-mod mock_lightningd;
-
 use base64::engine::general_purpose::URL_SAFE;
 use base64::Engine;
 use mock_lightningd::fixtures::load_fixture;

@@ -11,15 +11,13 @@
 
 #[path = "notifications/clients.rs"]
 mod clients;
-mod harness;
-mod mock_lightningd;
 
 use clients::{
     connect_listener, listen, push, push_fixture, push_wildcard_fixture, stalled_client,
     wait_subscribed, Got, Listener, SseReader, WAIT,
 };
-use harness::{json_of, Gateway};
 use mock_lightningd::fixtures::load_fixture;
+use mock_lightningd::gateway::{json_of, Gateway};
 use mock_lightningd::runes::Rune;
 use rust_socketio::TransportType;
 use serde_json::{json, Value};

@@ -7,10 +7,7 @@
 //! them; then a missing tool is a failure): `openapi-spec-validator` and `schemathesis`
 //! (PyPI), and Swagger UI in headless Chromium through `playwright-core` (`tests/e2e/`).
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -5,10 +5,7 @@
 //! Registrations go the way a plugin's do: a JSON-RPC call on the mock's `lightning-rpc`
 //! socket, which the mock forwards to our plugin's stdin (as lightningd does).
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

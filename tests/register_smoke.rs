@@ -1,9 +1,6 @@
 //! Smoke: a plugin registers a route through lightningd's socket, and it is served.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use serde_json::{json, Value};
 
 async fn rpc(gateway: &Gateway, method: &str, params: Value) -> Value {

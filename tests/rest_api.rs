@@ -3,11 +3,8 @@
 //! `POST /v1/<method>`, the `Rune` header and `checkrune`, errors, other paths and methods,
 //! `GET /v1/list-methods`, Swagger, CSP and CORS.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
 use mock_lightningd::fixtures::{fixtures, load_fixture};
+use mock_lightningd::gateway::{json_of, Gateway};
 use mock_lightningd::RecordedCall;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Method;

@@ -1,9 +1,6 @@
 //! A first end-to-end check: the plugin starts behind the mock and answers getinfo.
 
-mod harness;
-mod mock_lightningd;
-
-use harness::{json_of, Gateway};
+use mock_lightningd::gateway::{json_of, Gateway};
 use serde_json::json;
 
 #[tokio::test]

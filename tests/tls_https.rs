@@ -2,9 +2,6 @@
 //! together), what clients that trust `ca.pem` see, TLS 1.2 and 1.3, and plain HTTP touching
 //! no certificate at all.
 
-mod harness;
-mod mock_lightningd;
-
 use mock_lightningd::MockLightningd;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -350,7 +347,7 @@ async fn http_touches_no_certificate_file() {
             .extend(extra.as_object().unwrap().clone());
         let node = start(options, None).await;
         let gateway_rune = node.create_rune(Value::Null);
-        let response = harness::client()
+        let response = mock_lightningd::gateway::client()
             .post(format!("http://127.0.0.1:{port}/v1/getinfo"))
             .header("Rune", &gateway_rune)
             .send()
@@ -381,7 +378,7 @@ async fn http_does_not_read_certificate_files() {
         Some(&lightning_dir),
     )
     .await;
-    let response = harness::client()
+    let response = mock_lightningd::gateway::client()
         .get(format!("http://127.0.0.1:{port}/v1/list-methods"))
         .send()
         .await
@@ -780,6 +777,7 @@ async fn an_own_certificate_is_served_and_reloaded_when_it_changes() {
     let key = temp.path().join("privkey.pem");
     let (first_ca, first_leaf) = write_own_cert(&cert, &key);
     let port = MockLightningd::free_port();
+    let plugin_binary = mock_lightningd::plugin_binary();
     // The plugin with a reload interval of 0.2 s.
     let node = MockLightningd::builder()
         .options(json!({
@@ -790,7 +788,7 @@ async fn an_own_certificate_is_served_and_reloaded_when_it_changes() {
         .plugin_path("/usr/bin/env")
         .plugin_args([
             "CLNREST_TLS_RELOAD_SECS=0.2",
-            mock_lightningd::PLUGIN_BINARY,
+            plugin_binary.to_str().expect("a UTF-8 path"),
         ])
         .start()
         .await;

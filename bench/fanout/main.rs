@@ -30,10 +30,6 @@
 //! and measuring a phase), `sched` (per-thread scheduler figures), `report` (the tables);
 //! `../support` is shared with the other benches.
 
-#[path = "../../tests/harness/mod.rs"]
-mod harness;
-#[path = "../../tests/mock_lightningd/mod.rs"]
-mod mock_lightningd;
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -43,7 +39,7 @@ mod record;
 mod report;
 mod sched;
 
-use harness::Gateway;
+use mock_lightningd::gateway::Gateway;
 use phases::{measured_phase, push, Run};
 use record::{ClientResult, Shared, BURST, STEADY, WARMUP};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,13 +1,13 @@
 //! Pushing notifications and measuring a phase: the deliveries waited for, and what the
 //! plugin, this process and the machine used meanwhile.
 
-use crate::mock_lightningd::MockLightningd;
 use crate::record::Shared;
 use crate::sched::{sched, sched_delta, Sched};
 use crate::support::notification::PREIMAGE;
 use crate::support::procfs::{self, machine_cpu, user_system, Status};
 use crate::support::wait::{until_done, Patience};
 use crate::{POLL, PUSH_TIMEOUT};
+use mock_lightningd::MockLightningd;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};

@@ -2,9 +2,9 @@
 //! from /proc.
 
 use crate::large::LARGE_TIMEOUT;
-use crate::mock_lightningd::MockLightningd;
 use crate::options::Protocol;
 use crate::support::procfs;
+use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

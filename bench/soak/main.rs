@@ -56,10 +56,6 @@
 //! clients), `run` (pushing, the minutes, the checkpoints), `report` (the tables), `verdict`
 //! (the limits, PASS/FAIL); `../support` is shared with the other benches.
 
-#[path = "../../tests/harness/mod.rs"]
-mod harness;
-#[path = "../../tests/mock_lightningd/mod.rs"]
-mod mock_lightningd;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -1,8 +1,6 @@
 //! The run: pushing notifications, the minutes with their bursts, trickle and checkpoints,
 //! and the wind-down.
 
-use crate::harness::Gateway;
-use crate::mock_lightningd::MockLightningd;
 use crate::process::{sample, source_state, Cpu, Sample};
 use crate::rest_load::{rest_worker, RestResult, Runes, RESTRICTED_TO};
 use crate::shared::{Rng, Shared, Source};
@@ -12,6 +10,8 @@ use crate::support::notification::PREIMAGE;
 use crate::support::procfs::{alive, load_average};
 use crate::support::wait::{until_done, Patience};
 use crate::Args;
+use mock_lightningd::gateway::Gateway;
+use mock_lightningd::MockLightningd;
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 /// The fixtures directory: `tests/fixtures` in the repository.
-pub const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+pub const FIXTURES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
 
 /// Path of one fixture file, `relative` to [`FIXTURES_DIR`] (e.g. `"rpc/getinfo.json"`).
 pub fn fixture_path(relative: &str) -> PathBuf {

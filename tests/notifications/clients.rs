@@ -2,10 +2,10 @@
 //! reader on `reqwest`, and a hand-made websocket client that completes the Socket.IO
 //! handshake and then never reads.
 
-use crate::harness::Gateway;
-use crate::mock_lightningd::fixtures::load_fixture;
 use futures::future::FutureExt;
 use futures::StreamExt;
+use mock_lightningd::fixtures::load_fixture;
+use mock_lightningd::gateway::Gateway;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
 use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};

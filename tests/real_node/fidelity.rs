@@ -13,10 +13,10 @@
 //! message. On failure the test lists every difference, each with the
 //! request and both answers.
 
-use crate::mock_lightningd::MockLightningd;
 use crate::node::RealNode;
 use crate::support::{block_on, client};
 use crate::Test;
+use mock_lightningd::MockLightningd;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::Path;

@@ -13,8 +13,6 @@
 //! SSE), `register_path` (routes of another plugin), `fidelity` (the mock against the real
 //! node, request by request).
 
-#[path = "../mock_lightningd/mod.rs"]
-mod mock_lightningd;
 mod node;
 mod support;
 

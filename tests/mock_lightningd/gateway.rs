@@ -1,11 +1,9 @@
 //! What the integration tests share on top of the mock lightningd: the plugin started over
 //! plain HTTP on a free port, an HTTP client pointed at it, and a rune the mock accepts.
 //!
-//! Each test file includes it with `mod mock_lightningd; mod harness;`.
+//! Tests use it as `mock_lightningd::gateway`.
 
-#![allow(dead_code)]
-
-use crate::mock_lightningd::MockLightningd;
+use crate::MockLightningd;
 use serde_json::{json, Value};
 use std::time::Duration;
 

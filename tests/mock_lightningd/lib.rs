@@ -17,6 +17,7 @@
 mod datastore;
 pub mod faults;
 pub mod fixtures;
+pub mod gateway;
 mod invoices;
 pub mod jsonrpc;
 pub mod manifest;
@@ -54,8 +55,20 @@ pub const LIGHTNINGD_VERSION: &str = "v26.06-258-g090f4b0";
 /// How long the mock waits for the plugin's getmanifest and init replies.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The plugin binary built by cargo for the integration tests.
-pub const PLUGIN_BINARY: &str = env!("CARGO_BIN_EXE_clnrest");
+/// The plugin binary cargo built beside the running test or bench: `CLNREST_BIN` if set,
+/// else `<target>/<profile>/clnrest`, next to the `deps/` folder the executable runs from
+/// (cargo builds a package's binaries before its integration tests and benches).
+pub fn plugin_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("CLNREST_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("the test runs from <target>/<profile>/deps");
+    profile_dir.join("clnrest")
+}
 
 /// How to start a [`MockLightningd`].
 pub struct MockLightningdBuilder {
@@ -188,7 +201,7 @@ impl MockLightningd {
             options: Value::Object(Default::default()),
             lightning_dir: None,
             include_defaults: true,
-            plugin: Some(PathBuf::from(PLUGIN_BINARY)),
+            plugin: Some(plugin_binary()),
             plugin_args: Vec::new(),
             developer: false,
         }
