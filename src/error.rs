@@ -40,6 +40,13 @@ pub enum ApiError {
     /// A body param has the name of a value captured from the path.
     #[error("Duplicate key: {0}")]
     DuplicateKey(String),
+    /// A body or query parameters sent to a registered route that needs no rune (its path
+    /// pattern): such a route takes its path captures only.
+    #[error(
+        "Route {0} needs no rune, so it takes nothing but its path captures: send no request \
+         body and no query parameters"
+    )]
+    ParamsWithoutRune(String),
     /// No `Rune` header.
     #[error("Not authorized: Missing rune")]
     MissingRune,
@@ -97,7 +104,7 @@ impl ApiError {
             ApiError::MethodNotPost | ApiError::DynamicWrongMethod { .. } => {
                 StatusCode::METHOD_NOT_ALLOWED
             }
-            ApiError::DuplicateKey(_) => StatusCode::BAD_REQUEST,
+            ApiError::DuplicateKey(_) | ApiError::ParamsWithoutRune(_) => StatusCode::BAD_REQUEST,
             ApiError::MissingRune | ApiError::ForPluginsOnly(_) | ApiError::ConnectionScoped(_) => {
                 StatusCode::FORBIDDEN
             }
@@ -121,7 +128,7 @@ impl ApiError {
             ApiError::PathNotFound
             | ApiError::MethodNotPost
             | ApiError::DynamicWrongMethod { .. } => CODE_METHOD_NOT_FOUND,
-            ApiError::DuplicateKey(_) => CODE_INVALID_PARAMS,
+            ApiError::DuplicateKey(_) | ApiError::ParamsWithoutRune(_) => CODE_INVALID_PARAMS,
             ApiError::MissingRune => CODE_RUNE_NOT_AUTHORIZED,
             ApiError::RuneRefused(e) | ApiError::Lightningd(e) => e.code,
             ApiError::BadBody { .. } => CODE_PARSE_ERROR,

@@ -412,3 +412,246 @@ async fn sse_skips_a_topic_it_cannot_carry_and_goes_on() {
     assert!(panics.is_empty(), "{panics:?}");
     gateway.node.assert_no_violations();
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 13: a reply with blank lines inside.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn pretty_printed_replies_with_blank_lines_break_no_call_in_flight() {
+    let gateway = Gateway::start().await;
+    settled(&gateway).await;
+    for _ in 0..4 {
+        let (status, _) = json_of(gateway.call("getinfo", json!({})).await).await;
+        assert_eq!(status, 201);
+    }
+    let connections = gateway.node.connections_accepted();
+    let (_, expected) = json_of(gateway.call("getinfo", json!({})).await).await;
+
+    // Every answer is pretty-printed with a blank line after each line, as lightningd forwards
+    // a pretty-printing plugin's reply; calls overlap on each of the pool's connections.
+    gateway
+        .node
+        .faults()
+        .set_delay("getinfo", Duration::from_millis(60));
+    gateway.node.faults().pretty_replies(true);
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let http = gateway.http.clone();
+            let url = gateway.url("/v1/getinfo");
+            let rune = gateway.rune.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i * 3)).await;
+                let response = http.post(url).header("Rune", rune).send().await.unwrap();
+                text_of(response).await
+            })
+        })
+        .collect();
+    for (i, call) in calls.into_iter().enumerate() {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 201, "call {i}: {body}");
+        assert!(body.contains("\n\n"), "lightningd's result bytes, as sent");
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body, expected, "call {i}");
+    }
+    assert_eq!(
+        gateway.node.connections_accepted(),
+        connections,
+        "a connection was given up and reopened"
+    );
+    let lost: Vec<_> = gateway
+        .node
+        .logs()
+        .into_iter()
+        .filter(|l| l.message.contains("connection lost"))
+        .collect();
+    assert!(lost.is_empty(), "{lost:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 3: a route without a rune takes its path captures and nothing else.
+// ---------------------------------------------------------------------------------------
+
+const OPEN_ROUTE_PARAMS: &str = "{\"code\":-32602,\"message\":\"Route v1/open/{key} needs no \
+rune, so it takes nothing but its path captures: send no request body and no query \
+parameters\"}";
+
+/// Writes `request` on a new connection and reads until the server closes it.
+async fn raw_http(gateway: &Gateway, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// `GET <path>` without a rune, then the calls lightningd saw for it.
+async fn get_open(
+    gateway: &Gateway,
+    path: &str,
+    body: Option<&str>,
+) -> ((u16, String), Vec<RecordedCall>) {
+    let mark = gateway.node.calls().len();
+    let mut request = gateway.http.get(gateway.url(path));
+    if let Some(body) = body {
+        request = request
+            .header("Content-Type", "application/json")
+            .body(body.to_string());
+    }
+    let answer = text_of(request.send().await.unwrap()).await;
+    (answer, calls_since(gateway, mark))
+}
+
+#[tokio::test]
+async fn a_route_without_a_rune_takes_no_body_and_no_query() {
+    let gateway = Gateway::start().await;
+    settled(&gateway).await;
+    let answer = gateway
+        .lightningd_call(
+            "clnrest-register-path",
+            json!({
+                "path": "v1/open/{key}", "rpc_method": "listdatastore",
+                "http_method": "GET", "rune_required": false,
+            }),
+        )
+        .await;
+    assert_eq!(answer["result"], json!({}), "{answer}");
+
+    let ((status, body), calls) = get_open(&gateway, "/v1/open/project", None).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].method, "listdatastore");
+    assert_eq!(calls[0].params, json!({"key": "project"}));
+    // An empty body (Content-Length: 0) and a bare `?` carry nothing.
+    let ((status, body), _) = get_open(&gateway, "/v1/open/project?", Some("")).await;
+    assert_eq!(status, 201, "{body}");
+
+    for (path, body) in [
+        ("/v1/open/project?key=other", None),
+        ("/v1/open/project?mode=must-replace", None),
+        ("/v1/open/project", Some(r#"{"key": ["other"]}"#)),
+        ("/v1/open/project", Some(r#"{"anything": 1}"#)),
+        ("/v1/open/project", Some("[]")),
+        ("/v1/open/project?x", Some("{}")),
+    ] {
+        let ((status, text), calls) = get_open(&gateway, path, body).await;
+        assert_eq!(status, 400, "{path} {body:?}: {text}");
+        assert_eq!(text, OPEN_ROUTE_PARAMS, "{path} {body:?}");
+        assert!(
+            calls.is_empty(),
+            "{path} {body:?} reached lightningd: {calls:?}"
+        );
+    }
+    // The same refusal over a chunked body (no Content-Length).
+    let mark = gateway.node.calls().len();
+    let answer = raw_http(
+        &gateway,
+        "GET /v1/open/project HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n7\r\n{\"x\":1}\r\n0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.ends_with(OPEN_ROUTE_PARAMS), "{answer}");
+    assert!(calls_since(&gateway, mark).is_empty());
+    // Routes with a rune keep taking a body.
+    let (status, body) = post(&gateway, "/v1/listdatastore", &json!({"key": "k"})).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Item 4: percent-encoded paths are decoded once, before matching.
+// ---------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn encoded_paths_reach_the_route_their_decoded_path_names() {
+    let gateway = Gateway::start().await;
+    settled(&gateway).await;
+    let getinfo_rune = gateway.node.create_rune(json!([["method=getinfo"]]));
+
+    // The built-in route: the method is decoded once, and checkrune sees it decoded.
+    let mark = gateway.node.calls().len();
+    let response = gateway
+        .http
+        .post(gateway.url("/v1/get%69nfo"))
+        .header("Rune", &getinfo_rune)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = text_of(response).await;
+    assert_eq!(status, 201, "{body}");
+    let calls = calls_since(&gateway, mark);
+    let methods: Vec<_> = calls.iter().map(|c| c.method.as_str()).collect();
+    assert_eq!(methods, ["checkrune", "getinfo"]);
+    assert_eq!(calls[0].params["method"], "getinfo");
+    // Decoded once only: %2569 is "%69", not "i".
+    let (status, body) = post(&gateway, "/v1/get%2569nfo", &json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    // Built-in GET routes too.
+    let response = gateway
+        .http
+        .get(gateway.url("/v1/list%2Dmethods"))
+        .send()
+        .await
+        .unwrap();
+    let (status, page) = text_of(response).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.starts_with("Command: "), "{page}");
+
+    // A registered literal cannot be dodged by encoding it.
+    for registration in [
+        json!({"path": "v1/getinfo", "rpc_method": "listdatastore"}),
+        json!({
+            "path": "v1/store/{key}", "rpc_method": "listdatastore",
+            "http_method": "GET", "rune_required": false,
+        }),
+    ] {
+        let answer = gateway
+            .lightningd_call("clnrest-register-path", registration)
+            .await;
+        assert_eq!(answer["result"], json!({}), "{answer}");
+    }
+    for path in [
+        "/v1/getinfo",
+        "/v1/get%69nfo",
+        "/%76%31/GET%69nfo/../getinfo",
+    ] {
+        let mark = gateway.node.calls().len();
+        let (status, body) = post(&gateway, path, &json!({})).await;
+        let methods: Vec<_> = calls_since(&gateway, mark)
+            .into_iter()
+            .map(|c| c.method)
+            .collect();
+        assert_eq!(status, 201, "{path}: {body}");
+        assert_eq!(methods, ["checkrune", "listdatastore"], "{path}");
+    }
+
+    // An encoded slash stays inside its segment: part of a capture, never a new segment.
+    for (path, expected) in [
+        ("/v1/store/a%2Fb", Some("a/b")),
+        ("/v1/st%6Fre/a%2fb%20c", Some("a/b c")),
+        ("/v1/store/%2569", Some("%69")),
+        ("/v1/store%2Fa", None),
+    ] {
+        let mark = gateway.node.calls().len();
+        let response = gateway.http.get(gateway.url(path)).send().await.unwrap();
+        let (status, body) = text_of(response).await;
+        let calls = calls_since(&gateway, mark);
+        match expected {
+            Some(key) => {
+                assert_eq!(status, 201, "{path}: {body}");
+                assert_eq!(calls.len(), 1, "{path}: {calls:?}");
+                assert_eq!(calls[0].params, json!({"key": key}), "{path}");
+            }
+            None => {
+                assert_eq!(status, 405, "{path}: GET on /v1/<method>: {body}");
+                assert!(calls.is_empty(), "{path}: {calls:?}");
+            }
+        }
+    }
+}

@@ -14,7 +14,8 @@ use crate::lightningd::rpc::{RpcResult, CONNECTION_SCOPED};
 use crate::state::AppState;
 use axum::body::{Body, BodyDataStream};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::uri::PathAndQuery;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -55,7 +56,9 @@ pub async fn call_method(
         .ok_or(ApiError::PathNotFound)?;
     let call = Call {
         rpc_method: &method,
+        path: "v1/<method>",
         captured: Map::new(),
+        query: parts.uri.query(),
         rune_required: true,
         restrictions: &RuneRestrictions::default(),
     };
@@ -63,11 +66,21 @@ pub async fn call_method(
 }
 
 /// Requests to paths other plugins registered: matched before the routes above.
+///
+/// First, for every request, the percent-encoded letters, digits and `-._~` in the path are
+/// decoded (RFC 3986 says `%69` and `i` are the same URL there), so built-in and registered
+/// routes alike see `/v1/getinfo` for `/v1/get%69nfo`. Other encodings stay: the built-in
+/// `/v1/<method>` decodes its method once, registered routes decode each segment once
+/// ([`crate::http::registered_routes::RegisteredRoutes::resolve`]), and an encoded `/`
+/// never makes a new segment.
 pub async fn dispatch_registered(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    if let Some(uri) = with_unreserved_decoded(request.uri()) {
+        *request.uri_mut() = uri;
+    }
     if state.routes().is_empty() {
         return next.run(request).await;
     }
@@ -85,7 +98,9 @@ pub async fn dispatch_registered(
             let (parts, body) = request.into_parts();
             let call = Call {
                 rpc_method: &route.rpc_method,
+                path: &route.path,
                 captured,
+                query: parts.uri.query(),
                 rune_required: route.rune_required,
                 restrictions: &route.rune_restrictions,
             };
@@ -96,11 +111,67 @@ pub async fn dispatch_registered(
     }
 }
 
+/// `uri` with the percent-encoded unreserved characters of its path decoded; `None` if it
+/// has none.
+fn with_unreserved_decoded(uri: &Uri) -> Option<Uri> {
+    let path = decode_unreserved(uri.path())?;
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+/// `path` with each `%XX` that encodes a letter, digit, `-`, `.`, `_` or `~` replaced by that
+/// character; `None` if there is none. Other `%XX` (including `%25`, `%2F`) are kept as
+/// they are, so nothing is decoded twice.
+pub fn decode_unreserved(path: &str) -> Option<String> {
+    fn hex(byte: u8) -> Option<u8> {
+        (byte as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = path.as_bytes();
+    let mut decoded: Option<Vec<u8>> = None;
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'%', &bytes[at..]) {
+        at += found;
+        let value = bytes
+            .get(at + 1)
+            .and_then(|h| hex(*h))
+            .zip(bytes.get(at + 2).and_then(|l| hex(*l)))
+            .map(|(high, low)| high << 4 | low)
+            .filter(|c| c.is_ascii_alphanumeric() || b"-._~".contains(c));
+        match value {
+            Some(c) => {
+                let out = decoded.get_or_insert_with(|| Vec::with_capacity(bytes.len()));
+                out.extend_from_slice(&bytes[copied..at]);
+                out.push(c);
+                at += 3;
+                copied = at;
+            }
+            None => at += 1,
+        }
+    }
+    let mut out = decoded?;
+    out.extend_from_slice(&bytes[copied..]);
+    // Only ASCII replaced ASCII.
+    String::from_utf8(out).ok()
+}
+
 /// One call to lightningd on behalf of an HTTP request.
 struct Call<'a> {
     rpc_method: &'a str,
+    /// The route's path pattern, for messages.
+    path: &'a str,
     /// Values captured from the path, merged into the params.
     captured: Map<String, Value>,
+    /// The request's query string: ignored, except on a route without a rune, which
+    /// refuses one.
+    query: Option<&'a str>,
+    /// `false` only on a registered GET route that needs no rune: anyone may call it, so it
+    /// gets its path captures and nothing else.
     rune_required: bool,
     /// What checkrune is asked instead of the method and params (registered routes).
     restrictions: &'a RuneRestrictions,
@@ -134,6 +205,26 @@ async fn execute(
             return Err(refusal);
         }
     };
+    if !call.rune_required {
+        // Anyone may call this route: whatever else they send would reach the method
+        // unchecked.
+        let refusal = || ApiError::ParamsWithoutRune(call.path.to_string());
+        if call.query.is_some_and(|query| !query.is_empty()) {
+            discard(body.into_data_stream()).await;
+            return Err(refusal());
+        }
+        if !body_is_empty(headers, body).await? {
+            return Err(refusal());
+        }
+        let params = Value::Object(call.captured);
+        let result = state.rpc().call(call.rpc_method, &params).await?;
+        return respond(
+            StatusCode::CREATED,
+            response_format,
+            call.rpc_method,
+            result,
+        );
+    }
     let body = read_body(headers, body).await?;
     let params = if body.is_empty() {
         None
@@ -290,6 +381,28 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     Ok(buffer.freeze())
 }
 
+/// Whether the body is empty, read without keeping any of it: a body that is not is
+/// discarded.
+async fn body_is_empty(headers: &HeaderMap, body: Body) -> Result<bool, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let mut stream = body.into_data_stream();
+    if declared.is_some_and(|len| len > 0) {
+        discard(stream).await;
+        return Ok(false);
+    }
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if !chunk.is_empty() {
+            discard(stream).await;
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Reads and drops what is left of a refused body, so the client gets to read our answer;
 /// bounded in bytes and time, after which the connection is simply closed.
 async fn discard(mut stream: BodyDataStream) {
@@ -317,4 +430,42 @@ fn html_escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unreserved_characters_are_decoded_and_only_once() {
+        for (path, expected) in [
+            ("/v1/get%69nfo", Some("/v1/getinfo")),
+            ("/v1/list%2Dmethods", Some("/v1/list-methods")),
+            ("/%76%31/x%2e%5F%7e%41", Some("/v1/x._~A")),
+            // Kept: the percent sign itself (so %2569 stays %69), slashes, others.
+            ("/v1/get%2569nfo", None),
+            ("/v1/a%2Fb%2fc", None),
+            ("/v1/a%20b%3A%", None),
+            ("/v1/%6", None),
+            ("/v1/%zz%6g", None),
+            ("/v1/plain", None),
+            ("/v1/%2569%69", Some("/v1/%2569i")),
+        ] {
+            assert_eq!(decode_unreserved(path).as_deref(), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_query_is_kept() {
+        let uri: Uri = "/v1/get%69nfo?a=%69".parse().unwrap();
+        assert_eq!(
+            with_unreserved_decoded(&uri).unwrap().to_string(),
+            "/v1/getinfo?a=%69"
+        );
+        let uri: Uri = "http://h:1/v1/%61".parse().unwrap();
+        assert_eq!(
+            with_unreserved_decoded(&uri).unwrap().to_string(),
+            "http://h:1/v1/a"
+        );
+    }
 }

@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::RwLock;
 
@@ -240,9 +241,8 @@ impl Route {
                 .all(|(a, b)| a.overlaps(b))
     }
 
-    /// The captured params if `url_path` matches this route's path.
-    fn captures(&self, url_path: &str) -> Option<Map<String, Value>> {
-        let parts = split(url_path);
+    /// The captured params if a URL path (its decoded segments) matches this route's path.
+    fn captures(&self, parts: &[Cow<'_, str>]) -> Option<Map<String, Value>> {
         if parts.len() != self.segments.len() {
             return None;
         }
@@ -250,8 +250,7 @@ impl Route {
         for (segment, part) in self.segments.iter().zip(parts) {
             let value = segment.capture(part)?;
             if let Segment::Capture { name, .. } = segment {
-                let value = percent_decode(value)?;
-                captured.insert(name.clone(), Value::String(value));
+                captured.insert(name.clone(), Value::String(value.to_string()));
             }
         }
         Some(captured)
@@ -269,12 +268,19 @@ impl Route {
     }
 }
 
-/// A captured URL segment, percent-decoded; `None` if that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
+/// A URL path's segments, each percent-decoded once; `None` if one is not UTF-8 then.
+///
+/// The path is split at its `/` before decoding: an encoded slash (`%2F`) stays inside its
+/// segment, so it never matches a literal segment, and a capture's value may contain `/`.
+fn decoded_segments(url_path: &str) -> Option<Vec<Cow<'_, str>>> {
+    split(url_path)
+        .into_iter()
+        .map(|part| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .ok()
+        })
+        .collect()
 }
 
 /// What a request path resolves to among the registered routes.
@@ -436,12 +442,16 @@ impl RegisteredRoutes {
         self.read().is_empty()
     }
 
-    /// Finds the route for a request.
+    /// Finds the route for a request's path (percent-encoded, as sent; decoded here once,
+    /// segment by segment: literals and captures are compared with the decoded text).
     pub fn resolve(&self, http_method: &str, url_path: &str) -> Resolution {
+        let Some(parts) = decoded_segments(url_path) else {
+            return Resolution::NotRegistered;
+        };
         let routes = self.read();
         let mut path_registered = None;
         for route in routes.iter() {
-            if let Some(captured) = route.captures(url_path) {
+            if let Some(captured) = route.captures(&parts) {
                 if route.http_method == http_method {
                     return Resolution::Found(Box::new(route.clone()), captured);
                 }
