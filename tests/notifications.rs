@@ -13,8 +13,8 @@
 mod clients;
 
 use clients::{
-    connect_listener, listen, push, push_fixture, push_wildcard_fixture, stalled_client,
-    wait_subscribed, Got, Listener, SseReader, WAIT,
+    connect_listener, listen, push, push_fixture, push_wildcard_fixture, read_sse_to_end,
+    stalled_client, stalled_sse, wait_subscribed, Got, Listener, SseEvent, SseReader, WAIT,
 };
 use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::gateway::{json_of, Gateway};
@@ -149,6 +149,36 @@ fn seqs(notifications: &[Value]) -> Vec<u64> {
 async fn seqs_of(listener: &Listener, count: usize) -> Vec<u64> {
     listener.wait_events("notification", count).await;
     seqs(&listener.events_named("notification"))
+}
+
+/// The epoch and sequence number of an SSE event's `id: <epoch>-<seq>` (the epoch: 16 hex
+/// digits).
+fn id_parts(event: &SseEvent) -> (String, u64) {
+    let id = event
+        .id
+        .as_deref()
+        .unwrap_or_else(|| panic!("no id: {event:?}"));
+    let (epoch, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("id is not <epoch>-<seq>: {id}"));
+    assert!(
+        epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()),
+        "epoch of {id}"
+    );
+    (epoch.to_string(), seq.parse().expect("a numeric seq"))
+}
+
+/// The sequence number of an SSE event's id.
+fn id_seq(event: &SseEvent) -> u64 {
+    id_parts(event).1
+}
+
+/// The plugin's epoch, as a `seq: true` client sees it on a notification.
+fn epoch_of(notification: &Value) -> String {
+    notification["epoch"]
+        .as_str()
+        .unwrap_or_else(|| panic!("notification without an epoch: {notification}"))
+        .to_string()
 }
 
 /// A `seq: true` listener with the gateway's rune resuming after `since`.
@@ -510,12 +540,14 @@ async fn socketio_seq_true_sends_notification_events_numbered_from_one() {
     push_fixture(&gateway, "invoice_payment").await;
     let pay_part_start = push_wildcard_fixture(&gateway, "pay_part_start").await;
     let notifications = listener.wait_events("notification", 3).await;
+    // Every notification names the process's numbering (its epoch) next to its number.
+    let epoch = epoch_of(&notifications[0]);
     assert_eq!(
         notifications,
         vec![
-            json!({"seq": 1, "topic": "invoice_creation", "payload": fixture_payload("invoice_creation")}),
-            json!({"seq": 2, "topic": "invoice_payment", "payload": fixture_payload("invoice_payment")}),
-            json!({"seq": 3, "topic": "pay_part_start", "payload": pay_part_start["params"]["pay_part_start"]}),
+            json!({"seq": 1, "epoch": epoch, "topic": "invoice_creation", "payload": fixture_payload("invoice_creation")}),
+            json!({"seq": 2, "epoch": epoch, "topic": "invoice_payment", "payload": fixture_payload("invoice_payment")}),
+            json!({"seq": 3, "epoch": epoch, "topic": "pay_part_start", "payload": pay_part_start["params"]["pay_part_start"]}),
         ]
     );
     assert!(listener.events_named("message").is_empty());
@@ -534,9 +566,10 @@ async fn socketio_seq_and_topics_combine_and_numbers_count_every_notification() 
     }
     let notifications = listener.wait_events("notification", 1).await;
     // warning is the 5th notification of the stream: filtered-out ones still count.
+    let epoch = epoch_of(&notifications[0]);
     assert_eq!(
         notifications[0],
-        json!({"seq": 5, "topic": "warning", "payload": fixture_payload("warning")})
+        json!({"seq": 5, "epoch": epoch, "topic": "warning", "payload": fixture_payload("warning")})
     );
 }
 
@@ -606,6 +639,78 @@ async fn socketio_bad_auth_options_are_refused() {
     let gateway = Gateway::start().await;
     let auth = Some(json!({"rune": gateway.rune, "since": -1}));
     connect_refused(&gateway, auth, None, "since").await;
+    for since in [json!("yesterday"), json!({"epoch": "abc"})] {
+        let auth = Some(json!({"rune": gateway.rune, "since": since}));
+        connect_refused(&gateway, auth, None, "`since` must be a position").await;
+    }
+}
+
+/// An epoch no plugin process has: what a position of an earlier process looks like.
+const OTHER_EPOCH: &str = "0123456789abcdef";
+
+/// `notification` events carry the process's epoch; resuming with `"<epoch>-<seq>"` or
+/// `{"epoch", "seq"}` of this process replays exactly what came after, without a gap.
+#[tokio::test]
+async fn socketio_notifications_carry_the_epoch_and_positions_of_it_resume_exactly() {
+    let gateway = Gateway::start().await;
+    let witness = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_numbered(&gateway, 1, 5).await;
+    let got = witness.wait_events("notification", 5).await;
+    let epoch = epoch_of(&got[0]);
+    assert!(
+        epoch.len() == 16 && epoch.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{epoch}"
+    );
+    assert!(got.iter().all(|n| epoch_of(n) == epoch), "{got:?}");
+
+    let auth = |since: Value| json!({"rune": gateway.rune, "seq": true, "since": since});
+    let as_string = listen(&gateway, auth(json!(format!("{epoch}-2")))).await;
+    let as_object = listen(&gateway, auth(json!({"epoch": epoch, "seq": 3}))).await;
+    assert_eq!(seqs_of(&as_string, 3).await, vec![3, 4, 5]);
+    assert_eq!(seqs_of(&as_object, 2).await, vec![4, 5]);
+    push_numbered(&gateway, 6, 6).await;
+    assert_eq!(seqs_of(&as_string, 4).await, vec![3, 4, 5, 6]);
+    assert_eq!(seqs_of(&as_object, 3).await, vec![4, 5, 6]);
+    for listener in [&as_string, &as_object] {
+        assert!(listener.events_named("gap").is_empty());
+        let notifications = listener.events_named("notification");
+        assert!(notifications.iter().all(|n| epoch_of(n) == epoch));
+    }
+}
+
+/// A position of an earlier plugin process: another epoch, and a number (2) this process has
+/// handed out too. Taken as one of ours it would skip 1 and 2 silently; instead the client
+/// gets `gap` first, then every retained notification.
+#[tokio::test]
+async fn socketio_position_of_another_epoch_gets_gap_then_everything_retained() {
+    let gateway = Gateway::start().await;
+    let witness = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    push_numbered(&gateway, 1, 5).await;
+    let epoch = epoch_of(&witness.wait_events("notification", 5).await[0]);
+    for since in [
+        json!(format!("{OTHER_EPOCH}-2")),
+        json!({"epoch": OTHER_EPOCH, "seq": 2}),
+    ] {
+        let resumed = listen(
+            &gateway,
+            json!({"rune": gateway.rune, "seq": true, "since": since}),
+        )
+        .await;
+        assert_eq!(seqs_of(&resumed, 5).await, vec![1, 2, 3, 4, 5], "{since}");
+        let state = resumed.snapshot();
+        assert_eq!(
+            state
+                .events
+                .first()
+                .map(|(name, data)| (name.as_str(), data)),
+            Some((
+                "gap",
+                &json!({"since": format!("{OTHER_EPOCH}-2"), "oldest": 1, "epoch": epoch})
+            )),
+            "the first event must be the gap ({since})"
+        );
+        assert_eq!(state.count("gap"), 1);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -839,15 +944,20 @@ async fn sse_readonly_rune_gets_the_event_stream() {
 async fn sse_events_have_seq_id_topic_event_and_payload_data() {
     let gateway = Gateway::start().await;
     let mut stream = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    let mut epochs = std::collections::HashSet::new();
     for (i, (topic, params)) in push_every_topic(&gateway).await.iter().enumerate() {
         let payload = &params[*topic];
         let event = stream.next().await;
-        assert_eq!(event.id.as_deref(), Some((i + 1).to_string().as_str()));
+        // `id: <epoch>-<seq>`: one epoch for the process, the sequence numbers from 1.
+        let (epoch, seq) = id_parts(&event);
+        epochs.insert(epoch);
+        assert_eq!(seq, i as u64 + 1);
         assert_eq!(event.event.as_deref(), Some(*topic));
         // The data is the payload as lightningd wrote it: same members, same order, same
         // numbers.
         assert_eq!(event.data, payload.to_string(), "event {}", i + 1);
     }
+    assert_eq!(epochs.len(), 1, "{epochs:?}");
 }
 
 #[tokio::test]
@@ -856,19 +966,20 @@ async fn sse_last_event_id_resumes_after_it() {
     let mut live = SseReader::open(&gateway, &gateway.rune, None, "").await;
     push_numbered(&gateway, 1, 5).await;
     for i in 1..=5 {
-        assert_eq!(live.next().await.id, Some(i.to_string()));
+        assert_eq!(id_seq(&live.next().await), i);
     }
+    // A bare sequence number (an id from before epochs) still resumes in this process.
     let mut resumed = SseReader::open(&gateway, &gateway.rune, Some("3"), "").await;
     push_numbered(&gateway, 6, 6).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         let event = resumed.next().await;
         assert_eq!(event.event.as_deref(), Some("invoice_creation"));
-        ids.push(event.id.unwrap_or_default());
+        ids.push(id_seq(&event));
     }
-    assert_eq!(ids, vec!["4", "5", "6"]);
+    assert_eq!(ids, vec![4, 5, 6]);
     push_numbered(&gateway, 7, 7).await;
-    assert_eq!(resumed.next().await.id.as_deref(), Some("7"));
+    assert_eq!(id_seq(&resumed.next().await), 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -879,7 +990,7 @@ async fn sse_last_event_id_before_the_journal_gets_gap_then_everything_retained(
     push_numbered(&gateway, 1, total).await;
     // Everything is journaled once a live stream has it all.
     for i in 1..=total {
-        assert_eq!(live.next().await.id, Some(i.to_string()));
+        assert_eq!(id_seq(&live.next().await), i);
     }
     let mut resumed = SseReader::open(&gateway, &gateway.rune, Some("10"), "").await;
     let gap = resumed.next().await;
@@ -888,10 +999,10 @@ async fn sse_last_event_id_before_the_journal_gets_gap_then_everything_retained(
     assert_eq!(data, json!({"since": 10, "oldest": 51}));
     for i in 51..=total {
         let event = resumed.next().await;
-        assert_eq!(event.id, Some(i.to_string()), "after the gap");
+        assert_eq!(id_seq(&event), i, "after the gap");
     }
     push_numbered(&gateway, total + 1, total + 1).await;
-    assert_eq!(resumed.next().await.id, Some((total + 1).to_string()));
+    assert_eq!(id_seq(&resumed.next().await), total + 1);
 }
 
 #[tokio::test]
@@ -911,16 +1022,11 @@ async fn sse_topics_query_filters() {
     let mut got = Vec::new();
     for _ in 0..3 {
         let event = filtered.next().await;
-        got.push((
-            event.event.unwrap_or_default(),
-            event.id.unwrap_or_default(),
-        ));
+        let seq = id_seq(&event);
+        got.push((event.event.unwrap_or_default(), seq));
     }
-    let expected = [("connect", "3"), ("warning", "5"), ("connect", "7")];
-    let expected: Vec<(String, String)> = expected
-        .iter()
-        .map(|(t, i)| (t.to_string(), i.to_string()))
-        .collect();
+    let expected = [("connect", 3), ("warning", 5), ("connect", 7)];
+    let expected: Vec<(String, u64)> = expected.iter().map(|(t, i)| (t.to_string(), *i)).collect();
     assert_eq!(got, expected);
 }
 
@@ -940,5 +1046,142 @@ async fn sse_blacklisted_rune_ends_the_stream() {
     doomed.wait_end().await;
     assert!(started.elapsed() < Duration::from_secs(5));
     push_numbered(&gateway, 1, 1).await;
-    assert_eq!(survivor.next().await.id.as_deref(), Some("1"));
+    assert_eq!(id_seq(&survivor.next().await), 1);
+}
+
+#[tokio::test]
+async fn sse_last_event_id_of_this_epoch_resumes_exactly_and_of_another_gets_gap_then_all() {
+    let gateway = Gateway::start().await;
+    let mut live = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    push_numbered(&gateway, 1, 5).await;
+    let mut epoch = String::new();
+    for i in 1..=5 {
+        let (e, seq) = id_parts(&live.next().await);
+        assert_eq!(seq, i);
+        epoch = e;
+    }
+    let this_epoch = format!("{epoch}-3");
+    let mut resumed = SseReader::open(&gateway, &gateway.rune, Some(&this_epoch), "").await;
+    let other_epoch = format!("{OTHER_EPOCH}-3");
+    let mut other = SseReader::open(&gateway, &gateway.rune, Some(&other_epoch), "").await;
+    push_numbered(&gateway, 6, 6).await;
+    for i in 4..=6 {
+        let event = resumed.next().await;
+        assert_eq!(event.event.as_deref(), Some("invoice_creation"), "no gap");
+        assert_eq!(id_parts(&event), (epoch.clone(), i));
+    }
+    let gap = other.next().await;
+    assert_eq!(gap.event.as_deref(), Some("gap"));
+    assert_eq!(gap.id, None);
+    let data: Value = serde_json::from_str(&gap.data).expect("gap data is JSON");
+    assert_eq!(
+        data,
+        json!({"since": other_epoch, "oldest": 1, "epoch": epoch})
+    );
+    for i in 1..=6 {
+        assert_eq!(id_parts(&other.next().await), (epoch.clone(), i));
+    }
+}
+
+#[tokio::test]
+async fn sse_bad_last_event_id_is_400() {
+    let gateway = Gateway::start().await;
+    for bad in ["yesterday", "-3", "abc-", "a b-3"] {
+        let response = SseReader::request(&gateway, Some(&gateway.rune), Some(bad), "").await;
+        assert_eq!(
+            json_of(response).await,
+            (
+                400,
+                json!({"code": -32600, "message": "Last-Event-ID must be an event id (<epoch>-<seq>) or a sequence number"})
+            ),
+            "{bad}"
+        );
+    }
+}
+
+/// The events of a stalled stream read at last: an unbroken run of numbered invoices from 1,
+/// then exactly one `disconnect_reason`, the last event; returns its reason and how many
+/// invoices came before it.
+fn assert_invoices_then_reason(events: &[SseEvent]) -> (String, u64) {
+    let (last, invoices) = events.split_last().expect("some events");
+    assert_eq!(
+        last.event.as_deref(),
+        Some("disconnect_reason"),
+        "the last of {} events: {last:?}",
+        events.len()
+    );
+    let seqs: Vec<u64> = invoices.iter().map(id_seq).collect();
+    assert_exact_sequence("stalled SSE stream", &seqs, 1, seqs.len() as u64);
+    let data: Value = serde_json::from_str(&last.data).expect("JSON data");
+    let reason = data["reason"].as_str().unwrap_or_default().to_string();
+    (reason, seqs.len() as u64)
+}
+
+/// A stream that stopped reading, with its queue and the sockets' buffers full, whose rune
+/// is then revoked: once it reads again it gets what was already on its way, then
+/// `disconnect_reason`, then the end (and not the rest of the journal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_stalled_stream_whose_rune_is_revoked_gets_disconnect_reason_last() {
+    let gateway = Gateway::start().await;
+    let doomed_rune = gateway.node.create_rune(Value::Null);
+    let mut stalled = stalled_sse(&gateway, &doomed_rune).await;
+    let mut witness = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    // ~8 MiB: more than the socket buffers hold, less than the journal retains.
+    let total = 8_000;
+    for i in 1..=total {
+        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+    }
+    for i in 1..=total {
+        assert_eq!(id_seq(&witness.next().await), i);
+    }
+    blacklist(&gateway, &doomed_rune).await;
+    let noticed = gateway
+        .node
+        .wait_for_log(
+            |l| l.message.contains("no longer allows notifications"),
+            WAIT,
+        )
+        .await;
+    assert!(noticed.is_some(), "the revocation was not noticed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events = read_sse_to_end(&mut stalled).await;
+    let (reason, delivered) = assert_invoices_then_reason(&events);
+    assert!(reason.starts_with("rune revoked: "), "{reason}");
+    assert!(
+        delivered < total,
+        "the stalled stream got all {total} invoices: it was not cut off while stalled"
+    );
+}
+
+/// A stream that stopped reading and fell out of the journal is cut off while it is still
+/// stalled (its producer does not wait on it forever), and told why when it reads again;
+/// a stream that keeps up gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_stalled_stream_is_cut_off_as_slow_consumer_and_told_why() {
+    let gateway = Gateway::start().await;
+    let mut stalled = stalled_sse(&gateway, &gateway.rune).await;
+    let mut fast = SseReader::open(&gateway, &gateway.rune, None, "").await;
+    let total = 20_000;
+    for i in 1..=total {
+        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+    }
+    for i in 1..=total {
+        assert_eq!(id_seq(&fast.next().await), i);
+    }
+    let cut = gateway
+        .node
+        .wait_for_log(
+            |l| l.message.contains("closing an SSE stream: slow consumer"),
+            WAIT,
+        )
+        .await;
+    assert!(
+        cut.is_some(),
+        "the stalled stream was not cut off while stalled; plugin log: {:?}",
+        disconnect_logs(&gateway)
+    );
+    let events = read_sse_to_end(&mut stalled).await;
+    let (reason, delivered) = assert_invoices_then_reason(&events);
+    assert_eq!(reason, "slow consumer");
+    assert!(delivered < total - 10_000, "{delivered} delivered");
 }

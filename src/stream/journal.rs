@@ -2,6 +2,11 @@
 //! (from 1, per process), the most recent ones are retained, and subscribers read them in
 //! order.
 //!
+//! Sequence numbers restart at 1 with every plugin process, so a number alone does not say
+//! which process handed it out. Each journal has an [`epoch`](Journal::epoch), a random name
+//! for this process's numbering; a client's resume [`Position`] `<epoch>-<seq>` names both,
+//! and one from another epoch is answered with a [`Gap`] and everything retained.
+//!
 //! [`Journal::append`] never waits: it is called from the plugin's stdin loop, and lightningd
 //! must never be slowed down by a client. The retained entries are the only copy: each
 //! subscriber keeps its position (a sequence number) and reads the next entry from the
@@ -17,6 +22,7 @@ use serde::{Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::VecDeque;
+use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -95,34 +101,137 @@ impl Serialize for Params<'_> {
     }
 }
 
-/// Serializes as `{"seq": n, "topic": "...", "payload": {...}}`, the data of the
-/// `notification` event for clients that asked for sequence numbers.
-pub struct Sequenced<'a>(&'a Notification);
+/// Serializes as `{"seq": n, "epoch": "...", "topic": "...", "payload": {...}}`, the data of
+/// the `notification` event for clients that asked for sequence numbers.
+pub struct Sequenced<'a> {
+    notification: &'a Notification,
+    epoch: &'a str,
+}
+
+impl<'a> Sequenced<'a> {
+    /// `notification`, numbered in the journal of `epoch`.
+    pub fn new(notification: &'a Notification, epoch: &'a str) -> Sequenced<'a> {
+        Sequenced {
+            notification,
+            epoch,
+        }
+    }
+}
 
 impl Serialize for Sequenced<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let payload = self.0.raw_payload().map_err(S::Error::custom)?;
-        let mut map = serializer.serialize_map(Some(3))?;
-        map.serialize_entry("seq", &self.0.seq)?;
-        map.serialize_entry("topic", self.0.topic())?;
+        let n = self.notification;
+        let payload = n.raw_payload().map_err(S::Error::custom)?;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("seq", &n.seq)?;
+        map.serialize_entry("epoch", self.epoch)?;
+        map.serialize_entry("topic", n.topic())?;
         map.serialize_entry("payload", payload)?;
         map.end()
     }
 }
 
-impl<'a> From<&'a Notification> for Sequenced<'a> {
-    fn from(n: &'a Notification) -> Self {
-        Sequenced(n)
+/// Where a client resumes: after a sequence number, with or without the epoch that numbered
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    /// A bare sequence number (`since: 41`, `Last-Event-ID: 41`), as clients from before
+    /// epochs send it: taken as this process's number when this process has handed it out.
+    Seq(u64),
+    /// `<epoch>-<seq>`: a sequence number of the process whose journal had `epoch`.
+    InEpoch { epoch: String, seq: u64 },
+}
+
+impl Position {
+    /// Reads `41` or `<epoch>-<seq>` (an epoch is letters and digits).
+    pub fn parse(text: &str) -> Option<Position> {
+        let text = text.trim();
+        if let Some(seq) = parse_seq(text) {
+            return Some(Position::Seq(seq));
+        }
+        let (epoch, seq) = text.rsplit_once('-')?;
+        Position::in_epoch(epoch, parse_seq(seq)?)
+    }
+
+    /// `seq` of `epoch`, if `epoch` is a well-formed epoch.
+    pub fn in_epoch(epoch: &str, seq: u64) -> Option<Position> {
+        let well_formed = !epoch.is_empty()
+            && epoch.len() <= MAX_EPOCH_LEN
+            && epoch.bytes().all(|b| b.is_ascii_alphanumeric());
+        well_formed.then(|| Position::InEpoch {
+            epoch: epoch.to_string(),
+            seq,
+        })
     }
 }
 
-/// A client asked to resume from a point the journal no longer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The longest epoch a position may name (ours are [`EPOCH_LEN`]; a little room for others).
+const MAX_EPOCH_LEN: usize = 64;
+/// How many hex digits an epoch has.
+pub const EPOCH_LEN: usize = 16;
+
+/// Digits only (no sign, no `+`), as a `u64`.
+fn parse_seq(text: &str) -> Option<u64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Position::Seq(seq) => write!(f, "{seq}"),
+            Position::InEpoch { epoch, seq } => write!(f, "{epoch}-{seq}"),
+        }
+    }
+}
+
+/// A fresh epoch: 16 hex digits, random (from the OS, through std's hasher keys) and mixed
+/// with the time and process id, so two plugin processes never share one in practice.
+fn new_epoch() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    hasher.write_u128(now.as_nanos());
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
+}
+
+/// A client asked to resume from a point the journal no longer holds: after notifications
+/// that were dropped, or a position of another plugin process (another epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gap {
     /// What the client asked for.
-    pub since: u64,
+    pub since: Position,
     /// The oldest sequence number still retained (the next one if none is).
     pub oldest: u64,
+    /// This journal's epoch: `oldest` and what follows are numbered in it.
+    pub epoch: String,
+}
+
+/// `{"since": N, "oldest": M}` for a bare `since` (as before epochs), else
+/// `{"since": "<epoch>-<seq>", "oldest": M, "epoch": "<this epoch>"}`.
+impl Serialize for Gap {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.since {
+            Position::Seq(since) => {
+                let mut map = serializer.serialize_map(Some(2))?;
+                map.serialize_entry("since", since)?;
+                map.serialize_entry("oldest", &self.oldest)?;
+                map.end()
+            }
+            since @ Position::InEpoch { .. } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("since", &since.to_string())?;
+                map.serialize_entry("oldest", &self.oldest)?;
+                map.serialize_entry("epoch", &self.epoch)?;
+                map.end()
+            }
+        }
+    }
 }
 
 /// What a subscriber receives next.
@@ -187,6 +296,8 @@ fn lock(store: &Store) -> MutexGuard<'_, Retained> {
 /// The journal; shared by the notification handler and every stream.
 pub struct Journal {
     store: Store,
+    /// The name of this journal's numbering (this plugin process's).
+    epoch: String,
     /// The last sequence number appended; subscribers wait for it to change. Dropping the
     /// journal closes every subscription.
     appended: watch::Sender<u64>,
@@ -209,6 +320,7 @@ impl Journal {
                 next_seq: 1,
                 block: BytesMut::new(),
             })),
+            epoch: new_epoch(),
             appended: watch::Sender::new(0),
             max_count: max_count.max(1),
             max_bytes,
@@ -244,24 +356,40 @@ impl Journal {
         Ok(seq)
     }
 
+    /// The name of this journal's numbering, different in every plugin process: positions
+    /// are `<epoch>-<seq>`.
+    pub fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
     /// The last sequence number handed out (0 before the first notification).
     pub fn last_seq(&self) -> u64 {
         lock(&self.store).next_seq - 1
     }
 
     /// Subscribes to live notifications, first replaying every retained one after `since`.
-    pub fn subscribe(&self, since: Option<u64>) -> Subscription {
+    ///
+    /// A position of another epoch, or one beyond anything handed out (a bare number from an
+    /// earlier process), replays everything retained after a [`Gap`].
+    pub fn subscribe(&self, since: Option<Position>) -> Subscription {
         let retained = lock(&self.store);
         let (backlog, gap) = match since {
             None => (VecDeque::new(), None),
-            Some(since) => {
+            Some(position) => {
                 let oldest = retained.oldest();
-                // A `since` beyond anything handed out comes from an earlier plugin process
-                // (sequence numbers restart at 1): replay everything, and say so.
-                let from_earlier_process = since >= retained.next_seq;
-                let gap =
-                    (from_earlier_process || since + 1 < oldest).then_some(Gap { since, oldest });
-                let after = if from_earlier_process { 0 } else { since };
+                let (since, same_epoch) = match &position {
+                    Position::Seq(seq) => (*seq, true),
+                    Position::InEpoch { epoch, seq } => (*seq, *epoch == self.epoch),
+                };
+                // Sequence numbers restart at 1 in every process: a position of another
+                // process is not one of ours, whatever its number.
+                let from_elsewhere = !same_epoch || since >= retained.next_seq;
+                let gap = (from_elsewhere || since + 1 < oldest).then(|| Gap {
+                    since: position,
+                    oldest,
+                    epoch: self.epoch.clone(),
+                });
+                let after = if from_elsewhere { 0 } else { since };
                 // Taken now, so appends during the replay cannot push it out of reach.
                 let backlog = retained
                     .entries_from((after + 1).max(oldest))
@@ -341,6 +469,23 @@ impl Subscription {
         }
     }
 
+    /// Resolves once the subscription has fallen out of the journal: the notification it
+    /// needs next is no longer retained (what [`Next::Lagged`] would say). Pending forever
+    /// once the journal is closed. For a delivery task that waits for room to send in.
+    pub async fn lagged(&mut self) {
+        loop {
+            self.appended.borrow_and_update();
+            if self.backlog.is_empty()
+                && lock(&self.store).entries_from(self.position + 1).is_none()
+            {
+                return;
+            }
+            if self.appended.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
     /// Like [`Subscription::next`], without waiting: `None` when nothing is ready.
     pub fn try_next(&mut self) -> Option<Next> {
         self.ready().or_else(|| {
@@ -405,7 +550,7 @@ mod tests {
         for _ in 0..5 {
             append(&journal, "t", "{}");
         }
-        let mut sub = journal.subscribe(Some(3));
+        let mut sub = journal.subscribe(Some(Position::Seq(3)));
         append(&journal, "t", "{}");
         assert_eq!(sub.take_gap(), None);
         assert_eq!(seqs(&mut sub), vec![4, 5, 6]);
@@ -422,17 +567,18 @@ mod tests {
         for _ in 0..10 {
             append(&journal, "t", "{}");
         }
-        let mut sub = journal.subscribe(Some(2));
+        let mut sub = journal.subscribe(Some(Position::Seq(2)));
         assert_eq!(
             sub.take_gap(),
             Some(Gap {
-                since: 2,
-                oldest: 8
+                since: Position::Seq(2),
+                oldest: 8,
+                epoch: journal.epoch().to_string(),
             })
         );
         assert_eq!(seqs(&mut sub), vec![8, 9, 10]);
         // Exactly at the edge: nothing is missing.
-        assert_eq!(journal.subscribe(Some(7)).take_gap(), None);
+        assert_eq!(journal.subscribe(Some(Position::Seq(7))).take_gap(), None);
     }
 
     #[test]
@@ -441,16 +587,119 @@ mod tests {
         for _ in 0..3 {
             append(&journal, "t", "{}");
         }
-        let mut sub = journal.subscribe(Some(5000));
+        let mut sub = journal.subscribe(Some(Position::Seq(5000)));
         assert_eq!(
             sub.take_gap(),
             Some(Gap {
-                since: 5000,
-                oldest: 1
+                since: Position::Seq(5000),
+                oldest: 1,
+                epoch: journal.epoch().to_string(),
             })
         );
         assert_eq!(seqs(&mut sub), vec![1, 2, 3]);
-        assert_eq!(journal.subscribe(Some(3)).take_gap(), None);
+        assert_eq!(journal.subscribe(Some(Position::Seq(3))).take_gap(), None);
+    }
+
+    #[test]
+    fn every_journal_has_its_own_epoch_of_hex_digits() {
+        let (a, b) = (Journal::default(), Journal::default());
+        assert_ne!(a.epoch(), b.epoch());
+        assert_eq!(a.epoch().len(), EPOCH_LEN);
+        assert!(a.epoch().bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn positions_parse_as_bare_numbers_or_epoch_dash_seq() {
+        assert_eq!(Position::parse("41"), Some(Position::Seq(41)));
+        assert_eq!(Position::parse(" 0 "), Some(Position::Seq(0)));
+        let qualified = Position::parse("3f9a1c0e5b7d2a48-41").unwrap();
+        assert_eq!(
+            qualified,
+            Position::InEpoch {
+                epoch: "3f9a1c0e5b7d2a48".into(),
+                seq: 41
+            }
+        );
+        assert_eq!(qualified.to_string(), "3f9a1c0e5b7d2a48-41");
+        for bad in [
+            "", "-1", "+1", "x", "abc-", "-5", "a-b-c", "ab cd-5", "ab-1.5", "ab-+3",
+        ] {
+            assert_eq!(Position::parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(Position::parse(&format!("{}-1", "a".repeat(65))), None);
+    }
+
+    #[test]
+    fn a_position_of_this_epoch_resumes_exactly() {
+        let journal = Journal::default();
+        for _ in 0..5 {
+            append(&journal, "t", "{}");
+        }
+        let here = Position::in_epoch(journal.epoch(), 3).unwrap();
+        let mut sub = journal.subscribe(Some(here));
+        assert_eq!(sub.take_gap(), None);
+        assert_eq!(seqs(&mut sub), vec![4, 5]);
+    }
+
+    #[test]
+    fn a_position_of_another_epoch_gets_a_gap_and_everything_retained_whatever_its_number() {
+        let journal = Journal::new(4, usize::MAX);
+        for _ in 0..6 {
+            append(&journal, "t", "{}");
+        }
+        // 2 is below this process's last number (6): as a bare number it would skip 1..=2,
+        // but it was handed out by another process.
+        for seq in [2, 5, 6, 900] {
+            let elsewhere = Position::in_epoch("0123456789abcdef", seq).unwrap();
+            let mut sub = journal.subscribe(Some(elsewhere.clone()));
+            let gap = sub.take_gap().expect("a gap");
+            assert_eq!(
+                gap,
+                Gap {
+                    since: elsewhere,
+                    oldest: 3,
+                    epoch: journal.epoch().to_string()
+                }
+            );
+            assert_eq!(
+                serde_json::to_value(&gap).unwrap(),
+                serde_json::json!({
+                    "since": format!("0123456789abcdef-{seq}"),
+                    "oldest": 3,
+                    "epoch": journal.epoch()
+                })
+            );
+            assert_eq!(seqs(&mut sub), vec![3, 4, 5, 6], "since {seq}");
+        }
+        // Bare numbers keep their old meaning, and their gap its old shape.
+        let mut bare = journal.subscribe(Some(Position::Seq(1)));
+        let gap = bare.take_gap().expect("2 is no longer retained");
+        assert_eq!(
+            serde_json::to_value(&gap).unwrap(),
+            serde_json::json!({"since": 1, "oldest": 3})
+        );
+        assert_eq!(journal.subscribe(Some(Position::Seq(2))).take_gap(), None);
+        assert_eq!(journal.subscribe(Some(Position::Seq(5))).take_gap(), None);
+        // This epoch, past what it handed out: not one of ours either.
+        let ahead = Position::in_epoch(journal.epoch(), 7).unwrap();
+        let mut sub = journal.subscribe(Some(ahead));
+        assert!(sub.take_gap().is_some());
+        assert_eq!(seqs(&mut sub), vec![3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn lagged_resolves_once_the_next_needed_entry_is_dropped() {
+        let journal = Journal::new(2, usize::MAX);
+        let mut sub = journal.subscribe(None);
+        append(&journal, "t", "{}");
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(50), sub.lagged());
+        assert!(waiting.await.is_err(), "1 is still retained");
+        append(&journal, "t", "{}");
+        append(&journal, "t", "{}");
+        tokio::time::timeout(std::time::Duration::from_secs(5), sub.lagged())
+            .await
+            .expect("1 was dropped");
+        assert!(matches!(sub.try_next(), Some(Next::Lagged)));
     }
 
     #[test]
@@ -459,12 +708,13 @@ mod tests {
         for _ in 0..10 {
             append(&journal, "topic", &format!("\"{}\"", "x".repeat(40)));
         }
-        let mut sub = journal.subscribe(Some(0));
+        let mut sub = journal.subscribe(Some(Position::Seq(0)));
         assert_eq!(
             sub.take_gap(),
             Some(Gap {
-                since: 0,
-                oldest: 9
+                since: Position::Seq(0),
+                oldest: 9,
+                epoch: journal.epoch().to_string(),
             })
         );
         assert_eq!(seqs(&mut sub), vec![9, 10]);
@@ -481,7 +731,7 @@ mod tests {
         }
         assert!(matches!(slow.try_next(), Some(Next::Lagged)));
         // Four behind is still within the journal.
-        let mut behind = journal.subscribe(Some(6));
+        let mut behind = journal.subscribe(Some(Position::Seq(6)));
         assert_eq!(seqs(&mut behind), vec![7, 8, 9, 10]);
     }
 
@@ -524,7 +774,7 @@ mod tests {
         let mut live = journal.subscribe(None);
         assert_eq!(live.position(), 5);
         // Resuming from before the journal starts at its oldest entry (3).
-        let mut resumed = journal.subscribe(Some(0));
+        let mut resumed = journal.subscribe(Some(Position::Seq(0)));
         assert_eq!(resumed.position(), 2);
         append(&journal, "t", "{}");
         assert_eq!(seqs(&mut resumed), vec![3, 4, 5, 6]);
@@ -573,8 +823,11 @@ mod tests {
             r#"{"invoice_creation":{"msat":10000,"label":"x"}}"#
         );
         assert_eq!(
-            serde_json::to_string(&Sequenced::from(&n)).unwrap(),
-            r#"{"seq":1,"topic":"invoice_creation","payload":{"msat":10000,"label":"x"}}"#
+            serde_json::to_string(&Sequenced::new(&n, journal.epoch())).unwrap(),
+            format!(
+                r#"{{"seq":1,"epoch":"{}","topic":"invoice_creation","payload":{{"msat":10000,"label":"x"}}}}"#,
+                journal.epoch()
+            )
         );
     }
 

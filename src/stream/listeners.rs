@@ -8,6 +8,7 @@
 
 use crate::lightningd::rpc::LightningRpc;
 use crate::lightningd::rune::{self, RuneError};
+use crate::stream::journal::Position;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +24,8 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// What a listener asked for, from its Socket.IO auth payload or its SSE request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StreamOptions {
-    /// Resume after this sequence number.
-    pub since: Option<u64>,
+    /// Resume after this position.
+    pub since: Option<Position>,
     /// Receive `notification` events with sequence numbers instead of `message`.
     pub seq: bool,
     /// Only these topics (all when `None`).
@@ -39,10 +40,7 @@ impl StreamOptions {
         };
         let since = match auth.get("since") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or("`since` must be a non-negative integer sequence number")?,
-            ),
+            Some(v) => Some(position_of(v).ok_or(SINCE_ERROR)?),
         };
         let seq = match auth.get("seq") {
             None | Some(Value::Null) => false,
@@ -65,6 +63,26 @@ impl StreamOptions {
     /// Whether a notification of `topic` goes to this listener.
     pub fn wants(&self, topic: &str) -> bool {
         self.topics.as_ref().is_none_or(|t| t.contains(topic))
+    }
+}
+
+/// Why a `since` was refused.
+const SINCE_ERROR: &str =
+    "`since` must be a position: \"<epoch>-<seq>\", {\"epoch\": \"<epoch>\", \
+                           \"seq\": <seq>}, or a bare sequence number (a non-negative integer)";
+
+/// A `since` of the auth payload: a non-negative integer (a bare sequence number), a string
+/// `"<epoch>-<seq>"` (or of digits only), or `{"epoch": "<epoch>", "seq": <seq>}`.
+fn position_of(since: &Value) -> Option<Position> {
+    match since {
+        Value::Number(n) => n.as_u64().map(Position::Seq),
+        Value::String(text) => Position::parse(text),
+        Value::Object(members) => {
+            let epoch = members.get("epoch")?.as_str()?;
+            let seq = members.get("seq")?.as_u64()?;
+            Position::in_epoch(epoch, seq)
+        }
+        _ => None,
     }
 }
 
@@ -211,7 +229,7 @@ mod tests {
             "rune": "x", "since": 7, "seq": true, "topics": ["invoice_payment"]
         }))
         .unwrap();
-        assert_eq!(opts.since, Some(7));
+        assert_eq!(opts.since, Some(Position::Seq(7)));
         assert!(opts.seq);
         assert!(opts.wants("invoice_payment"));
         assert!(!opts.wants("connect"));
@@ -220,6 +238,42 @@ mod tests {
             StreamOptions::default()
         );
         assert!(StreamOptions::default().wants("anything"));
+    }
+
+    #[test]
+    fn since_is_a_bare_number_an_epoch_dash_seq_string_or_an_object() {
+        let since = |v: Value| StreamOptions::from_auth(&json!({ "since": v })).map(|o| o.since);
+        let qualified = Some(Position::InEpoch {
+            epoch: "3f9a1c0e5b7d2a48".into(),
+            seq: 41,
+        });
+        assert_eq!(since(json!(41)), Ok(Some(Position::Seq(41))));
+        assert_eq!(since(json!("41")), Ok(Some(Position::Seq(41))));
+        assert_eq!(since(json!("3f9a1c0e5b7d2a48-41")), Ok(qualified.clone()));
+        assert_eq!(
+            since(json!({"epoch": "3f9a1c0e5b7d2a48", "seq": 41})),
+            Ok(qualified)
+        );
+        assert_eq!(since(Value::Null), Ok(None));
+        for bad in [
+            json!(-1),
+            json!(1.5),
+            json!("x-y"),
+            json!(""),
+            json!(true),
+            json!({"epoch": "e"}),
+            json!({"seq": 4}),
+            json!({"epoch": 5, "seq": 4}),
+            json!({"epoch": "e f", "seq": 4}),
+            json!({"epoch": "e", "seq": -4}),
+            json!([1]),
+        ] {
+            let error = since(bad.clone()).unwrap_err();
+            assert!(
+                error.starts_with("`since` must be a position"),
+                "{bad}: {error}"
+            );
+        }
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //!
 //! Events a client receives:
 //! - `message`: `{"<topic>": {...}}`, lightningd's `params`, the shape existing clients expect;
-//! - `notification`: `{"seq": n, "topic": "...", "payload": {...}}`, instead of `message` for
-//!   clients that sent `"seq": true`;
-//! - `gap`: `{"since": N, "oldest": M}` first, when the client resumed from further back than
-//!   the journal reaches;
+//! - `notification`: `{"seq": n, "epoch": "...", "topic": "...", "payload": {...}}`, instead
+//!   of `message` for clients that sent `"seq": true`;
+//! - `gap`: `{"since": N, "oldest": M}` first (with `"epoch"` when `since` named one), when
+//!   the client resumed from further back than the journal reaches or from another plugin
+//!   process;
 //! - `disconnect_reason`: `{"reason": "..."}` just before the server disconnects the client
 //!   (rune revoked), when it can still be sent.
 
@@ -85,7 +86,8 @@ async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result
             other => other.to_string(),
         })?;
     let listener = Listener {
-        subscription: state.journal().subscribe(options.since),
+        subscription: state.journal().subscribe(options.since.clone()),
+        epoch: state.journal().epoch().to_string(),
         registration: state.listeners().register(&rune),
         options,
         rune,
@@ -99,6 +101,8 @@ async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result
 /// What the middleware prepared for the connect handler.
 struct Listener {
     subscription: Subscription,
+    /// The journal's epoch, for `notification` events.
+    epoch: String,
     registration: Registration,
     options: StreamOptions,
     rune: String,
@@ -143,6 +147,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         mut subscription,
         mut registration,
         options,
+        epoch,
         ..
     } = listener;
     if let Some(gap) = subscription.take_gap() {
@@ -154,7 +159,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         }
     }
     let caught_up = tokio::select! {
-        caught_up = catch_up(&socket, &mut subscription, &options) => caught_up,
+        caught_up = catch_up(&socket, &mut subscription, &options, &epoch) => caught_up,
         _ = closed.cancelled() => return,
     };
     if let Err(undelivered) = caught_up {
@@ -184,6 +189,7 @@ async fn catch_up(
     socket: &SocketRef,
     subscription: &mut Subscription,
     options: &StreamOptions,
+    epoch: &str,
 ) -> Result<(), Undelivered> {
     while let Some(next) = subscription.try_next() {
         let notification = match next {
@@ -191,7 +197,7 @@ async fn catch_up(
             Next::Lagged => return Err(Undelivered::SlowConsumer),
             Next::Closed => return Err(Undelivered::Closed),
         };
-        let mut encoded = Encoded::new(&notification);
+        let mut encoded = Encoded::new(&notification, epoch);
         emit_patiently(socket, |s| encoded.emit(s, options)).await?;
     }
     Ok(())

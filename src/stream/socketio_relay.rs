@@ -15,7 +15,7 @@
 //! waiting) is disconnected as a slow consumer at once: nobody waits for it.
 
 use crate::state::AppState;
-use crate::stream::journal::{Next, Notification, Sequenced};
+use crate::stream::journal::{Next, Notification, Position, Sequenced};
 use crate::stream::listeners::StreamOptions;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
@@ -100,14 +100,17 @@ impl From<SendError> for Undelivered {
 /// One notification encoded once in each event shape, as clients receive it.
 pub struct Encoded<'a> {
     notification: &'a Notification,
+    /// The journal's epoch, which `notification` events carry.
+    epoch: &'a str,
     message: Option<Box<RawValue>>,
     sequenced: Option<Box<RawValue>>,
 }
 
 impl<'a> Encoded<'a> {
-    pub fn new(notification: &'a Notification) -> Encoded<'a> {
+    pub fn new(notification: &'a Notification, epoch: &'a str) -> Encoded<'a> {
         Encoded {
             notification,
+            epoch,
             message: None,
             sequenced: None,
         }
@@ -120,9 +123,9 @@ impl<'a> Encoded<'a> {
         if !options.wants(self.notification.topic()) {
             return Ok(());
         }
-        let notification = self.notification;
+        let (notification, epoch) = (self.notification, self.epoch);
         if options.seq {
-            let data = cached(&mut self.sequenced, || Sequenced::from(notification));
+            let data = cached(&mut self.sequenced, || Sequenced::new(notification, epoch));
             socket.emit("notification", data)
         } else {
             let data = cached(&mut self.message, || notification.params());
@@ -154,7 +157,7 @@ struct Relaying {
 async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
     let relayed = state.journal().last_seq();
     // Resuming from `relayed` is exact: the journal replays whatever was appended in between.
-    let mut subscription = state.journal().subscribe(Some(relayed));
+    let mut subscription = state.journal().subscribe(Some(Position::Seq(relayed)));
     let mut relaying = Relaying {
         state,
         relayed,
@@ -184,8 +187,10 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                             batch.clear();
                             // The relay itself fell a whole queue behind: pick up from the
                             // journal.
-                            subscription =
-                                relaying.state.journal().subscribe(Some(relaying.relayed));
+                            subscription = relaying
+                                .state
+                                .journal()
+                                .subscribe(Some(Position::Seq(relaying.relayed)));
                             if let Some(gap) = subscription.take_gap() {
                                 relaying.lost(gap.oldest - 1);
                             }
@@ -220,8 +225,10 @@ impl Relaying {
         else {
             return Undelivered::SlowConsumer.end(member.socket);
         };
+        let epoch = self.state.journal().epoch();
         for notification in &missed {
-            if let Err(e) = Encoded::new(notification).emit(&member.socket, &member.options) {
+            let mut encoded = Encoded::new(notification, epoch);
+            if let Err(e) = encoded.emit(&member.socket, &member.options) {
                 return Undelivered::from(e).end(member.socket);
             }
         }
@@ -233,7 +240,9 @@ impl Relaying {
         let Some(last) = batch.last() else {
             return;
         };
-        let mut encoded: Vec<Encoded> = batch.iter().map(Encoded::new).collect();
+        let state = self.state.clone();
+        let epoch = state.journal().epoch();
+        let mut encoded: Vec<Encoded> = batch.iter().map(|n| Encoded::new(n, epoch)).collect();
         let mut dropped = Vec::new();
         for (sid, member) in &self.members {
             for notification in encoded.iter_mut() {

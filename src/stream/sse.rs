@@ -1,9 +1,15 @@
 //! `GET /v1/notifications`: the notification stream as Server-Sent Events, for clients that
 //! do not speak Socket.IO (`curl -N` works).
 //!
-//! One event per notification: `id:` its sequence number, `event:` its topic, `data:` its
-//! payload. `Last-Event-ID` resumes like the Socket.IO `since`; `?topics=a,b` filters. The
-//! rune (header `Rune`) must allow `listclnrest-notifications`, as for Socket.IO.
+//! One event per notification: `id:` its position `<epoch>-<seq>` (the journal's epoch, which
+//! differs in every plugin process, and its sequence number), `event:` its topic, `data:` its
+//! payload. `Last-Event-ID` resumes like the Socket.IO `since` (a bare sequence number is
+//! still accepted); `?topics=a,b` filters. The rune (header `Rune`) must allow
+//! `listclnrest-notifications`, as for Socket.IO.
+//!
+//! A stream that is cut off (rune revoked, slow consumer) ends with a `disconnect_reason`
+//! event. It has a slot of its own, so a full queue never keeps it out: it goes ahead of
+//! whatever is still queued, and the stream ends after it.
 //!
 //! A notification whose topic contains CR or LF (which an `event:` line cannot carry) is
 //! skipped, with a log line; the payload is compact JSON, which never contains either.
@@ -11,7 +17,7 @@
 use crate::error::ApiError;
 use crate::http::handlers::RUNE_HEADER;
 use crate::state::AppState;
-use crate::stream::journal::{Next, Subscription};
+use crate::stream::journal::{Next, Position, Subscription};
 use crate::stream::listeners::{Registration, StreamOptions};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -21,10 +27,19 @@ use futures::Stream;
 use serde::Deserialize;
 use std::convert::Infallible;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// A comment line is sent at least this often, so proxies and clients see a live stream.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// Why a `Last-Event-ID` was refused (400).
+pub const LAST_EVENT_ID_ERROR: &str =
+    "Last-Event-ID must be an event id (<epoch>-<seq>) or a sequence number";
+
+/// How many events wait for the client at most (besides the one its producer holds and the
+/// `disconnect_reason` slot): a client that stops reading holds back only its own producer,
+/// which cuts it off once what it needs next is no longer retained.
+const QUEUE: usize = 1;
 
 #[derive(Deserialize)]
 pub struct StreamQuery {
@@ -47,10 +62,8 @@ pub async fn notifications(
             value
                 .to_str()
                 .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| {
-                    ApiError::BadHeader("Last-Event-ID must be a sequence number".into())
-                })?,
+                .and_then(Position::parse)
+                .ok_or_else(|| ApiError::BadHeader(LAST_EVENT_ID_ERROR.into()))?,
         ),
     };
     let topics = query.topics.map(|list| {
@@ -66,87 +79,171 @@ pub async fn notifications(
         topics,
     };
     crate::stream::listeners::authorize(state.rpc(), &rune).await?;
-    let subscription = state.journal().subscribe(options.since);
+    let subscription = state.journal().subscribe(options.since.clone());
     let registration = state.listeners().register(&rune);
-    let stream = events(subscription, registration, options);
+    let epoch = state.journal().epoch().to_string();
+    let stream = events(subscription, registration, options, epoch);
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
         .into_response())
 }
 
-/// The event stream: a producer task feeds a one-slot channel, so a client that stops
-/// reading holds back only its own producer (whose journal subscription then lags and ends).
+/// The event stream: a producer task feeds a small queue, so a client that stops reading
+/// holds back only its own producer (which cuts it off once it lags out of the journal). The
+/// producer's last word (`disconnect_reason`) has a slot of its own: it is delivered even
+/// when the queue is full, ahead of what is queued, and ends the stream.
 fn events(
     subscription: Subscription,
     registration: Registration,
     options: StreamOptions,
+    epoch: String,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    let (sender, receiver) = mpsc::channel::<Event>(1);
-    tokio::spawn(produce(subscription, registration, options, sender));
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|event| (Ok(event), receiver))
+    let (sender, queue) = mpsc::channel::<Event>(QUEUE);
+    let (last_word, last_word_slot) = oneshot::channel::<Event>();
+    let producer = Producer {
+        subscription,
+        registration,
+        options,
+        epoch,
+        events: sender,
+        last_word,
+    };
+    tokio::spawn(producer.run());
+    let outlet = Outlet {
+        queue,
+        last_word: Some(last_word_slot),
+        ended: false,
+    };
+    futures::stream::unfold(outlet, |mut outlet| async move {
+        outlet.next().await.map(|event| (Ok(event), outlet))
     })
 }
 
-async fn produce(
-    mut subscription: Subscription,
-    mut registration: Registration,
+/// The client's end: the queue, and the slot for the producer's last word.
+struct Outlet {
+    queue: mpsc::Receiver<Event>,
+    /// `None` once the producer ended without a last word.
+    last_word: Option<oneshot::Receiver<Event>>,
+    /// The last word was delivered: nothing follows it.
+    ended: bool,
+}
+
+impl Outlet {
+    async fn next(&mut self) -> Option<Event> {
+        if self.ended {
+            return None;
+        }
+        let Some(slot) = self.last_word.as_mut() else {
+            return self.queue.recv().await;
+        };
+        tokio::select! {
+            // The producer fills the slot before it lets go of the queue: when the queue
+            // ends, a last word is already there to be seen first.
+            biased;
+            word = slot => match word {
+                Ok(word) => {
+                    self.ended = true;
+                    Some(word)
+                }
+                Err(_) => {
+                    self.last_word = None;
+                    self.queue.recv().await
+                }
+            },
+            event = self.queue.recv() => event,
+        }
+    }
+}
+
+/// Reads the journal for one stream and queues its events.
+struct Producer {
+    subscription: Subscription,
+    registration: Registration,
     options: StreamOptions,
+    epoch: String,
     events: mpsc::Sender<Event>,
-) {
-    let closing = |reason: &str| {
-        let data = serde_json::json!({ "reason": reason }).to_string();
-        Event::default().event("disconnect_reason").data(data)
-    };
-    if let Some(gap) = subscription.take_gap() {
-        let data = serde_json::to_string(&gap).unwrap_or_default();
-        if events
-            .send(Event::default().event("gap").data(data))
-            .await
-            .is_err()
-        {
-            return;
+    last_word: oneshot::Sender<Event>,
+}
+
+impl Producer {
+    async fn run(mut self) {
+        if let Some(gap) = self.subscription.take_gap() {
+            let data = serde_json::to_string(&gap).unwrap_or_default();
+            if let Err(end) = self.queue(Event::default().event("gap").data(data)).await {
+                return self.end(end);
+            }
+        }
+        loop {
+            let next = tokio::select! {
+                next = self.subscription.next() => next,
+                reason = &mut self.registration.revoked => {
+                    return self.end(End::Revoked(reason.unwrap_or_default()));
+                }
+                _ = self.events.closed() => return,
+            };
+            let notification = match next {
+                Next::Notification(notification) => notification,
+                Next::Lagged => return self.end(End::SlowConsumer),
+                Next::Closed => return,
+            };
+            if !self.options.wants(notification.topic()) {
+                continue;
+            }
+            if !sse_can_carry(notification.topic()) {
+                tracing::warn!(
+                    "skipping notification {} on an SSE stream: its topic {:?} contains a line \
+                     break, which an SSE event name cannot carry",
+                    notification.seq,
+                    truncated(notification.topic(), 64)
+                );
+                continue;
+            }
+            let event = Event::default()
+                .id(format!("{}-{}", self.epoch, notification.seq))
+                .event(notification.topic())
+                .data(notification.payload());
+            drop(notification);
+            if let Err(end) = self.queue(event).await {
+                return self.end(end);
+            }
         }
     }
-    loop {
-        let next = tokio::select! {
-            next = subscription.next() => next,
-            reason = &mut registration.revoked => {
-                let reason = format!("rune revoked: {}", reason.unwrap_or_default());
-                let _ = events.try_send(closing(&reason));
-                return;
-            }
-            _ = events.closed() => return,
-        };
-        let notification = match next {
-            Next::Notification(notification) => notification,
-            Next::Lagged => {
+
+    /// Queues `event`, waiting for room, and meanwhile still noticing a revoked rune and the
+    /// subscription falling out of the journal.
+    async fn queue(&mut self, event: Event) -> Result<(), End> {
+        tokio::select! {
+            biased;
+            reason = &mut self.registration.revoked => Err(End::Revoked(reason.unwrap_or_default())),
+            _ = self.subscription.lagged() => Err(End::SlowConsumer),
+            sent = self.events.send(event) => sent.map_err(|_| End::Gone),
+        }
+    }
+
+    /// Ends the stream: its last word, if it has one, goes in the reserved slot.
+    fn end(self, end: End) {
+        let reason = match end {
+            End::Revoked(reason) => format!("rune revoked: {reason}"),
+            End::SlowConsumer => {
                 tracing::info!("closing an SSE stream: slow consumer");
-                let _ = events.try_send(closing("slow consumer"));
-                return;
+                "slow consumer".to_string()
             }
-            Next::Closed => return,
+            End::Gone => return,
         };
-        if !options.wants(notification.topic()) {
-            continue;
-        }
-        if !sse_can_carry(notification.topic()) {
-            tracing::warn!(
-                "skipping notification {} on an SSE stream: its topic {:?} contains a line \
-                 break, which an SSE event name cannot carry",
-                notification.seq,
-                truncated(notification.topic(), 64)
-            );
-            continue;
-        }
-        let event = Event::default()
-            .id(notification.seq.to_string())
-            .event(notification.topic())
-            .data(notification.payload());
-        if events.send(event).await.is_err() {
-            return;
-        }
+        let data = serde_json::json!({ "reason": reason }).to_string();
+        let _ = self
+            .last_word
+            .send(Event::default().event("disconnect_reason").data(data));
     }
+}
+
+/// Why a stream ends early.
+enum End {
+    /// lightningd's reason.
+    Revoked(String),
+    SlowConsumer,
+    /// The client went away.
+    Gone,
 }
 
 /// Whether `topic` can be an SSE event name: no CR or LF (anything else is text an `event:`

@@ -526,3 +526,79 @@ pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
     wait_subscriptions(gateway, before + 1).await;
     stream
 }
+
+// ---------------------------------------------------------------------------------------
+// A stalled SSE client.
+// ---------------------------------------------------------------------------------------
+
+/// Opens `GET /v1/notifications` over a raw TCP socket with a tiny receive buffer, reads the
+/// response head (asserting 200), and returns the socket, which the caller then does not read
+/// until [`read_sse_to_end`].
+pub async fn stalled_sse(gateway: &Gateway, rune: &str) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("SO_RCVBUF can be set");
+    let mut stream = socket
+        .connect(([127, 0, 0, 1], gateway.port).into())
+        .await
+        .expect("the plugin accepts TCP connections");
+    let request = format!(
+        "GET /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nRune: {rune}\r\n\
+         Accept: text/event-stream\r\n\r\n",
+        gateway.port
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
+            .await
+            .expect("a response head in time")
+            .expect("a response head");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    stream
+}
+
+/// Reads a chunked SSE body until its end (the last chunk, or the connection closing) and
+/// returns its events in order.
+pub async fn read_sse_to_end(stream: &mut TcpStream) -> Vec<SseEvent> {
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut buffer = vec![0u8; 64 * 1024];
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => raw.extend_from_slice(&buffer[..n]),
+            }
+            if raw.ends_with(b"\r\n0\r\n\r\n") || raw.starts_with(b"0\r\n\r\n") {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the SSE stream did not end within {WAIT:?}");
+    // De-chunk: `<hex size>\r\n<data>\r\n` ... `0\r\n\r\n`.
+    let mut body = Vec::new();
+    let mut rest = raw.as_slice();
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or_else(|| panic!("bad chunk size line: {:?}", &rest[..line_end]));
+        rest = &rest[line_end + 2..];
+        if size == 0 || rest.len() < size {
+            // The last chunk; or one cut short by the connection closing.
+            body.extend_from_slice(&rest[..size.min(rest.len())]);
+            break;
+        }
+        body.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or_default();
+    }
+    let text = String::from_utf8_lossy(&body).replace("\r\n", "\n");
+    text.split("\n\n").filter_map(parse_event).collect()
+}

@@ -28,6 +28,10 @@ pub const TESTS: &[Test] = &[
         "notifications::rechecking_a_rate_limited_rune_neither_spends_nor_trips_it",
         rechecking_a_rate_limited_rune_neither_spends_nor_trips_it,
     ),
+    (
+        "notifications::an_sse_id_from_before_a_plugin_restart_gets_gap_then_the_new_ones",
+        an_sse_id_from_before_a_plugin_restart_gets_gap_then_the_new_ones,
+    ),
 ];
 
 /// How long one wait may take.
@@ -94,12 +98,18 @@ struct SseReader {
 
 impl SseReader {
     async fn open(node: &RealNode, rune: &str) -> SseReader {
-        let response = reqwest::Client::new()
+        SseReader::open_from(node, rune, None).await
+    }
+
+    /// Opens the stream with `Last-Event-ID: last_event_id`, if given.
+    async fn open_from(node: &RealNode, rune: &str, last_event_id: Option<&str>) -> SseReader {
+        let mut request = reqwest::Client::new()
             .get(node.url("/v1/notifications"))
-            .header("Rune", rune)
-            .send()
-            .await
-            .expect("GET /v1/notifications answers");
+            .header("Rune", rune);
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("GET /v1/notifications answers");
         assert_eq!(response.status().as_u16(), 200);
         let (sender, events) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -231,9 +241,14 @@ fn invoices_reach_socketio_and_sse_in_order() {
         assert_eq!(seen[0].1, "invoice_creation");
         assert_eq!(seen[1].1, "invoice_payment");
         assert_eq!(seen[1].2["msat"], json!(10_000), "{:?}", seen[1]);
+        // `id: <epoch>-<seq>`, the epoch of the process that numbered it.
         let ids: Vec<Option<u64>> = seen
             .iter()
-            .map(|(id, _, _)| id.as_deref().and_then(|id| id.parse().ok()))
+            .map(|(id, _, _)| {
+                let (epoch, seq) = id.as_deref()?.split_once('-')?;
+                assert_eq!(Some(epoch), first["epoch"].as_str(), "{id:?}");
+                seq.parse().ok()
+            })
             .collect();
         assert_eq!(ids, vec![seq1, seq2], "SSE ids are the sequence numbers");
         let _ = by_header.client.disconnect().await;
@@ -381,4 +396,105 @@ fn rechecking_a_rate_limited_rune_neither_spends_nor_trips_it() {
         "{}",
         node.log_tail(20)
     );
+}
+
+/// The next SSE event that is a notification of `topic` (skipping others), with its id.
+async fn next_of(sse: &mut SseReader, topic: &str) -> (String, Value) {
+    loop {
+        let (id, event, data) = sse.next().await;
+        if event == topic {
+            return (id.unwrap_or_else(|| panic!("{topic} without an id")), data);
+        }
+    }
+}
+
+/// `<epoch>-<seq>` split.
+fn id_parts(id: &str) -> (String, u64) {
+    let (epoch, seq) = id
+        .split_once('-')
+        .unwrap_or_else(|| panic!("id is not <epoch>-<seq>: {id}"));
+    (epoch.to_string(), seq.parse().expect("a numeric seq"))
+}
+
+/// The plugin restarts (`plugin stop`, `plugin start`): its sequence numbers start again
+/// from one. A client resuming with an id of the old process (as a browser's EventSource does) gets
+/// `gap` with the new epoch, then every notification of the new process, the new invoice
+/// included: none of them is taken as already seen.
+fn an_sse_id_from_before_a_plugin_restart_gets_gap_then_the_new_ones() {
+    let node = RealNode::start_http();
+    let rune = node.create_rune(json!("readonly"));
+    let invoice = |label: &str| {
+        node.call(
+            "invoice",
+            json!({"amount_msat": 1000, "label": label, "description": "d"}),
+        );
+    };
+    let old_id = block_on(async {
+        let mut sse = SseReader::open(&node, &rune).await;
+        for label in ["before-1", "before-2", "before-3"] {
+            invoice(label);
+        }
+        let mut last = String::new();
+        for label in ["before-1", "before-2", "before-3"] {
+            let (id, data) = next_of(&mut sse, "invoice_creation").await;
+            assert_eq!(data["label"], json!(label));
+            last = id;
+        }
+        last
+    });
+    let (old_epoch, old_seq) = id_parts(&old_id);
+    assert!(old_seq >= 3, "{old_id}");
+
+    let port = node.rest_port().expect("a port").to_string();
+    node.call("plugin", json!({"subcommand": "stop", "plugin": "clnrest"}));
+    node.call(
+        "plugin",
+        json!({
+            "subcommand": "start",
+            "plugin": env!("CARGO_BIN_EXE_clnrest"),
+            "clnrest-port": port,
+            "clnrest-protocol": "http",
+        }),
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::net::TcpStream::connect(("127.0.0.1", node.rest_port().unwrap_or(0))).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted plugin does not listen:\n{}",
+            node.log_tail(30)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    invoice("after-restart");
+    block_on(async {
+        let mut resumed = SseReader::open_from(&node, &rune, Some(&old_id)).await;
+        let (id, event, gap) = resumed.next().await;
+        assert_eq!(event, "gap", "{gap}");
+        assert_eq!(id, None);
+        assert_eq!(gap["since"], json!(old_id), "{gap}");
+        assert_eq!(gap["oldest"], json!(1), "{gap}");
+        let new_epoch = gap["epoch"].as_str().expect("the new epoch").to_string();
+        assert_ne!(new_epoch, old_epoch);
+        // Everything the new process has, from 1, then the invoice made after the restart.
+        let mut seqs = Vec::new();
+        loop {
+            let (id, event, data) = resumed.next().await;
+            let (epoch, seq) = id_parts(&id.unwrap_or_else(|| panic!("{event} without id")));
+            assert_eq!(epoch, new_epoch);
+            seqs.push(seq);
+            if event == "invoice_creation" {
+                assert_eq!(data["label"], json!("after-restart"));
+                break;
+            }
+        }
+        let expected: Vec<u64> = (1..=seqs.len() as u64).collect();
+        assert_eq!(
+            seqs, expected,
+            "every notification of the new process, in order"
+        );
+        assert!(
+            *seqs.last().unwrap_or(&0) <= old_seq,
+            "the test should show a number the old id would have skipped: {seqs:?} vs {old_id}"
+        );
+    });
 }
