@@ -4,19 +4,21 @@
 //   npm install            # socket.io-client 4.x (package.json beside this file)
 //   node notifications.mjs http://127.0.0.1:3010 "$RUNE"
 //   node notifications.mjs https://localhost:3010 "$RUNE" \
-//       --ca-cert ~/.lightning/regtest/ca.pem --topics invoice_payment --seq --since 41
+//       --ca-cert ~/.lightning/regtest/ca.pem --topics invoice_payment --seq \
+//       --since 3f9a1c0e5b7d2a48-41      # "<epoch>-<seq>" of a notification printed with --seq
 //
 // The rune must allow the method `listclnrest-notifications`, e.g.
 // `lightning-cli createrune restrictions='[["method=listclnrest-notifications"]]'`.
 //
 // Output (stdout): without --seq, each line is the `message` event as lightningd sent it,
 // `{"<topic>": {...}}`; with --seq, each line is the `notification` event,
-// `{"seq": n, "topic": "...", "payload": {...}}`. Status lines go to stderr.
+// `{"seq": n, "epoch": "...", "topic": "...", "payload": {...}}`. Status lines go to stderr.
 //
 // Reconnects: socket.io-client reconnects by itself when the connection drops; we also
 // reconnect when the server cut us off as a slow consumer. With --seq each reconnect resumes
-// with `since` = the last sequence number printed. A refused or revoked rune ends the
-// program (exit 1).
+// with `since` = "<epoch>-<seq>" of the last notification printed (after a plugin restart
+// the server answers with `gap` and replays everything the new process has). A refused or
+// revoked rune ends the program (exit 1).
 //
 // Numbers: JSON.parse turns integers above 2^53 into approximations; lightningd sends some
 // (e.g. `groupid` of pay_part_* and sendpay_*), so treat such fields as approximate here.
@@ -25,7 +27,7 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { io } from "socket.io-client";
 
-const usage = `usage: node notifications.mjs URL RUNE [--since SEQ] [--topics T1,T2] [--seq]
+const usage = `usage: node notifications.mjs URL RUNE [--since EPOCH-SEQ] [--topics T1,T2] [--seq]
                              [--ca-cert PATH] [--transport auto|websocket|polling] [--count N]`;
 
 let parsed;
@@ -56,7 +58,7 @@ const topics = opts.topics ? opts.topics.split(",").map((t) => t.trim()).filter(
 const count = opts.count === undefined ? null : Number(opts.count);
 const status = (text) => console.error(text);
 
-let lastSeq = null; // last sequence number printed (--seq)
+let lastPosition = null; // "<epoch>-<seq>" of the last notification printed (--seq)
 let connects = 0;
 let printed = 0;
 let done = false;
@@ -68,8 +70,11 @@ const socket = io(url, {
   // (not in browsers' websockets):  extraHeaders: { Rune: rune }
   auth: (send) => {
     const auth = { rune };
-    if (opts.seq && lastSeq !== null) auth.since = lastSeq;
-    else if (opts.since !== undefined && connects === 0) auth.since = Number(opts.since);
+    if (opts.seq && lastPosition !== null) auth.since = lastPosition;
+    else if (opts.since !== undefined && connects === 0) {
+      // "<epoch>-<seq>", or a bare sequence number.
+      auth.since = /^\d+$/.test(opts.since) ? Number(opts.since) : opts.since;
+    }
     if (opts.seq) auth.seq = true;
     if (topics) auth.topics = topics;
     send(auth);
@@ -100,15 +105,18 @@ socket.on("connect", () => {
 socket.on("message", (data) => print(data));
 
 socket.on("notification", (data) => {
-  lastSeq = data.seq ?? lastSeq;
-  // lightningd is stopping: the next plugin process numbers from 1 again, so resume from
-  // its start rather than from a number it has not reached.
-  if (data.topic === "shutdown") lastSeq = 0;
+  // The epoch names this plugin process's numbering: after a restart the server sees a
+  // position of another epoch and replays everything the new process has.
+  if (data.epoch !== undefined && data.seq !== undefined) lastPosition = `${data.epoch}-${data.seq}`;
   print(data);
 });
 
-socket.on("gap", ({ since, oldest }) => {
-  status(`gap: asked for notifications after ${since}, the oldest the server still has is ${oldest}: some were missed`);
+socket.on("gap", ({ since, oldest, epoch }) => {
+  if (epoch !== undefined && !String(since).startsWith(`${epoch}-`)) {
+    status(`gap: ${since} is a position of an earlier plugin process (it restarted): replaying all it still has, from ${epoch}-${oldest}; some notifications may have been missed`);
+  } else {
+    status(`gap: asked for notifications after ${since}, the oldest the server still has is ${oldest}: some were missed`);
+  }
 });
 
 socket.on("disconnect_reason", ({ reason }) => {

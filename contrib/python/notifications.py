@@ -10,22 +10,25 @@ Examples:
     # everything, live (a node with --clnrest-protocol=http)
     ./notifications.py http://127.0.0.1:3010 "$RUNE"
 
-    # HTTPS with the node's CA, only payments, with sequence numbers, resuming after seq 41
+    # HTTPS with the node's CA, only payments, with sequence numbers, resuming after the
+    # notification printed with "epoch": "3f9a1c0e5b7d2a48", "seq": 41
     ./notifications.py https://localhost:3010 "$RUNE" \\
-        --ca-cert ~/.lightning/regtest/ca.pem --topics invoice_payment --seq --since 41
+        --ca-cert ~/.lightning/regtest/ca.pem --topics invoice_payment --seq \\
+        --since 3f9a1c0e5b7d2a48-41
 
 The rune must allow the method `listclnrest-notifications`, e.g.
 `lightning-cli createrune restrictions='[["method=listclnrest-notifications"]]'`.
 
 Output (stdout): without --seq, each line is the `message` event as lightningd sent it,
 `{"<topic>": {...}}`; with --seq, each line is the `notification` event,
-`{"seq": n, "topic": "...", "payload": {...}}`. Status lines (connected, gap, disconnect
-reasons) go to stderr.
+`{"seq": n, "epoch": "...", "topic": "...", "payload": {...}}`. Status lines (connected,
+gap, disconnect reasons) go to stderr.
 
 Reconnects: when the connection drops (or the server cut this client off as a slow
-consumer), it reconnects. With --seq it resumes with `since` = the last sequence number it
-printed, so nothing is lost or printed twice while the server still holds those
-notifications (a `gap` line on stderr says when it does not). Without --seq it cannot know
+consumer), it reconnects. With --seq it resumes with `since` = "<epoch>-<seq>" of the last
+notification it printed, so nothing is lost or printed twice while the server still holds
+those notifications (a `gap` line on stderr says when it does not, e.g. after the plugin
+restarted: then it replays everything the new process has). Without --seq it cannot know
 where it stopped and reconnects live. A refused or revoked rune ends the program (exit 1).
 
 Why socketio.AsyncClient: the threaded socketio.Client runs each incoming event's handler
@@ -53,8 +56,9 @@ def parse_args():
         description="Print Core Lightning notifications relayed by clnrest (Socket.IO).")
     parser.add_argument("url", help="clnrest's base URL, e.g. https://localhost:3010")
     parser.add_argument("rune", help="a rune that allows listclnrest-notifications")
-    parser.add_argument("--since", type=int, metavar="SEQ",
-                        help="first replay the retained notifications after this sequence number")
+    parser.add_argument("--since", metavar="EPOCH-SEQ",
+                        help="first replay the retained notifications after this position: "
+                             "EPOCH-SEQ as printed with --seq (or a bare sequence number)")
     parser.add_argument("--topics", metavar="T1,T2",
                         help="only these topics (comma-separated), e.g. invoice_payment,connect")
     parser.add_argument("--seq", action="store_true",
@@ -90,7 +94,7 @@ async def main(args):
     sio = socketio.AsyncClient(reconnection=True, reconnection_delay=1,
                                reconnection_delay_max=30, http_session=http_session)
     state = {
-        "last_seq": None,      # last sequence number printed (--seq)
+        "last_position": None,  # "<epoch>-<seq>" of the last notification printed (--seq)
         "connects": 0,
         "printed": 0,
         "done": False,         # --count reached
@@ -101,10 +105,11 @@ async def main(args):
     def auth():
         # Called on every (re)connect, so `since` follows what we have already printed.
         payload = {"rune": args.rune}
-        if args.seq and state["last_seq"] is not None:
-            payload["since"] = state["last_seq"]
+        if args.seq and state["last_position"] is not None:
+            payload["since"] = state["last_position"]
         elif args.since is not None and state["connects"] == 0:
-            payload["since"] = args.since
+            since = args.since.strip()
+            payload["since"] = int(since) if since.isdigit() else since
         if args.seq:
             payload["seq"] = True
         if topics:
@@ -142,17 +147,21 @@ async def main(args):
 
     @sio.on("notification")
     async def on_notification(data):
-        state["last_seq"] = data.get("seq", state["last_seq"])
-        if data.get("topic") == "shutdown":
-            # lightningd is stopping: the next plugin process numbers from 1 again, so
-            # resume from its start rather than from a number it has not reached.
-            state["last_seq"] = 0
+        # The epoch names this plugin process's numbering: after a restart the server sees
+        # a position of another epoch and replays everything the new process has.
+        if "seq" in data and "epoch" in data:
+            state["last_position"] = f"{data['epoch']}-{data['seq']}"
         await emit(data)
 
     @sio.on("gap")
     async def on_gap(data):
-        status(f"gap: asked for notifications after {data.get('since')}, the oldest the "
-               f"server still has is {data.get('oldest')}: some were missed")
+        if "epoch" in data and not str(data.get("since")).startswith(f"{data['epoch']}-"):
+            status(f"gap: {data.get('since')} is a position of an earlier plugin process "
+                   f"(it restarted): replaying all it still has, from {data['epoch']}-"
+                   f"{data.get('oldest')}; some notifications may have been missed")
+        else:
+            status(f"gap: asked for notifications after {data.get('since')}, the oldest the "
+                   f"server still has is {data.get('oldest')}: some were missed")
 
     @sio.on("disconnect_reason")
     async def on_disconnect_reason(data):
