@@ -79,6 +79,21 @@ pub enum ApiError {
     /// The body is larger than we accept.
     #[error("Payload too large: the request body exceeds {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body would decode to more values than we decode for one request.
+    #[error(
+        "Payload too large: the request body holds too many values (decoded, they would take \
+         more than {limit} bytes)"
+    )]
+    TooManyValues { limit: usize },
+    /// The body did not arrive in time (too slowly, or not whole within the deadline).
+    #[error(
+        "Request timeout: the request body must arrive at 16 KiB/s or faster after the first \
+         5 s, and whole within 30 s"
+    )]
+    BodyTimeout,
+    /// Too many request bodies are being read and decoded at once.
+    #[error("Busy: too many request bodies are being read at once, try again shortly")]
+    Busy,
     /// The body does not parse in its declared format.
     #[error("Invalid {format} body: {reason}")]
     BadBody {
@@ -114,7 +129,11 @@ impl ApiError {
             ApiError::Unreachable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::PayloadTooLarge { .. } | ApiError::TooManyValues { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BadBody { .. } | ApiError::BadHeader(_) | ApiError::BodyRead(_) => {
                 StatusCode::BAD_REQUEST
             }
@@ -135,11 +154,13 @@ impl ApiError {
             ApiError::NotAcceptable(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::PayloadTooLarge { .. }
+            | ApiError::TooManyValues { .. }
+            | ApiError::BodyTimeout
             | ApiError::BadHeader(_)
             | ApiError::BodyRead(_)
             | ApiError::ForPluginsOnly(_)
             | ApiError::ConnectionScoped(_) => CODE_INVALID_REQUEST,
-            ApiError::Unreachable(_) | ApiError::Internal(_) => CODE_INTERNAL,
+            ApiError::Unreachable(_) | ApiError::Internal(_) | ApiError::Busy => CODE_INTERNAL,
         }
     }
 
@@ -185,6 +206,11 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        if let ApiError::Busy = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response
     }
 }

@@ -655,3 +655,197 @@ async fn encoded_paths_reach_the_route_their_decoded_path_names() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Item 7: bodies before authorization cost bounded memory and time.
+// ---------------------------------------------------------------------------------------
+
+const BODY_TIMEOUT: &str = "{\"code\":-32600,\"message\":\"Request timeout: the request body \
+must arrive at 16 KiB/s or faster after the first 5 s, and whole within 30 s\"}";
+
+#[tokio::test]
+async fn a_stalled_body_gets_408_after_the_grace_period() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gateway = Gateway::start().await;
+    let mark = settled(&gateway).await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /v1/getinfo HTTP/1.1\r\nHost: x\r\nRune: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"a\": 1,",
+        gateway.rune
+    );
+    let start = Instant::now();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).ends_with('}') {
+        let n = tokio::time::timeout(Duration::from_secs(15), stream.read(&mut chunk))
+            .await
+            .expect("an answer within 15 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let elapsed = start.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.ends_with(BODY_TIMEOUT), "{answer}");
+    assert!(
+        elapsed >= Duration::from_millis(4900) && elapsed < Duration::from_secs(8),
+        "{elapsed:?}"
+    );
+    let calls = calls_since(&gateway, mark);
+    assert!(calls.is_empty(), "reached lightningd: {calls:?}");
+}
+
+/// VmHWM (peak resident set) of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// An 8 MiB body of `[[],[],...]`: ~2.8 million values for one request.
+fn empty_arrays_body() -> bytes::Bytes {
+    let count = (8 * 1024 * 1024 - 4) / 3;
+    let mut body = Vec::with_capacity(count * 3 + 2);
+    body.push(b'[');
+    for _ in 0..count {
+        body.extend_from_slice(b"[],");
+    }
+    body.extend_from_slice(b"[]]");
+    bytes::Bytes::from(body)
+}
+
+/// The statuses an attacking request may get: 413 (too many values to decode), 503 (the
+/// body budget is taken; with `Retry-After`).
+fn assert_refused_attack(status: u16, retry_after: Option<&str>, what: &str) {
+    match status {
+        413 => {}
+        503 => assert_eq!(retry_after, Some("1"), "{what}: 503 without Retry-After"),
+        other => panic!("{what}: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
+    let gateway = Gateway::start().await;
+    settled(&gateway).await;
+    let pid = gateway.node.pid().expect("the plugin's pid");
+    let body = empty_arrays_body();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = {
+        let stop = stop.clone();
+        move || stop.load(std::sync::atomic::Ordering::SeqCst)
+    };
+    let mut attackers = Vec::new();
+    // HTTP/1.1: each client its own connection.
+    for _ in 0..8 {
+        let (body, stopped, url) = (body.clone(), stopped.clone(), gateway.url("/v1/getinfo"));
+        attackers.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut sent = 0;
+            while !stopped() {
+                let response = http
+                    .post(&url)
+                    .header("Rune", "garbage")
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("an answer");
+                let retry = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_string());
+                assert_refused_attack(response.status().as_u16(), retry.as_deref(), "HTTP/1.1");
+                sent += 1;
+            }
+            sent
+        }));
+    }
+    // HTTP/2: two connections, four streams each at a time.
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+            .await
+            .unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(connection);
+        for _ in 0..4 {
+            let (body, stopped, mut client) = (body.clone(), stopped.clone(), client.clone());
+            let url = gateway.url("/v1/getinfo");
+            attackers.push(tokio::spawn(async move {
+                let mut sent = 0;
+                while !stopped() {
+                    let request = http::Request::post(&url)
+                        .header("rune", "garbage")
+                        .header("content-type", "application/json")
+                        .header("content-length", body.len())
+                        .body(())
+                        .unwrap();
+                    client = client.ready().await.expect("ready");
+                    let (response, mut stream) = client.send_request(request, false).unwrap();
+                    // Queued in the client; the server takes it as its windows allow.
+                    stream.send_data(body.clone(), true).unwrap();
+                    let response = response.await.expect("an answer");
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    assert_refused_attack(response.status().as_u16(), retry.as_deref(), "HTTP/2");
+                    sent += 1;
+                }
+                sent
+            }));
+        }
+    }
+    // Meanwhile a normal client keeps being served.
+    let attack = Duration::from_secs(6);
+    let start = Instant::now();
+    let (mut served, mut slowest) = (0, Duration::ZERO);
+    while start.elapsed() < attack {
+        let asked = Instant::now();
+        let response = tokio::time::timeout(WAIT, gateway.call("getinfo", json!({})))
+            .await
+            .expect("getinfo answered within 5 s during the attack");
+        let (status, body) = json_of(response).await;
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut attacks = 0;
+    for attacker in attackers {
+        attacks += attacker.await.expect("an attacker failed");
+    }
+    let peak_mib = peak_rss_kib(pid) / 1024;
+    eprintln!(
+        "{attacks} attacking requests, {served} getinfo served, plugin peak RSS {peak_mib} MiB"
+    );
+    assert!(
+        attacks >= 16,
+        "only {attacks} attacking requests were answered"
+    );
+    assert!(peak_mib < 256, "plugin peak RSS {peak_mib} MiB");
+    let checkruns: Vec<_> = gateway
+        .node
+        .calls_of("checkrune")
+        .into_iter()
+        .filter(|c| c.params["rune"] == "garbage")
+        .collect();
+    assert!(
+        checkruns.is_empty(),
+        "refused before checkrune: {}",
+        checkruns.len()
+    );
+}

@@ -306,6 +306,46 @@ pub fn decode_params(format: Format, method: &str, body: &[u8]) -> Result<Option
     }
 }
 
+/// An upper bound on the number of values [`decode_params`] builds from `body`, found in one
+/// pass without decoding, so that the memory a decode would take can be refused or waited for
+/// before it is taken (a `[[],[],...]` body decodes to ~30 times its size).
+///
+/// - JSON: every value but the first follows a `[`, `,` or `:` outside strings.
+/// - YAML: every node follows one of `[{,:-`, a line break or an alias `*` (counted
+///   wherever they are: an over-estimate). An alias expands to a copy of its anchor, which
+///   the YAML decoder limits on its own.
+/// - XML: every value is an element, which starts with `<`.
+/// - Form: every value is a pair (`&`) or a level of brackets (`[`).
+pub fn value_count_bound(format: Format, body: &[u8]) -> usize {
+    let count = |set: &[u8]| body.iter().filter(|b| set.contains(b)).count();
+    1 + match format {
+        Format::Json => {
+            let (mut count, mut in_string, mut escaped) = (0, false, false);
+            for &byte in body {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if byte == b'\\' {
+                        escaped = true;
+                    } else if byte == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match byte {
+                    b'"' => in_string = true,
+                    b'[' | b',' | b':' => count += 1,
+                    _ => {}
+                }
+            }
+            count
+        }
+        Format::Yaml => count(b"[{,:-\n*"),
+        Format::Xml => count(b"<"),
+        Format::Form => count(b"&["),
+    }
+}
+
 /// Applies the object-or-array rule to a parsed JSON or YAML document.
 fn params_value(format: Format, value: Value) -> Result<Option<Value>, ApiError> {
     match value {
@@ -859,7 +899,62 @@ i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
         }
     }
 
+    /// Any JSON value, nested a few levels, with strings full of JSON's and YAML's
+    /// punctuation.
+    fn json_tree() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[\\[\\]{},:\"\\\\ \n*&a-z-]{0,8}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z:,\\[-]{1,4}", inner), 0..4)
+                    .prop_map(|members| Value::Object(members.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// The number of values in `value`, itself included.
+    fn values_in(value: &Value) -> usize {
+        1 + match value {
+            Value::Array(items) => items.iter().map(values_in).sum(),
+            Value::Object(members) => members.values().map(values_in).sum(),
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn value_count_bounds_of_small_bodies() {
+        assert_eq!(value_count_bound(Format::Json, b"[[],[],[]]"), 7);
+        assert_eq!(
+            value_count_bound(Format::Json, br#"{"a":"[,:\"[","b":[1,2]}"#),
+            6
+        );
+        assert_eq!(value_count_bound(Format::Form, b"a=1&b[0]=2"), 3);
+        assert_eq!(value_count_bound(Format::Xml, b"<m><a>1</a></m>"), 5);
+    }
+
     proptest! {
+        /// The bound holds for any JSON and YAML document of any values.
+        #[test]
+        fn value_count_bound_bounds_the_decoded_values(value in json_tree()) {
+            let params = Value::Array(vec![value]);
+            for format in [Format::Json, Format::Yaml] {
+                let body = match format {
+                    Format::Json => serde_json::to_vec(&params).unwrap(),
+                    _ => serde_norway::to_string(&params).unwrap().into_bytes(),
+                };
+                let decoded = decode_params(format, "m", &body).unwrap().unwrap();
+                prop_assert!(
+                    values_in(&decoded) <= value_count_bound(format, &body),
+                    "{:?}: {}", format, String::from_utf8_lossy(&body)
+                );
+            }
+        }
+
         #[test]
         fn decoding_arbitrary_bytes_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
             for format in ALL {

@@ -27,6 +27,60 @@ use std::fmt::Write;
 /// The largest request body we accept.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
+/// Bytes of request bodies being read, decoded and held at once, across every request: a
+/// body's bytes as they arrive, then what decoding it takes ([`VALUE_COST`] per value, at
+/// most [`MAX_DECODED_BYTES`]). Beyond it a request waits up to [`BUDGET_WAIT`], then gets
+/// 503 with `Retry-After`. Requests without a body never wait.
+pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
+/// What one decoded value may cost (a `serde_json::Value` with its share of the vector or
+/// map holding it, rounded up).
+pub const VALUE_COST: usize = 128;
+/// The most one request's body and decoded params may cost; more is 413 before decoding.
+pub const MAX_DECODED_BYTES: usize = 32 * 1024 * 1024;
+/// How long a request waits for room in [`BODY_BUDGET`].
+pub const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The whole body must have arrived within this, from the request's start (408 otherwise).
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+/// After [`BODY_GRACE`], a body must keep arriving at [`BODY_MIN_RATE`] bytes per second on
+/// average (408 otherwise).
+pub const BODY_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+/// See [`BODY_GRACE`].
+pub const BODY_MIN_RATE: u64 = 16 * 1024;
+/// Bodies larger than this are decoded on a blocking thread, not on an async worker.
+const DECODE_INLINE_UP_TO: usize = 16 * 1024;
+
+static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET);
+
+/// A share of [`BODY_BUDGET`], given back when dropped.
+#[derive(Default)]
+struct Charge(usize);
+
+impl Charge {
+    /// Takes `bytes` more, waiting at most [`BUDGET_WAIT`].
+    async fn grow(&mut self, bytes: usize) -> Result<(), ApiError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let permits = u32::try_from(bytes).map_err(|_| ApiError::Busy)?;
+        match tokio::time::timeout(BUDGET_WAIT, BUDGET.acquire_many(permits)).await {
+            Ok(Ok(permit)) => {
+                permit.forget();
+                self.0 += bytes;
+                Ok(())
+            }
+            _ => Err(ApiError::Busy),
+        }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            BUDGET.add_permits(self.0);
+        }
+    }
+}
+
 /// How much of a refused body we read before giving up on the connection.
 const DISCARD_LIMIT: usize = 64 * 1024 * 1024;
 /// How long we read a refused body before giving up on the connection.
@@ -225,12 +279,14 @@ async fn execute(
             result,
         );
     }
-    let body = read_body(headers, body).await?;
+    // Held until the call is over: the body and the params decoded from it live until then.
+    let mut charge = Charge::default();
+    let body = read_body(headers, body, &mut charge).await?;
     let params = if body.is_empty() {
         None
     } else {
         let format = Format::from_content_type(header_text(headers, &header::CONTENT_TYPE)?)?;
-        decode_params(format, call.rpc_method, &body)?
+        decode(format, call.rpc_method, body, &mut charge).await?
     };
     let params = merge_captured(params, call.captured)?;
     if let Some(rune) = rune {
@@ -355,8 +411,53 @@ fn rune_of(headers: &HeaderMap) -> Result<Cow<'_, str>, ApiError> {
     Ok(String::from_utf8_lossy(value.as_bytes()))
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without buffering it.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Decodes a body's params once their cost fits in the budget: refused (413) before decoding
+/// if it could take more than [`MAX_DECODED_BYTES`]; decoded on a blocking thread if large.
+async fn decode(
+    format: Format,
+    rpc_method: &str,
+    body: Bytes,
+    charge: &mut Charge,
+) -> Result<Option<Value>, ApiError> {
+    let inline = body.len() <= DECODE_INLINE_UP_TO;
+    let count = if inline {
+        crate::format::value_count_bound(format, &body)
+    } else {
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || crate::format::value_count_bound(format, &body))
+            .await
+            .map_err(|e| ApiError::Internal(format!("reading the body failed: {e}")))?
+    };
+    let cost = count.saturating_mul(VALUE_COST);
+    if cost.saturating_add(body.len()) > MAX_DECODED_BYTES {
+        return Err(ApiError::TooManyValues {
+            limit: MAX_DECODED_BYTES,
+        });
+    }
+    charge.grow(cost).await?;
+    if inline {
+        return decode_params(format, rpc_method, &body);
+    }
+    let rpc_method = rpc_method.to_string();
+    tokio::task::spawn_blocking(move || decode_params(format, &rpc_method, &body))
+        .await
+        .map_err(|e| ApiError::Internal(format!("decoding the body failed: {e}")))?
+}
+
+/// How long a body that has brought `received` bytes so far may take in all: a grace
+/// period, then [`BODY_MIN_RATE`], never more than [`BODY_DEADLINE`].
+fn body_time_allowed(received: usize) -> std::time::Duration {
+    let at_min_rate = std::time::Duration::from_secs_f64(received as f64 / BODY_MIN_RATE as f64);
+    (BODY_GRACE + at_min_rate).min(BODY_DEADLINE)
+}
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without buffering it, within
+/// [`body_time_allowed`] (408), each byte charged to the budget before it is kept (503).
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    charge: &mut Charge,
+) -> Result<Bytes, ApiError> {
     let too_large = ApiError::PayloadTooLarge {
         limit: MAX_BODY_BYTES,
     };
@@ -369,12 +470,25 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
         discard(stream).await;
         return Err(too_large);
     }
+    let start = tokio::time::Instant::now();
+    // A declared length is charged at once; otherwise each chunk as it comes.
+    if let Some(len) = declared {
+        charge.grow(len as usize).await?;
+    }
     let mut buffer = BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+    loop {
+        let deadline = start + body_time_allowed(buffer.len());
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(chunk)) => chunk.map_err(|e| ApiError::BodyRead(e.to_string()))?,
+            Ok(None) => break,
+            Err(_) => return Err(ApiError::BodyTimeout),
+        };
         if buffer.len() + chunk.len() > MAX_BODY_BYTES {
             discard(stream).await;
             return Err(too_large);
+        }
+        if buffer.len() + chunk.len() > charge.0 {
+            charge.grow(buffer.len() + chunk.len() - charge.0).await?;
         }
         buffer.extend_from_slice(&chunk);
     }
