@@ -395,7 +395,12 @@ async fn sse_skips_a_topic_it_cannot_carry_and_goes_on() {
         }
     };
     let (id, name, data) = event;
-    assert_eq!(id.as_deref(), Some("4"), "the three before it were skipped");
+    // `<epoch>-<seq>`: the three before it were skipped.
+    let seq = id
+        .as_deref()
+        .and_then(|id| id.rsplit_once('-'))
+        .map(|(_, seq)| seq);
+    assert_eq!(seq, Some("4"), "the three before it were skipped: {id:?}");
     assert_eq!(name.as_deref(), Some("invoice_creation"));
     assert_eq!(serde_json::from_str::<Value>(&data).unwrap(), payload);
     let skipped = gateway
@@ -815,11 +820,7 @@ async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
             .expect("getinfo answered within 5 s during the attack");
         let (status, body) = json_of(response).await;
         assert_eq!(status, 201, "{body}");
-        assert!(
-            asked.elapsed() < Duration::from_secs(2),
-            "{:?}",
-            asked.elapsed()
-        );
+        slowest = slowest.max(asked.elapsed());
         served += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -830,7 +831,12 @@ async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
     }
     let peak_mib = peak_rss_kib(pid) / 1024;
     eprintln!(
-        "{attacks} attacking requests, {served} getinfo served, plugin peak RSS {peak_mib} MiB"
+        "{attacks} attacking requests, {served} getinfo served (slowest {slowest:?}), \
+         plugin peak RSS {peak_mib} MiB"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "a getinfo took {slowest:?}"
     );
     assert!(
         attacks >= 16,
