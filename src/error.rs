@@ -60,8 +60,12 @@ pub enum ApiError {
     /// logged, never sent: it may name the socket's path.
     #[error("lightningd is unreachable")]
     Unreachable(String),
-    /// A method this plugin adds for other plugins (it changes routing) asked through REST.
-    #[error("{0} is for plugins, not REST clients")]
+    /// A method this plugin adds for other plugins (it changes routing) or for operators (it
+    /// mints runes) asked through REST.
+    #[error(
+        "{0} is for {who}, not REST clients",
+        who = crate::lightningd::plugin_methods::intended_for(.0)
+    )]
     ForPluginsOnly(String),
     /// A lightningd command that changes the state of the connection it arrives on, which
     /// clnrest shares between all its clients.

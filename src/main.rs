@@ -4,6 +4,7 @@
 use cln_plugin::RpcMethodBuilder;
 use clnrest::config::{self, Config, RawOptions};
 use clnrest::http::server::{self, BoundServer, StartError};
+use clnrest::lightningd::connect::ConnectSettings;
 use clnrest::lightningd::logging::{self, FrameSender};
 use clnrest::lightningd::notifications;
 use clnrest::lightningd::plugin_methods;
@@ -36,6 +37,7 @@ async fn run() -> anyhow::Result<()> {
     logging::init_tracing(frames.clone());
     logging::log_panics();
 
+    let connect = ConnectSettings::default();
     let builder = cln_plugin::Builder::new(tokio::io::stdin(), stdout)
         .with_logging(false)
         .dynamic()
@@ -60,6 +62,7 @@ async fn run() -> anyhow::Result<()> {
             RpcMethodBuilder::new(plugin_methods::LIST_PATHS, plugin_methods::list_paths)
                 .description("List the REST routes plugins registered"),
         )
+        .rpcmethod_from_builder(connect.rpc_method())
         .subscribe("*", notifications::on_notification);
 
     // `None`: lightningd only wanted the manifest (e.g. `lightningd --help`).
@@ -89,6 +92,7 @@ async fn run() -> anyhow::Result<()> {
         }
     };
 
+    connect.configure(&config, &lightning_dir);
     let rpc = LightningRpc::new(lightning_dir.join(&configuration.rpc_file));
     let state = AppState::new(rpc, &config.swagger_root);
     let app = server::router(state.clone(), &config);

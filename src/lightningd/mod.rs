@@ -3,6 +3,7 @@
 //! (`plugin_methods`), the notifications lightningd sends us (`notifications`), and the
 //! plugin's stdout, where log lines and replies go (`logging`).
 
+pub mod connect;
 pub mod logging;
 pub mod notifications;
 pub mod plugin_methods;

@@ -7,9 +7,19 @@ use serde_json::{json, Value};
 
 pub const REGISTER_PATH: &str = "clnrest-register-path";
 pub const LIST_PATHS: &str = "clnrest-list-paths";
-/// Our methods that change what the REST server routes: for plugins only, never called on
-/// behalf of a REST client (a rune allowing one of them would otherwise grant any route).
-pub const FOR_PLUGINS_ONLY: &[&str] = &[REGISTER_PATH];
+/// Our methods that change what the REST server routes, or mint runes: for plugins and
+/// operators only, never called on behalf of a REST client (a rune allowing one of them would
+/// otherwise grant any route, or any rune).
+pub const FOR_PLUGINS_ONLY: &[&str] = &[REGISTER_PATH, super::connect::CONNECT];
+
+/// Who a [`FOR_PLUGINS_ONLY`] method is for, as the REST refusal names it.
+pub fn intended_for(method: &str) -> &'static str {
+    if method == super::connect::CONNECT {
+        "lightning-cli"
+    } else {
+        "plugins"
+    }
+}
 pub const REGISTER_PATH_USAGE: &str =
     "path rpc_method [http_method] [rune_required] [rune_restrictions]";
 

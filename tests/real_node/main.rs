@@ -16,6 +16,7 @@
 mod node;
 mod support;
 
+mod connect;
 mod fidelity;
 mod formats;
 mod hardening;
@@ -42,6 +43,7 @@ fn main() {
         fidelity::TESTS,
         tls::TESTS,
         hardening::TESTS,
+        connect::TESTS,
     ]
     .concat();
     let trials = tests
