@@ -232,3 +232,141 @@ fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
         .allow_headers(Any)
         .max_age(Duration::from_secs(3600))
 }
+
+/// The router in process (axum's `oneshot`): what it decides before lightningd is asked. The
+/// RPC socket path does not exist, so a request that reached lightningd would get a 503.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RawOptions;
+    use crate::lightningd::rpc::LightningRpc;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use serde_json::{json, Value};
+    use tower::ServiceExt;
+
+    fn app() -> Router {
+        let config = Config::validate(RawOptions {
+            port: Some(3010),
+            protocol: "http".into(),
+            host: "127.0.0.1".into(),
+            certs: None,
+            cors_origins: vec!["*".into()],
+            csp: crate::config::DEFAULT_CSP.into(),
+            swagger_root: "/".into(),
+            max_connections: None,
+            tls_extra_names: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_client_auth: "none".into(),
+        })
+        .expect("a valid configuration");
+        let rpc = LightningRpc::new("/nonexistent/clnrest-test/lightning-rpc");
+        router(AppState::new(rpc, &config.swagger_root), &config)
+    }
+
+    async fn answer(request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let response = app().oneshot(request).await.expect("the router answers");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("a body").to_bytes();
+        let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, value)
+    }
+
+    #[tokio::test]
+    async fn unknown_paths_and_wrong_methods_are_refused_with_json() {
+        let (status, headers, body) = answer(
+            Request::get("/nowhere")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body, json!({"code": -32601, "message": "Path not found"}));
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            crate::config::DEFAULT_CSP
+        );
+        let (status, _, body) = answer(
+            Request::get("/v1/getinfo")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(
+            body,
+            json!({"code": -32601, "message": "Path invalid, http_method must be POST for CLN methods"})
+        );
+    }
+
+    #[tokio::test]
+    async fn requests_refused_before_lightningd_never_reach_it() {
+        let (status, _, body) = answer(
+            Request::post("/v1/getinfo")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            body,
+            json!({"code": 1501, "message": "Not authorized: Missing rune"})
+        );
+        let (status, _, body) = answer(
+            Request::post("/v1/getinfo")
+                .header("rune", "x")
+                .header(header::ACCEPT, "image/png")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_ACCEPTABLE, "{body}");
+        let (status, _, body) = answer(
+            Request::post("/v1/getinfo")
+                .header("rune", "x")
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(Body::from("hello"))
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+        let (status, _, body) = answer(
+            Request::post("/v1/clnrest-register-path")
+                .header("rune", "x")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        // A request that does reach for lightningd finds no socket: 503, no path in the body.
+        let (status, _, body) = answer(
+            Request::post("/v1/getinfo")
+                .header("rune", "x")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            json!({"code": -32603, "message": "lightningd is unreachable"})
+        );
+    }
+
+    #[tokio::test]
+    async fn cors_preflights_are_answered() {
+        let (status, headers, _) = answer(
+            Request::options("/v1/getinfo")
+                .header(header::ORIGIN, "https://wallet.example")
+                .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+                .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "rune")
+                .body(Body::empty())
+                .expect("a request"),
+        )
+        .await;
+        assert!(status.is_success(), "{status}");
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    }
+}
