@@ -20,6 +20,10 @@ pub const TESTS: &[Test] = &[
         a_port_in_use_is_reported,
     ),
     (
+        "startup::unusable_certificates_are_reported",
+        unusable_certificates_are_reported,
+    ),
+    (
         "startup::https_certificates_are_generated_verified_and_reused",
         https_certificates_are_generated_verified_and_reused,
     ),
@@ -61,6 +65,22 @@ fn each_refusal_is_logged_and_nothing_listens() {
             "`clnrest-swagger-root` /v1 would hide the REST API's own /v1".into(),
         ),
         (
+            vec![("clnrest-port", &port), ("clnrest-swagger-root", "/docs$")],
+            "`clnrest-swagger-root` /docs$ may only contain letters, digits and -._~/".into(),
+        ),
+        (
+            vec![
+                ("clnrest-port", &port),
+                ("clnrest-cors-origins", "https://a\u{1}b"),
+            ],
+            // lightningd's log writes the control character as \u0001.
+            "`clnrest-cors-origins` https://a\\u0001b is not a valid origin".into(),
+        ),
+        (
+            vec![("clnrest-port", &port), ("clnrest-csp", "default-src\u{1}")],
+            "`clnrest-csp` is not a valid header value".into(),
+        ),
+        (
             vec![("clnrest-port", &port), ("clnrest-max-connections", "0")],
             "`clnrest-max-connections` 0, should be at least 1".into(),
         ),
@@ -97,6 +117,25 @@ fn each_refusal_is_logged_and_nothing_listens() {
         // lightningd carries on without the plugin.
         assert!(node.rpc("getinfo", json!({})).is_ok());
     }
+}
+
+fn unusable_certificates_are_reported() {
+    // The certificate directory is a regular file: nothing can be read or written there.
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    let path = file.path().to_str().expect("a UTF-8 path").to_string();
+    let port = free_port().to_string();
+    let node = RealNode::start(NodeConfig::exactly(&[
+        ("clnrest-port", &port),
+        ("clnrest-certs", &path),
+    ]));
+    let line = "disabled itself at init: cannot set up TLS certificates: ";
+    assert!(
+        node.wait_log(line, LOG_WAIT),
+        "no `{line}` in the log:\n{}",
+        node.log_tail(30)
+    );
+    let port: u16 = port.parse().expect("a port");
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
 }
 
 fn a_port_in_use_is_reported() {
