@@ -10,28 +10,12 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use serde_json::{json, Map, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const WAIT: Duration = Duration::from_secs(5);
 
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Waits for the plugin's startup `help` call, then returns the number of calls so far.
-async fn settled(gateway: &Gateway) -> usize {
-    let start = Instant::now();
-    while gateway.node.calls_of("help").is_empty() {
-        assert!(start.elapsed() < WAIT, "the plugin never called help");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    gateway.node.calls().len()
-}
-
-fn calls_since(gateway: &Gateway, mark: usize) -> Vec<RecordedCall> {
-    gateway.node.calls().split_off(mark)
-}
 
 fn content_type(headers: &HeaderMap) -> Option<&str> {
     headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap())
@@ -97,7 +81,7 @@ async fn send(
     accept: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> Answer {
-    let mark = settled(gateway).await;
+    let mark = gateway.settled().await;
     let mut request = gateway
         .post(method)
         .header("Rune", &gateway.rune)
@@ -116,7 +100,7 @@ async fn send(
         status,
         headers,
         text,
-        calls: calls_since(gateway, mark),
+        calls: gateway.calls_since(mark),
     }
 }
 
@@ -557,7 +541,7 @@ fn assert_raw_413(response: &str) {
 #[tokio::test]
 async fn bodies_over_8_mib_are_413_and_reach_nothing() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let size = 9 * 1024 * 1024;
 
     // With a Content-Length.
@@ -589,7 +573,7 @@ async fn bodies_over_8_mib_are_413_and_reach_nothing() {
     let response = raw_upload(gateway.port, head, chunks).await;
     assert_raw_413(&response);
 
-    assert_eq!(calls_since(&gateway, mark), [], "lightningd saw nothing");
+    assert_eq!(gateway.calls_since(mark), [], "lightningd saw nothing");
     // The plugin still answers.
     let answer = send(&gateway, "getinfo", None, None, "").await;
     assert_eq!(answer.status, 201, "{}", answer.text);
@@ -602,7 +586,7 @@ async fn an_http_client_uploading_9_mib_receives_the_413() {
     // without reading the rest of the body, the client's upload fails (broken pipe /
     // connection reset) and it never sees the 413. Repeated because it is a race.
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let mut outcomes = Vec::new();
     for _ in 0..20 {
         let mut body = String::from("{\"key\": \"");
@@ -634,7 +618,7 @@ async fn an_http_client_uploading_9_mib_receives_the_413() {
         failures.len(),
         failures
     );
-    assert_eq!(calls_since(&gateway, mark), [], "lightningd saw nothing");
+    assert_eq!(gateway.calls_since(mark), [], "lightningd saw nothing");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -779,7 +763,7 @@ async fn unacceptable_accept_is_406_before_anything_reaches_lightningd() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 406);
-    assert_eq!(calls_since(&gateway, mark), []);
+    assert_eq!(gateway.calls_since(mark), []);
     assert_eq!(
         direct_rpc(&gateway, "listinvoices", json!({})).await,
         json!({"invoices": []}),

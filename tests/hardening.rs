@@ -26,21 +26,6 @@ fn connection_scoped(method: &str) -> String {
     .to_string()
 }
 
-/// Waits for the plugin's startup `help` call, then returns the number of calls lightningd
-/// has seen: calls after that index are the test's.
-async fn settled(gateway: &Gateway) -> usize {
-    let start = Instant::now();
-    while gateway.node.calls_of("help").is_empty() {
-        assert!(start.elapsed() < WAIT, "the plugin never called help");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    gateway.node.calls().len()
-}
-
-fn calls_since(gateway: &Gateway, mark: usize) -> Vec<RecordedCall> {
-    gateway.node.calls().split_off(mark)
-}
-
 /// Status and body text.
 async fn text_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -74,7 +59,7 @@ async fn registered_paths(gateway: &Gateway) -> Value {
 #[tokio::test]
 async fn register_path_through_rest_is_refused_and_reaches_nothing() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     // What an attacker with a rune allowing only this method would register.
     let takeover = json!({
         "path": "v1/free-withdraw", "rpc_method": "withdraw",
@@ -93,7 +78,7 @@ async fn register_path_through_rest_is_refused_and_reaches_nothing() {
         .await
         .unwrap();
     assert_eq!(text_of(response).await, (403, REGISTER_FOR_PLUGINS.into()));
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     assert!(calls.is_empty(), "reached lightningd: {calls:?}");
 
     assert_eq!(registered_paths(&gateway).await, json!([]));
@@ -111,7 +96,7 @@ async fn register_path_through_rest_is_refused_and_reaches_nothing() {
 #[tokio::test]
 async fn a_registered_route_calling_register_path_is_refused() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     // Another plugin (through lightningd) registers a route whose method is ours.
     let answer = gateway
         .lightningd_call(
@@ -131,7 +116,7 @@ async fn a_registered_route_calling_register_path_is_refused() {
     .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body, REGISTER_FOR_PLUGINS);
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     assert!(calls.is_empty(), "reached lightningd: {calls:?}");
     assert_eq!(registered_paths(&gateway).await, before);
 }
@@ -143,7 +128,7 @@ async fn a_registered_route_calling_register_path_is_refused() {
 #[tokio::test]
 async fn connection_scoped_commands_are_refused_and_reach_nothing() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     for (method, params) in [
         ("notifications", json!({"enable": true})),
         ("deprecations", json!({"enable": false})),
@@ -153,7 +138,7 @@ async fn connection_scoped_commands_are_refused_and_reach_nothing() {
         assert_eq!(status, 403, "{method}: {body}");
         assert_eq!(body, connection_scoped(method), "{method}");
     }
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     assert!(calls.is_empty(), "reached lightningd: {calls:?}");
     // Other methods still go through.
     let (status, body) = json_of(gateway.call("getinfo", json!({})).await).await;
@@ -163,7 +148,7 @@ async fn connection_scoped_commands_are_refused_and_reach_nothing() {
 #[tokio::test]
 async fn idless_notifications_on_the_rpc_connection_break_no_call_in_flight() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     // Every connection of the pool (4) opened: calls go round-robin over them.
     for _ in 0..4 {
         let (status, _) = json_of(gateway.call("getinfo", json!({})).await).await;
@@ -253,7 +238,7 @@ async fn wait_for_helps(gateway: &Gateway, count: usize) {
 #[tokio::test]
 async fn list_methods_calls_no_help_per_request() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     let helps = gateway.node.calls_of("help").len();
     let help = gateway.lightningd_call("help", json!({})).await;
     let commands: Vec<&str> = help["result"]["help"]
@@ -295,7 +280,7 @@ async fn list_methods_calls_no_help_per_request() {
 #[tokio::test]
 async fn unreachable_lightningd_answers_without_a_path() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     gateway.node.faults().refuse_connections(true);
     gateway.node.faults().drop_connections();
     let dir = gateway.node.lightning_dir().to_string_lossy().into_owned();
@@ -425,7 +410,7 @@ async fn sse_skips_a_topic_it_cannot_carry_and_goes_on() {
 #[tokio::test]
 async fn pretty_printed_replies_with_blank_lines_break_no_call_in_flight() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     for _ in 0..4 {
         let (status, _) = json_of(gateway.call("getinfo", json!({})).await).await;
         assert_eq!(status, 201);
@@ -510,13 +495,13 @@ async fn get_open(
             .body(body.to_string());
     }
     let answer = text_of(request.send().await.unwrap()).await;
-    (answer, calls_since(gateway, mark))
+    (answer, gateway.calls_since(mark))
 }
 
 #[tokio::test]
 async fn a_route_without_a_rune_takes_no_body_and_no_query() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     let answer = gateway
         .lightningd_call(
             "clnrest-register-path",
@@ -563,7 +548,7 @@ async fn a_route_without_a_rune_takes_no_body_and_no_query() {
     .await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.ends_with(OPEN_ROUTE_PARAMS), "{answer}");
-    assert!(calls_since(&gateway, mark).is_empty());
+    assert!(gateway.calls_since(mark).is_empty());
     // Routes with a rune keep taking a body.
     let (status, body) = post(&gateway, "/v1/listdatastore", &json!({"key": "k"})).await;
     assert_eq!(status, 201, "{body}");
@@ -576,7 +561,7 @@ async fn a_route_without_a_rune_takes_no_body_and_no_query() {
 #[tokio::test]
 async fn encoded_paths_reach_the_route_their_decoded_path_names() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     let getinfo_rune = gateway.node.create_rune(json!([["method=getinfo"]]));
 
     // The built-in route: the method is decoded once, and checkrune sees it decoded.
@@ -590,7 +575,7 @@ async fn encoded_paths_reach_the_route_their_decoded_path_names() {
         .unwrap();
     let (status, body) = text_of(response).await;
     assert_eq!(status, 201, "{body}");
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     let methods: Vec<_> = calls.iter().map(|c| c.method.as_str()).collect();
     assert_eq!(methods, ["checkrune", "getinfo"]);
     assert_eq!(calls[0].params["method"], "getinfo");
@@ -628,7 +613,8 @@ async fn encoded_paths_reach_the_route_their_decoded_path_names() {
     ] {
         let mark = gateway.node.calls().len();
         let (status, body) = post(&gateway, path, &json!({})).await;
-        let methods: Vec<_> = calls_since(&gateway, mark)
+        let methods: Vec<_> = gateway
+            .calls_since(mark)
             .into_iter()
             .map(|c| c.method)
             .collect();
@@ -646,7 +632,7 @@ async fn encoded_paths_reach_the_route_their_decoded_path_names() {
         let mark = gateway.node.calls().len();
         let response = gateway.http.get(gateway.url(path)).send().await.unwrap();
         let (status, body) = text_of(response).await;
-        let calls = calls_since(&gateway, mark);
+        let calls = gateway.calls_since(mark);
         match expected {
             Some(key) => {
                 assert_eq!(status, 201, "{path}: {body}");
@@ -672,7 +658,7 @@ must arrive at 16 KiB/s or faster after the first 5 s, and whole within 30 s\"}"
 async fn a_stalled_body_gets_408_after_the_grace_period() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
         .await
         .unwrap();
@@ -701,7 +687,7 @@ async fn a_stalled_body_gets_408_after_the_grace_period() {
         elapsed >= Duration::from_millis(4900) && elapsed < Duration::from_secs(8),
         "{elapsed:?}"
     );
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     assert!(calls.is_empty(), "reached lightningd: {calls:?}");
 }
 
@@ -740,7 +726,7 @@ fn assert_refused_attack(status: u16, retry_after: Option<&str>, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     let pid = gateway.node.pid().expect("the plugin's pid");
     let body = empty_arrays_body();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -16,14 +16,6 @@ const QUICK: Duration = Duration::from_secs(2);
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-/// Waits for the plugin's startup `help` call.
-async fn settled(gateway: &Gateway) {
-    wait_until(gateway, "the startup help call", |g| {
-        !g.node.calls_of("help").is_empty()
-    })
-    .await;
-}
-
 async fn wait_until(gateway: &Gateway, what: &str, done: impl Fn(&Gateway) -> bool) {
     let start = Instant::now();
     while !done(gateway) {
@@ -137,7 +129,7 @@ fn error_logs(gateway: &Gateway) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_call_in_flight_does_not_delay_other_calls() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     // The mock's lone node never reaches block 1000: this call takes its full timeout.
     let slow = tokio::spawn(
         request(
@@ -185,7 +177,7 @@ async fn a_slow_call_in_flight_does_not_delay_other_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_delayed_method_does_not_delay_other_methods() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     gateway
         .node
         .faults()
@@ -220,7 +212,7 @@ async fn a_delayed_method_does_not_delay_other_methods() {
 #[tokio::test]
 async fn unreachable_lightningd_is_503_quickly_then_the_next_request_reconnects() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     assert_getinfo_works(&gateway, "before the fault").await;
 
     gateway.node.faults().refuse_connections(true);
@@ -256,7 +248,7 @@ async fn unreachable_lightningd_is_503_quickly_then_the_next_request_reconnects(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn calls_in_flight_when_the_socket_closes_are_503_at_once() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     gateway
         .node
         .faults()
@@ -295,7 +287,7 @@ fn spawnable_getinfo(
 #[tokio::test]
 async fn a_response_cut_in_the_middle_is_503_then_requests_work_again() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     assert_getinfo_works(&gateway, "before the fault").await;
 
     gateway.node.faults().close_mid_response(true);
@@ -314,7 +306,7 @@ async fn a_response_cut_in_the_middle_is_503_then_requests_work_again() {
 #[tokio::test]
 async fn garbage_from_lightningd_is_503_then_requests_work_again() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     assert_getinfo_works(&gateway, "before the fault").await;
 
     gateway.node.faults().garbage_replies(true);
@@ -334,7 +326,7 @@ async fn garbage_from_lightningd_is_503_then_requests_work_again() {
 async fn garbage_for_the_method_after_checkrune_is_503() {
     // checkrune answered normally, then the method's answer is garbage.
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     gateway
         .node
         .faults()
@@ -361,7 +353,7 @@ async fn garbage_for_the_method_after_checkrune_is_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_client_that_hangs_up_during_a_slow_call_breaks_nothing() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     let impatient = reqwest::Client::builder()
         .timeout(Duration::from_millis(300))
         .build()

@@ -9,12 +9,10 @@ use mock_lightningd::RecordedCall;
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
 use reqwest::Method;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// How long a test waits for something the plugin should do at once.
-const WAIT: Duration = Duration::from_secs(5);
-
 /// The default `clnrest-csp` (docs/configuration.md).
 const DEFAULT_CSP: &str = "default-src 'self'; font-src 'self'; img-src 'self' data:; \
 frame-src 'self'; style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline';";
@@ -28,26 +26,6 @@ const BAD_RUNE: &str = r#"{"code":-32602,"message":"rune: should be base64 strin
 // ---------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------
-
-/// Waits for the plugin's startup `help` call (for the OpenAPI document), then returns the
-/// number of calls lightningd has seen: calls after that index are the test's.
-async fn settled(gateway: &Gateway) -> usize {
-    let start = Instant::now();
-    while gateway.node.calls_of("help").is_empty() {
-        assert!(
-            start.elapsed() < WAIT,
-            "the plugin never called help at startup; calls: {:?}",
-            gateway.node.calls()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    gateway.node.calls().len()
-}
-
-/// The calls lightningd received since `mark`.
-fn calls_since(gateway: &Gateway, mark: usize) -> Vec<RecordedCall> {
-    gateway.node.calls().split_off(mark)
-}
 
 fn methods_of(calls: &[RecordedCall]) -> Vec<&str> {
     calls.iter().map(|c| c.method.as_str()).collect()
@@ -114,7 +92,7 @@ async fn post_201(gateway: &Gateway, method: &str, rune: &str, params: Value) ->
 
 /// lightningd's calls since `mark`, each as its method and params.
 fn calls_with_params_since(gateway: &Gateway, mark: usize) -> Vec<(String, Value)> {
-    let calls = calls_since(gateway, mark).into_iter();
+    let calls = gateway.calls_since(mark).into_iter();
     calls.map(|c| (c.method, c.params)).collect()
 }
 
@@ -166,7 +144,7 @@ async fn assert_rune_refused(
     error: &str,
 ) {
     let case = format!("{method} with rune {rune:?}");
-    let mark = settled(gateway).await;
+    let mark = gateway.settled().await;
     let response = post_with_rune(gateway, method, Some(rune), params.clone()).await;
     assert_json_error(&case, &response, 401, error);
     assert_checked_only(gateway, mark, &case, rune, method, &params);
@@ -327,7 +305,7 @@ async fn msat_amounts_above_2_pow_53_stay_exact_integers() {
 async fn rune_header_name_is_case_insensitive() {
     let gateway = Gateway::start().await;
     for name in ["rune", "RUNE", "rUnE", "Rune"] {
-        let mark = settled(&gateway).await;
+        let mark = gateway.settled().await;
         let request = format!(
             "POST /v1/getinfo HTTP/1.1\r\nHost: 127.0.0.1\r\n{name}: {}\r\n\
              Content-Length: 0\r\nConnection: close\r\n\r\n",
@@ -348,7 +326,7 @@ async fn rune_header_name_is_case_insensitive() {
 #[tokio::test]
 async fn missing_rune_is_403_and_nothing_reaches_lightningd() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let invoice = json!({"amount_msat": 1000, "label": "no-rune", "description": "d"});
     for (case, request) in [
         ("getinfo", gateway.post("getinfo").json(&json!({}))),
@@ -359,7 +337,7 @@ async fn missing_rune_is_403_and_nothing_reaches_lightningd() {
         let response = parts(request.send().await.unwrap()).await;
         assert_json_error(case, &response, 403, MISSING_RUNE);
     }
-    assert_eq!(calls_since(&gateway, mark), [], "lightningd saw no call");
+    assert_eq!(gateway.calls_since(mark), [], "lightningd saw no call");
 }
 
 #[tokio::test]
@@ -373,7 +351,7 @@ async fn checkrune_and_the_method_get_the_same_object_or_array_params() {
         // An array stays an array.
         ("array", json!([1000, "arr", "positional"])),
     ] {
-        let mark = settled(&gateway).await;
+        let mark = gateway.settled().await;
         let (status, _, text) =
             post_with_rune(&gateway, "invoice", Some(&gateway.rune), params.clone()).await;
         assert_eq!(status, 201, "{case}: {text}");
@@ -396,7 +374,7 @@ async fn an_empty_body_is_empty_object_params_for_checkrune_and_the_method() {
                 .header("Content-Type", "application/json")
                 .body(body);
         }
-        let mark = settled(&gateway).await;
+        let mark = gateway.settled().await;
         let (status, _, text) = parts(request.send().await.unwrap()).await;
         assert_eq!(status, 201, "{case}: {text}");
         assert_checked_and_called(&gateway, mark, case, "getinfo", &json!({}));
@@ -450,7 +428,7 @@ async fn readonly_rune_may_list_but_not_create_invoices() {
 async fn named_param_restriction_cannot_be_dodged_with_positional_params() {
     let gateway = Gateway::start().await;
     let rune = gateway.node.create_rune(json!([["pnamelabel=foo"]]));
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let positional = json!([1000, "foo", "d"]);
     let (status, _, text) =
         post_with_rune(&gateway, "invoice", Some(&rune), positional.clone()).await;
@@ -473,10 +451,10 @@ async fn nodeid_header_is_accepted_and_ignored() {
         .as_str()
         .unwrap()
         .to_string();
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let (plain_status, _, plain) =
         post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
-    let plain_calls = calls_since(&gateway, mark);
+    let plain_calls = gateway.calls_since(mark);
     let mark = gateway.node.calls().len();
     let response = gateway
         .post("getinfo")
@@ -489,7 +467,7 @@ async fn nodeid_header_is_accepted_and_ignored() {
     let (status, _, text) = parts(response).await;
     assert_eq!((status, &text), (plain_status, &plain));
     assert_eq!(status, 201);
-    let calls = calls_since(&gateway, mark);
+    let calls = gateway.calls_since(mark);
     assert_eq!(
         calls.iter().map(|c| &c.params).collect::<Vec<_>>(),
         plain_calls.iter().map(|c| &c.params).collect::<Vec<_>>(),
@@ -539,7 +517,7 @@ async fn method_errors_are_500_with_lightningds_error_unchanged() {
 #[tokio::test]
 async fn unknown_command_is_404_with_lightningds_error() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     let response = post_with_rune(&gateway, "no-such-method", Some(&gateway.rune), json!({})).await;
     assert_json_error(
         "no-such-method",
@@ -548,7 +526,7 @@ async fn unknown_command_is_404_with_lightningds_error() {
         r#"{"code":-32601,"message":"Unknown command 'no-such-method'"}"#,
     );
     assert_eq!(
-        methods_of(&calls_since(&gateway, mark)),
+        methods_of(&gateway.calls_since(mark)),
         ["checkrune", "no-such-method"]
     );
 }
@@ -574,7 +552,7 @@ async fn each_request_makes_exactly_checkrune_then_the_method() {
         ("no-such-method", json!({})), // 404
     ];
     for (method, params) in cases {
-        let mark = settled(&gateway).await;
+        let mark = gateway.settled().await;
         let (status, _, text) =
             post_with_rune(&gateway, method, Some(&gateway.rune), params.clone()).await;
         assert!(
@@ -589,13 +567,13 @@ async fn each_request_makes_exactly_checkrune_then_the_method() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_to_lightningd_are_reused() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     for i in 0..50 {
         let (status, _, text) =
             post_with_rune(&gateway, "getinfo", Some(&gateway.rune), json!({})).await;
         assert_eq!(status, 201, "sequential request {i}: {text}");
     }
-    let sequential = calls_since(&gateway, mark);
+    let sequential = gateway.calls_since(mark);
     assert_eq!(sequential.len(), 100);
     for pair in sequential.chunks(2) {
         assert_eq!(methods_of(pair), ["checkrune", "getinfo"]);
@@ -620,7 +598,7 @@ async fn connections_to_lightningd_are_reused() {
     for (status, body) in futures::future::join_all(concurrent).await {
         assert_eq!((status, body), (201, json!({"invoices": []})));
     }
-    let all = calls_since(&gateway, mark);
+    let all = gateway.calls_since(mark);
     assert_eq!(all.len(), 200, "{:?}", methods_of(&all));
     let concurrent_calls = &all[100..];
     for i in 0..50 {
@@ -659,7 +637,7 @@ async fn connections_to_lightningd_are_reused() {
 #[tokio::test]
 async fn other_http_methods_on_a_cln_method_are_405() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     for method in [Method::GET, Method::PUT, Method::DELETE, Method::PATCH] {
         for rune in [true, false] {
             let mut request = gateway
@@ -673,13 +651,13 @@ async fn other_http_methods_on_a_cln_method_are_405() {
             assert_json_error(&case, &response, 405, NOT_POST);
         }
     }
-    assert_eq!(calls_since(&gateway, mark), []);
+    assert_eq!(gateway.calls_since(mark), []);
 }
 
 #[tokio::test]
 async fn unknown_paths_are_404_json() {
     let gateway = Gateway::start().await;
-    let mark = settled(&gateway).await;
+    let mark = gateway.settled().await;
     for path in ["/v2/getinfo", "/v1", "/v1/getinfo/extra", "/nope"] {
         for method in [Method::GET, Method::POST] {
             let response = gateway
@@ -693,7 +671,7 @@ async fn unknown_paths_are_404_json() {
             assert_json_error(&format!("{method} {path}"), &response, 404, PATH_NOT_FOUND);
         }
     }
-    assert_eq!(calls_since(&gateway, mark), []);
+    assert_eq!(gateway.calls_since(mark), []);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1014,23 +992,19 @@ async fn assert_preflight_allows(gateway: &Gateway, origin: &str, expected_origi
             "allow-headers {allowed:?} lacks {wanted}"
         );
     }
-    assert_eq!(
-        calls_since(gateway, mark),
-        [],
-        "a preflight reaches nothing"
-    );
+    assert_eq!(gateway.calls_since(mark), [], "a preflight reaches nothing");
 }
 
 #[tokio::test]
 async fn cors_preflight_is_answered() {
     let gateway = Gateway::start().await;
-    settled(&gateway).await;
+    gateway.settled().await;
     assert_preflight_allows(&gateway, "https://a.example", "*").await;
 
     let listed = Gateway::start_with(json!({
         "clnrest-cors-origins": ["https://a.example", "https://b.example"]
     }))
     .await;
-    settled(&listed).await;
+    listed.settled().await;
     assert_preflight_allows(&listed, "https://b.example", "https://b.example").await;
 }

@@ -3,7 +3,7 @@
 //!
 //! Tests use it as `mock_lightningd::gateway`.
 
-use crate::MockLightningd;
+use crate::{MockLightningd, RecordedCall};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -93,6 +93,28 @@ impl Gateway {
             buffer.extend_from_slice(&chunk[..n]);
         }
         serde_json::from_slice(&buffer).expect("a JSON answer")
+    }
+}
+
+impl Gateway {
+    /// Waits for the plugin's startup `help` call (for the OpenAPI document), then returns the
+    /// number of calls lightningd has seen: calls after that index are the test's.
+    pub async fn settled(&self) -> usize {
+        let start = std::time::Instant::now();
+        while self.node.calls_of("help").is_empty() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "the plugin never called help at startup; calls: {:?}",
+                self.node.calls()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.node.calls().len()
+    }
+
+    /// The calls lightningd has seen since `mark` (from [`Gateway::settled`]).
+    pub fn calls_since(&self, mark: usize) -> Vec<RecordedCall> {
+        self.node.calls().split_off(mark)
     }
 }
 

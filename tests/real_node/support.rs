@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use serde_json::Value;
+pub use mock_lightningd::gateway::json_of;
 use std::future::Future;
 use std::path::Path;
 use std::time::Duration;
@@ -36,13 +36,4 @@ pub fn client_trusting(ca_pem: &Path) -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .expect("a reqwest client builds")
-}
-
-/// The status and the body parsed as JSON (panics with the body when it is not JSON).
-pub async fn json_of(response: reqwest::Response) -> (u16, Value) {
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("a response body");
-    let value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("status {status}: body is not JSON ({e}): {text}"));
-    (status, value)
 }
