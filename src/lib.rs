@@ -18,6 +18,8 @@
 //! - [`tls`]: the certificate directory (load, generate, write atomically) and rustls.
 //! - [`state`]: what the handlers, the plugin methods and the notification handler share.
 //! - [`memory`]: keeping the heap small on glibc.
+//! - [`webhooks`]: signed deliveries of notifications to HTTP endpoints, read from the
+//!   journal like any other listener.
 //!
 //! `docs/ARCHITECTURE.md` draws the same with the path of a request and of a notification.
 
@@ -30,3 +32,4 @@ pub mod memory;
 pub mod state;
 pub mod stream;
 pub mod tls;
+pub mod webhooks;

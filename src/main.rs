@@ -11,6 +11,7 @@ use clnrest::lightningd::plugin_methods;
 use clnrest::lightningd::rpc::LightningRpc;
 use clnrest::memory;
 use clnrest::state::AppState;
+use clnrest::webhooks::{self, methods as webhook_methods};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -63,6 +64,20 @@ async fn run() -> anyhow::Result<()> {
                 .description("List the REST routes plugins registered"),
         )
         .rpcmethod_from_builder(connect.rpc_method())
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new(webhook_methods::ADD, webhook_methods::add)
+                .description("Add a webhook: notifications POSTed, signed, to a URL")
+                .usage(webhook_methods::ADD_USAGE),
+        )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new(webhook_methods::LIST, webhook_methods::list)
+                .description("List webhooks and their delivery status"),
+        )
+        .rpcmethod_from_builder(
+            RpcMethodBuilder::new(webhook_methods::REMOVE, webhook_methods::remove)
+                .description("Remove a webhook and its pending deliveries")
+                .usage(webhook_methods::REMOVE_USAGE),
+        )
         .subscribe("*", notifications::on_notification);
 
     // `None`: lightningd only wanted the manifest (e.g. `lightningd --help`).
@@ -104,6 +119,7 @@ async fn run() -> anyhow::Result<()> {
             .revocation_loop(state.rpc_handle()),
     );
     tokio::spawn(notifications::describe_api(state.clone()));
+    tokio::spawn(webhooks::start(state.clone(), lightning_dir.clone()));
     tokio::spawn(memory::trim_periodically());
 
     let handle = axum_server::Handle::new();

@@ -7,6 +7,7 @@ use crate::http::registered_routes::RegisteredRoutes;
 use crate::lightningd::rpc::LightningRpc;
 use crate::stream::journal::Journal;
 use crate::stream::listeners::Listeners;
+use crate::webhooks::Webhooks;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -23,6 +24,7 @@ struct Shared {
     routes: RegisteredRoutes,
     api_document: ApiDocument,
     shutdown: watch::Sender<bool>,
+    webhooks: Webhooks,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
                 routes: RegisteredRoutes::new(swagger_root),
                 api_document: ApiDocument::default(),
                 shutdown: watch::Sender::new(false),
+                webhooks: Webhooks::default(),
             }),
         }
     }
@@ -67,6 +70,11 @@ impl AppState {
     /// The notification journal.
     pub fn journal(&self) -> &Journal {
         &self.inner.journal
+    }
+
+    /// The webhook endpoints and their delivery tasks.
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.inner.webhooks
     }
 
     /// Asks everything to stop (lightningd sent `shutdown`).

@@ -3,6 +3,7 @@
 
 use crate::http::registered_routes::{list_result, route_from_params};
 use crate::state::AppState;
+use crate::webhooks::methods as webhook_methods;
 use serde_json::{json, Value};
 
 pub const REGISTER_PATH: &str = "clnrest-register-path";
@@ -10,11 +11,18 @@ pub const LIST_PATHS: &str = "clnrest-list-paths";
 /// Our methods that change what the REST server routes, or mint runes: for plugins and
 /// operators only, never called on behalf of a REST client (a rune allowing one of them would
 /// otherwise grant any route, or any rune).
-pub const FOR_PLUGINS_ONLY: &[&str] = &[REGISTER_PATH, super::connect::CONNECT];
+pub const FOR_PLUGINS_ONLY: &[&str] = &[
+    REGISTER_PATH,
+    super::connect::CONNECT,
+    // Webhooks send the node's notifications anywhere: for the operator only.
+    webhook_methods::ADD,
+    webhook_methods::LIST,
+    webhook_methods::REMOVE,
+];
 
 /// Who a [`FOR_PLUGINS_ONLY`] method is for, as the REST refusal names it.
 pub fn intended_for(method: &str) -> &'static str {
-    if method == super::connect::CONNECT {
+    if method == super::connect::CONNECT || webhook_methods::is_webhook_method(method) {
         "lightning-cli"
     } else {
         "plugins"

@@ -97,14 +97,17 @@ impl Gateway {
 }
 
 impl Gateway {
-    /// Waits for the plugin's startup `help` call (for the OpenAPI document), then returns the
-    /// number of calls lightningd has seen: calls after that index are the test's.
+    /// Waits for the plugin's startup calls, `help` (for the OpenAPI document) and
+    /// `listdatastore` (the stored webhooks), then returns the number of calls lightningd has
+    /// seen: calls after that index are the test's.
     pub async fn settled(&self) -> usize {
         let start = std::time::Instant::now();
-        while self.node.calls_of("help").is_empty() {
+        while self.node.calls_of("help").is_empty()
+            || self.node.calls_of("listdatastore").is_empty()
+        {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "the plugin never called help at startup; calls: {:?}",
+                "the plugin never called help and listdatastore at startup; calls: {:?}",
                 self.node.calls()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,0 +1,320 @@
+//! Delivery to one endpoint: a task reads the journal by position and spools the events the
+//! endpoint wants ([`read_journal`]); another sends the oldest pending one, one at a time,
+//! until the endpoint acknowledges it, then the next ([`send_in_order`]).
+//!
+//! A 2xx acknowledges; any other status, a connection error or the timeout is a failure,
+//! retried after an exponential backoff with jitter while later events wait behind it. An
+//! event that still fails after the retry window makes the endpoint *failing* (in
+//! `clnrest-webhook-list` and the log); it keeps being retried at the longest delay, the
+//! backlog bounded in bytes, and the first success clears the mark.
+
+use super::signature;
+use super::store::{EndpointConfig, Event, Spool};
+use super::Settings;
+use crate::state::AppState;
+use crate::stream::journal::{Next, Position, Sequenced, Subscription};
+use bytes::Bytes;
+use ring::hmac;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::Notify;
+
+/// The longest wait between two attempts.
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// How much of a response body is read (then the connection is dropped).
+pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
+
+/// One endpoint at run time, shared by its two tasks and the RPC methods.
+pub struct Endpoint {
+    pub config: EndpointConfig,
+    key: hmac::Key,
+    spool: Mutex<Spool>,
+    /// Wakes the sender when an event is spooled.
+    spooled: Notify,
+    status: Mutex<Status>,
+}
+
+/// What `clnrest-webhook-list` shows of an endpoint's deliveries.
+#[derive(Debug, Default, Clone)]
+pub struct Status {
+    /// Failed past the retry window, and not delivered since.
+    pub failing: bool,
+    /// Failed attempts at the oldest pending event.
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// The last event acknowledged.
+    pub last_acked: Option<String>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Endpoint {
+    /// `None` if the stored secret is not a `whsec_` secret.
+    pub fn new(config: EndpointConfig, spool: Spool) -> Option<Endpoint> {
+        let key = signature::key_of(&config.secret)?;
+        Some(Endpoint {
+            config,
+            key,
+            spool: Mutex::new(spool),
+            spooled: Notify::new(),
+            status: Mutex::new(Status::default()),
+        })
+    }
+
+    fn wants(&self, topic: &str) -> bool {
+        self.config
+            .topics
+            .as_ref()
+            .is_none_or(|topics| topics.iter().any(|t| t == topic))
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.status).clone()
+    }
+
+    /// (pending events, their bytes, events dropped to bound the backlog)
+    pub fn backlog(&self) -> (usize, usize, u64) {
+        let spool = lock(&self.spool);
+        (spool.len(), spool.pending_bytes(), spool.dropped())
+    }
+
+    /// Deletes the pending file (the endpoint was removed; its tasks are stopped).
+    pub fn remove_file(&self) {
+        lock(&self.spool).remove_file();
+    }
+
+    fn spool(&self, event: Event) {
+        let dropped = lock(&self.spool).push(event);
+        if dropped > 0 {
+            tracing::warn!(
+                "webhook {}: backlog over its bound: dropped the {dropped} oldest pending \
+                 event(s) after the one being retried",
+                self.config.id
+            );
+        }
+        self.spooled.notify_one();
+    }
+}
+
+/// Runs both tasks of `endpoint` until the journal closes (the sender until aborted).
+pub async fn run(
+    endpoint: Arc<Endpoint>,
+    state: AppState,
+    subscription: Subscription,
+    client: reqwest::Client,
+    settings: Settings,
+) {
+    tokio::join!(
+        read_journal(endpoint.clone(), state, subscription),
+        send_in_order(endpoint, client, settings),
+    );
+}
+
+/// Spools every notification the endpoint wants, from the subscription's position on. The
+/// spool never waits on the endpoint, so this keeps up with the journal; should it fall
+/// out of it anyway, it resumes from the oldest retained notification and logs the gap.
+async fn read_journal(endpoint: Arc<Endpoint>, state: AppState, mut subscription: Subscription) {
+    let epoch = state.journal().epoch().to_string();
+    if let Some(gap) = subscription.take_gap() {
+        tracing::warn!(
+            "webhook {}: notifications before {} are no longer in the journal",
+            endpoint.config.id,
+            gap.oldest
+        );
+    }
+    loop {
+        match subscription.next().await {
+            Next::Notification(notification) => {
+                if !endpoint.wants(notification.topic()) {
+                    continue;
+                }
+                let body = match serde_json::to_vec(&Sequenced::new(&notification, &epoch)) {
+                    Ok(body) => Bytes::from(body),
+                    Err(e) => {
+                        tracing::warn!(
+                            "webhook {}: cannot encode notification {}: {e}",
+                            endpoint.config.id,
+                            notification.seq
+                        );
+                        continue;
+                    }
+                };
+                endpoint.spool(Event {
+                    id: format!("{epoch}-{}", notification.seq),
+                    body,
+                });
+            }
+            Next::Lagged => {
+                let after = subscription.position();
+                subscription = state.journal().subscribe(Position::in_epoch(&epoch, after));
+                if let Some(gap) = subscription.take_gap() {
+                    tracing::warn!(
+                        "webhook {}: fell behind the journal: notifications {}..{} are lost \
+                         to it",
+                        endpoint.config.id,
+                        after + 1,
+                        gap.oldest
+                    );
+                }
+            }
+            Next::Closed => return,
+        }
+    }
+}
+
+/// Delivers the oldest pending event until it is acknowledged, then the next, forever.
+async fn send_in_order(endpoint: Arc<Endpoint>, client: reqwest::Client, settings: Settings) {
+    loop {
+        let next = lock(&endpoint.spool).front().cloned();
+        let Some(event) = next else {
+            endpoint.spooled.notified().await;
+            continue;
+        };
+        deliver_until_acknowledged(&endpoint, &client, &settings, &event).await;
+        lock(&endpoint.spool).ack(&event.id);
+    }
+}
+
+async fn deliver_until_acknowledged(
+    endpoint: &Endpoint,
+    client: &reqwest::Client,
+    settings: &Settings,
+    event: &Event,
+) {
+    let id = &endpoint.config.id;
+    let first_failure = Instant::now();
+    let mut failures: u32 = 0;
+    loop {
+        match attempt(endpoint, client, settings, event).await {
+            Ok(()) => {
+                let mut status = lock(&endpoint.status);
+                if status.failing {
+                    tracing::info!("webhook {id}: delivering again");
+                }
+                status.failing = false;
+                status.attempts = 0;
+                status.last_acked = Some(event.id.clone());
+                return;
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                let delay = backoff(settings.backoff, failures);
+                {
+                    let mut status = lock(&endpoint.status);
+                    status.attempts = failures;
+                    if failures == 1 {
+                        tracing::info!(
+                            "webhook {id}: delivery of {} failed ({reason}); retrying with backoff",
+                            event.id
+                        );
+                    } else {
+                        tracing::debug!(
+                        "webhook {id}: attempt {failures} at {} failed ({reason}); next in {delay:?}",
+                        event.id
+                    );
+                    }
+                    if !status.failing && first_failure.elapsed() >= settings.retry_window {
+                        status.failing = true;
+                        tracing::warn!(
+                            "webhook {id}: marked failing: {} not delivered for {:?} ({failures} \
+                         attempts, last: {reason}); still retrying every {:?}, later events \
+                         wait",
+                            event.id,
+                            settings.retry_window,
+                            settings.max_delay(),
+                        );
+                    }
+                    status.last_error = Some(reason);
+                }
+                tokio::time::sleep(delay.min(settings.max_delay())).await;
+            }
+        }
+    }
+}
+
+/// One signed POST; `Err` says why it did not count as acknowledged.
+async fn attempt(
+    endpoint: &Endpoint,
+    client: &reqwest::Client,
+    settings: &Settings,
+    event: &Event,
+) -> Result<(), String> {
+    let timestamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let signature = signature::sign(&endpoint.key, &event.id, timestamp, &event.body);
+    let exchange = async {
+        let mut response = client
+            .post(&endpoint.config.url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", &event.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(event.body.clone())
+            .send()
+            .await
+            .map_err(|e| describe(&e))?;
+        let status = response.status();
+        // Read a little of the body (so the connection can be reused), never more.
+        let mut read = 0;
+        while read < MAX_RESPONSE_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("HTTP {}", status.as_u16()))
+        }
+    };
+    match tokio::time::timeout(settings.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
+    }
+}
+
+/// A reqwest error and its causes, on one line.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The wait after the `failures`-th failure: `base` doubled each time, at most
+/// [`MAX_DELAY`], then between half of that and all of it ("equal jitter").
+pub fn backoff(base: Duration, failures: u32) -> Duration {
+    let doubled = base.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let delay = doubled.min(MAX_DELAY);
+    let random = u32::from_le_bytes(signature::random_bytes::<4>());
+    let fraction = 0.5 + 0.5 * (f64::from(random) / f64::from(u32::MAX));
+    delay.mul_f64(fraction).max(Duration::from_millis(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_up_to_the_cap() {
+        let base = Duration::from_secs(5);
+        for failures in 1..=6 {
+            let full = base * (1 << (failures - 1));
+            let delay = backoff(base, failures);
+            assert!(delay >= full / 2 && delay <= full, "{failures}: {delay:?}");
+        }
+        for failures in [20, 40, u32::MAX] {
+            let delay = backoff(base, failures);
+            assert!(delay >= MAX_DELAY / 2 && delay <= MAX_DELAY);
+        }
+    }
+}
