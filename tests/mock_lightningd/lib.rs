@@ -77,10 +77,17 @@ pub struct MockLightningdBuilder {
     include_defaults: bool,
     plugin: Option<PathBuf>,
     plugin_args: Vec<String>,
+    plugin_env: Vec<(String, String)>,
     developer: bool,
 }
 
 impl MockLightningdBuilder {
+    /// An environment variable for the plugin process (besides the test's own).
+    pub fn plugin_env(mut self, name: &str, value: &str) -> Self {
+        self.plugin_env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// clnrest option values, a JSON object (`{"clnrest-port": 3010, ...}`).
     pub fn options(mut self, options: Value) -> Self {
         self.options = options;
@@ -162,16 +169,19 @@ impl MockLightningdBuilder {
             pid: None,
             plugin: None,
             init_result: Value::Null,
+            restart: None,
             _temp_dir: temp_dir,
         };
         if let Some(path) = self.plugin {
-            mock.start_plugin(
-                &path,
-                &self.plugin_args,
-                &self.options,
-                self.include_defaults,
-            )
-            .await;
+            let restart = Restart {
+                path,
+                args: self.plugin_args,
+                env: self.plugin_env,
+                options: self.options,
+                include_defaults: self.include_defaults,
+            };
+            mock.start_plugin(&restart).await;
+            mock.restart = Some(restart);
         }
         mock
     }
@@ -186,7 +196,18 @@ pub struct MockLightningd {
     pid: Option<u32>,
     plugin: Option<Arc<PluginLink>>,
     init_result: Value,
+    /// How the plugin was started, to start it again.
+    restart: Option<Restart>,
     _temp_dir: Option<tempfile::TempDir>,
+}
+
+/// What [`MockLightningd::restart_plugin`] starts the plugin with again.
+struct Restart {
+    path: PathBuf,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    options: Value,
+    include_defaults: bool,
 }
 
 impl MockLightningd {
@@ -203,6 +224,7 @@ impl MockLightningd {
             include_defaults: true,
             plugin: Some(plugin_binary()),
             plugin_args: Vec::new(),
+            plugin_env: Vec::new(),
             developer: false,
         }
     }
@@ -220,15 +242,29 @@ impl MockLightningd {
             .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
     }
 
-    async fn start_plugin(
-        &mut self,
-        path: &Path,
-        args: &[String],
-        options: &Value,
-        include_defaults: bool,
-    ) {
+    /// Kills the plugin, as if it crashed or the node was killed, and starts it again the
+    /// way it was started first (same options and environment); the node's state (datastore,
+    /// invoices, runes) is kept.
+    pub async fn restart_plugin(&mut self) {
+        self.kill().await;
+        let _ = self.wait_exit(Duration::from_secs(10)).await;
+        let restart = self.restart.take().expect("restart_plugin needs a plugin");
+        self.start_plugin(&restart).await;
+        self.restart = Some(restart);
+    }
+
+    async fn start_plugin(&mut self, restart: &Restart) {
+        let Restart {
+            path,
+            args,
+            env,
+            options,
+            include_defaults,
+        } = restart;
+        let (path, include_defaults) = (path.as_path(), *include_defaults);
         let mut child = Command::new(path)
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(&self.node.lightning_dir)
             .env("LIGHTNINGD_PLUGIN", "1")
             .env("LIGHTNINGD_VERSION", LIGHTNINGD_VERSION)
