@@ -25,6 +25,7 @@ mod register_path;
 mod runes;
 mod startup;
 mod tls;
+mod webhooks;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -44,6 +45,7 @@ fn main() {
         tls::TESTS,
         hardening::TESTS,
         connect::TESTS,
+        webhooks::TESTS,
     ]
     .concat();
     let trials = tests
