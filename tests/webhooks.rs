@@ -612,3 +612,31 @@ print("verified", len(case["cases"]))
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified 6");
 }
+
+/// An https URL goes through the TLS client (rustls, public roots): a server that does not
+/// speak TLS is a failure like any other, retried, and the plugin keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_that_fails_the_handshake_is_retried() {
+    let gateway = start_gateway(FAST).await;
+    let receiver = Receiver::start().await;
+    let url = receiver.url.replace("http://", "https://");
+    add(&gateway, json!({ "url": url })).await;
+    notify_invoices(&gateway, ["tls".to_string()]).await;
+    let deadline = Instant::now() + WAIT;
+    let webhook = loop {
+        let listed = list(&gateway).await;
+        if listed[0]["attempts"].as_u64().unwrap_or(0) >= 2 {
+            break listed[0].clone();
+        }
+        assert!(Instant::now() < deadline, "{listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(webhook["status"], "retrying");
+    assert_eq!(webhook["pending"], 1);
+    assert!(webhook["last_error"]
+        .as_str()
+        .is_some_and(|e| !e.is_empty()));
+    assert!(receiver.delivered().is_empty());
+    let (status, _) = gateway::json_of(gateway.call("getinfo", json!({})).await).await;
+    assert_eq!(status, 201);
+}
