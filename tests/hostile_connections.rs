@@ -470,6 +470,8 @@ async fn http2_client_after_preface(
 #[tokio::test]
 async fn an_http2_client_that_never_answers_is_closed_and_one_that_answers_pings_stays() {
     let gateway = Gateway::start().await;
+    // The startup calls' lightning-rpc connections are part of the baseline.
+    gateway.settled().await;
     let pid = plugin_pid(&gateway);
     let baseline = fd_count(pid);
     // The live client must outlast the moment the silent one is closed (~40 s).
