@@ -319,6 +319,8 @@ async fn ten_thousand_idle_connections_do_not_stop_a_normal_client_and_give_back
 #[tokio::test]
 async fn connections_that_stop_sending_are_closed_after_30_seconds_without_an_answer() {
     let gateway = Gateway::start().await;
+    // The startup calls' lightning-rpc connections are part of the baseline.
+    gateway.settled().await;
     let pid = plugin_pid(&gateway);
     let connect = || async {
         TcpStream::connect(("127.0.0.1", gateway.port))

@@ -820,7 +820,7 @@ async fn plugin_stopped_removes_the_routes_to_its_methods() {
         let answer = request(&gateway, what, rune, body).await;
         assert_eq!(answer, (404, path_not_found()), "{what}");
     }
-    assert_eq!(gateway.node.calls_of("listdatastore").len(), 1);
+    assert_eq!(params_of(&gateway, "listdatastore").len(), 1);
     assert!(gateway.node.calls_of("datastore").is_empty());
     // The other plugin's route still works, and the path can be registered again.
     expect(&gateway, "GET /v1/staying/x", rune, None, 201).await;

@@ -34,7 +34,13 @@ async fn registered_route_calls_its_method_with_captures() {
         .unwrap();
     let (status, body) = json_of(response).await;
     assert_eq!(status, 201, "{body}");
-    let calls = gateway.node.calls_of("listdatastore");
+    // Leaving out the plugin's own, at startup (the webhooks it stored).
+    let calls: Vec<_> = gateway
+        .node
+        .calls_of("listdatastore")
+        .into_iter()
+        .filter(|c| c.params != json!({"key": ["clnrest", "webhooks"]}))
+        .collect();
     assert_eq!(calls[0].params, json!({"key": "project"}));
     let response = gateway
         .http
