@@ -98,7 +98,8 @@ impl Endpoint {
     }
 }
 
-/// Runs both tasks of `endpoint` until the journal closes (the sender until aborted).
+/// Runs both tasks of `endpoint` until they are aborted (`clnrest-webhook-remove`) or the
+/// process exits.
 pub async fn run(
     endpoint: Arc<Endpoint>,
     state: AppState,
