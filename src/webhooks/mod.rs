@@ -83,7 +83,9 @@ pub struct Webhooks {
 struct Context {
     /// `<lightning-dir>/clnrest-webhooks`.
     dir: PathBuf,
-    client: reqwest::Client,
+    /// Built when the first endpoint starts: a node without webhooks never holds an HTTP
+    /// client and its parsed TLS roots.
+    client: OnceLock<reqwest::Client>,
     settings: Settings,
 }
 
@@ -131,7 +133,7 @@ pub async fn start(state: AppState, lightning_dir: PathBuf) {
     let settings = Settings::from_env();
     let context = Context {
         dir: lightning_dir.join(store::PENDING_DIR),
-        client: client(&settings),
+        client: OnceLock::new(),
         settings,
     };
     if let Err(e) = std::fs::create_dir_all(&context.dir) {
@@ -208,7 +210,10 @@ impl Webhooks {
             endpoint.clone(),
             state.clone(),
             subscription,
-            context.client.clone(),
+            context
+                .client
+                .get_or_init(|| client(&context.settings))
+                .clone(),
             context.settings.clone(),
         ))
         .abort_handle();
