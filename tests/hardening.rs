@@ -162,21 +162,11 @@ async fn idless_notifications_on_the_rpc_connection_break_no_call_in_flight() {
         .faults()
         .set_delay("getinfo", Duration::from_millis(100));
     gateway.node.faults().notifications_before_replies(true);
-    let calls: Vec<_> = (0..24)
-        .map(|i| {
-            let http = gateway.http.clone();
-            let url = gateway.url("/v1/getinfo");
-            let rune = gateway.rune.clone();
-            tokio::spawn(async move {
-                // Spread over the round: some are in flight while others are answered.
-                tokio::time::sleep(Duration::from_millis(i * 7)).await;
-                let response = http.post(url).header("Rune", rune).send().await.unwrap();
-                text_of(response).await
-            })
-        })
-        .collect();
-    for (i, call) in calls.into_iter().enumerate() {
-        let (status, body) = call.await.unwrap();
+    for (i, (status, body)) in staggered_getinfo(&gateway, 24, 7)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(status, 201, "call {i}: {body}");
         let body: Value = serde_json::from_str(&body).unwrap();
         assert!(body["id"].is_string(), "call {i}: {body}");
@@ -425,20 +415,11 @@ async fn pretty_printed_replies_with_blank_lines_break_no_call_in_flight() {
         .faults()
         .set_delay("getinfo", Duration::from_millis(60));
     gateway.node.faults().pretty_replies(true);
-    let calls: Vec<_> = (0..32)
-        .map(|i| {
-            let http = gateway.http.clone();
-            let url = gateway.url("/v1/getinfo");
-            let rune = gateway.rune.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(i * 3)).await;
-                let response = http.post(url).header("Rune", rune).send().await.unwrap();
-                text_of(response).await
-            })
-        })
-        .collect();
-    for (i, call) in calls.into_iter().enumerate() {
-        let (status, body) = call.await.unwrap();
+    for (i, (status, body)) in staggered_getinfo(&gateway, 32, 3)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(status, 201, "call {i}: {body}");
         assert!(body.contains("\n\n"), "lightningd's result bytes, as sent");
         let body: Value = serde_json::from_str(&body).unwrap();
@@ -840,4 +821,26 @@ async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
         "refused before checkrune: {}",
         checkruns.len()
     );
+}
+
+/// `count` `POST /v1/getinfo` calls, the i-th started `i * spacing_ms` ms after the first, so
+/// that some are in flight while others are answered; their statuses and bodies in order.
+async fn staggered_getinfo(gateway: &Gateway, count: u64, spacing_ms: u64) -> Vec<(u16, String)> {
+    let calls: Vec<_> = (0..count)
+        .map(|i| {
+            let http = gateway.http.clone();
+            let url = gateway.url("/v1/getinfo");
+            let rune = gateway.rune.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i * spacing_ms)).await;
+                let response = http.post(url).header("Rune", rune).send().await.unwrap();
+                text_of(response).await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    answers
 }
