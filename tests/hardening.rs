@@ -171,18 +171,7 @@ async fn idless_notifications_on_the_rpc_connection_break_no_call_in_flight() {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert!(body["id"].is_string(), "call {i}: {body}");
     }
-    assert_eq!(
-        gateway.node.connections_accepted(),
-        connections,
-        "a connection was given up and reopened"
-    );
-    let lost: Vec<_> = gateway
-        .node
-        .logs()
-        .into_iter()
-        .filter(|l| l.message.contains("connection lost"))
-        .collect();
-    assert!(lost.is_empty(), "{lost:?}");
+    assert_connections_kept(&gateway, connections);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -425,18 +414,7 @@ async fn pretty_printed_replies_with_blank_lines_break_no_call_in_flight() {
         let body: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body, expected, "call {i}");
     }
-    assert_eq!(
-        gateway.node.connections_accepted(),
-        connections,
-        "a connection was given up and reopened"
-    );
-    let lost: Vec<_> = gateway
-        .node
-        .logs()
-        .into_iter()
-        .filter(|l| l.message.contains("connection lost"))
-        .collect();
-    assert!(lost.is_empty(), "{lost:?}");
+    assert_connections_kept(&gateway, connections);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -843,4 +821,21 @@ async fn staggered_getinfo(gateway: &Gateway, count: u64, spacing_ms: u64) -> Ve
         answers.push(call.await.unwrap());
     }
     answers
+}
+
+/// Asserts the plugin still uses the `connections` lightningd accepted before: none was
+/// given up (and logged as lost) and reopened.
+fn assert_connections_kept(gateway: &Gateway, connections: u64) {
+    assert_eq!(
+        gateway.node.connections_accepted(),
+        connections,
+        "a connection was given up and reopened"
+    );
+    let lost: Vec<_> = gateway
+        .node
+        .logs()
+        .into_iter()
+        .filter(|l| l.message.contains("connection lost"))
+        .collect();
+    assert!(lost.is_empty(), "{lost:?}");
 }
