@@ -22,9 +22,12 @@
 //!   journal like any other listener.
 //!
 //! `docs/ARCHITECTURE.md` draws the same with the path of a request and of a notification.
+//!
+//! Public are only the modules `main.rs`, the tests, the benches and the fuzz targets use; the
+//! handlers, the error mapping, the streams and the webhook internals are `pub(crate)`.
 
 pub mod config;
-pub mod error;
+pub(crate) mod error;
 pub mod format;
 pub mod http;
 pub mod lightningd;

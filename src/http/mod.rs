@@ -3,11 +3,11 @@
 //! document (`openapi`) and Swagger UI serving it (`swagger`), and what guards connections before a request exists
 //! (`connection_limit`, `header_deadline`, with `write_through` for their stream wrappers).
 
-pub mod connection_limit;
-pub mod handlers;
-pub mod header_deadline;
-pub mod openapi;
+pub(crate) mod connection_limit;
+pub(crate) mod handlers;
+pub(crate) mod header_deadline;
+pub(crate) mod openapi;
 pub mod registered_routes;
 pub mod server;
-pub mod swagger;
+pub(crate) mod swagger;
 mod write_through;

@@ -168,7 +168,7 @@ impl Position {
 /// The longest epoch a position may name (ours are [`EPOCH_LEN`]; a little room for others).
 const MAX_EPOCH_LEN: usize = 64;
 /// How many hex digits an epoch has.
-pub const EPOCH_LEN: usize = 16;
+const EPOCH_LEN: usize = 16;
 
 /// Digits only (no sign, no `+`), as a `u64`.
 fn parse_seq(text: &str) -> Option<u64> {
@@ -197,7 +197,7 @@ fn new_epoch() -> String {
         .unwrap_or_default();
     hasher.write_u128(now.as_nanos());
     hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
+    format!("{:0EPOCH_LEN$x}", hasher.finish())
 }
 
 /// A client asked to resume from a point the journal no longer holds: after notifications

@@ -6,15 +6,18 @@
 //!   endpoint under `<lightning-dir>/clnrest-webhooks/`.
 //! - [`delivery`]: per endpoint, one task reading the journal by position and one sending,
 //!   in order, one at a time, with retries.
+//! - [`client`]: the HTTP client (hyper, rustls, the system's CA certificates).
 //! - [`signature`]: `whsec_` secrets and `v1,` HMAC-SHA256 signatures.
 
-pub mod delivery;
+pub(crate) mod client;
+pub(crate) mod delivery;
 pub mod methods;
-pub mod signature;
-pub mod store;
+pub(crate) mod signature;
+pub(crate) mod store;
 
 use crate::state::AppState;
 use crate::stream::journal::{Position, Subscription};
+use client::DeliveryClient;
 use delivery::Endpoint;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -85,7 +88,7 @@ struct Context {
     dir: PathBuf,
     /// Built when the first endpoint starts: a node without webhooks never holds an HTTP
     /// client and its parsed TLS roots.
-    client: OnceLock<reqwest::Client>,
+    client: OnceLock<DeliveryClient>,
     settings: Settings,
 }
 
@@ -106,22 +109,6 @@ impl Default for Webhooks {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The HTTP client every endpoint shares: no redirects, no proxy from the environment, the
-/// attempt timeout.
-fn client(settings: &Settings) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(settings.timeout)
-        .connect_timeout(settings.timeout)
-        .user_agent(concat!("clnrest/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_else(|e| {
-            tracing::warn!("cannot build the webhook HTTP client as configured: {e}");
-            reqwest::Client::new()
-        })
 }
 
 /// Loads the stored endpoints and starts delivering to them. Called once, after `init`.
@@ -206,14 +193,19 @@ impl Webhooks {
         if pending > 0 {
             tracing::info!("webhook {id}: resuming {pending} pending delivery(ies)");
         }
+        let client = match context.client.get() {
+            Some(client) => client.clone(),
+            None => {
+                let client = DeliveryClient::new(context.settings.timeout)
+                    .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {e}"))?;
+                context.client.get_or_init(|| client).clone()
+            }
+        };
         let tasks = tokio::spawn(delivery::run(
             endpoint.clone(),
             state.clone(),
             subscription,
-            context
-                .client
-                .get_or_init(|| client(&context.settings))
-                .clone(),
+            client,
             context.settings.clone(),
         ))
         .abort_handle();
