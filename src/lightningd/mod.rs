@@ -7,5 +7,6 @@ pub mod connect;
 pub mod logging;
 pub mod notifications;
 pub mod plugin_methods;
+pub mod reply_frames;
 pub mod rpc;
 pub mod rune;

@@ -2,7 +2,7 @@
 //!
 //! lightningd answers many requests on one connection concurrently and out of order, matched
 //! by `id`, each answer being a JSON object followed by `"\n\n"` (which may also occur inside
-//! one: answers are split by parsing, see [`FrameScanner`]). [`LightningRpc`] keeps a few
+//! one: answers are split by parsing, see [`ReplyBuffer`]). [`LightningRpc`] keeps a few
 //! long-lived connections and multiplexes every call over them; a connection that breaks fails
 //! its pending calls at once and is replaced on the next call.
 //!
@@ -13,7 +13,8 @@
 //! Results are not re-serialized: an [`RpcResult`] is a view into the bytes lightningd sent,
 //! so a JSON response body is lightningd's own `result` text.
 
-use bytes::{Buf, Bytes, BytesMut};
+use super::reply_frames::ReplyBuffer;
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -67,12 +68,6 @@ pub const POOL_SIZE: usize = 4;
 /// batched). Our connections are shared by every caller, so these are never sent on behalf
 /// of a client.
 pub const CONNECTION_SCOPED: &[&str] = &["notifications", "deprecations", "batching"];
-
-const READ_CHUNK: usize = 64 * 1024;
-/// Read buffer capacity kept between answers; a larger one is released once empty.
-const KEEP_CAPACITY: usize = 1024 * 1024;
-/// Answers up to this size are copied out of the read buffer; larger ones are split off it.
-const COPY_FRAMES_UP_TO: usize = 16 * 1024;
 
 /// Why a call produced no result.
 #[derive(Debug, thiserror::Error)]
@@ -424,142 +419,21 @@ async fn write_backlog(connection: Arc<Connection>) {
     }
 }
 
-/// Where the JSON values lightningd sends on a connection begin and end.
-///
-/// lightningd ends each answer with `"\n\n"`, but it forwards a plugin's reply to a method as
-/// the plugin wrote it, so a pretty-printed reply can hold `"\n\n"` inside one value: answers
-/// are split where a complete top-level value ends, found by tracking strings, escapes and
-/// bracket depth. The state is a few words whatever the nesting (brackets are counted, not
-/// matched: the parse of the frame finds a mismatch), and each byte is looked at once however
-/// the answer is cut into reads; inside strings the scan jumps from quote to backslash with
-/// `memchr`.
-#[derive(Debug, Default, Clone)]
-pub struct FrameScanner {
-    /// Bytes of the buffer already looked at.
-    scanned: usize,
-    /// Where the current value starts, once its first bracket was seen.
-    start: Option<usize>,
-    depth: u32,
-    in_string: bool,
-    escaped: bool,
-}
-
-/// What [`FrameScanner::scan`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
-    /// A whole top-level object or array at this range of the buffer; what precedes it is
-    /// whitespace. The caller removes the buffer up to `range.end` and scans on.
-    Complete(Range<usize>),
-    /// No complete value yet: read more, append it, scan again (nothing is re-scanned).
-    Incomplete,
-    /// Something that can never start or close a value (a top-level scalar, a byte that is
-    /// not JSON, a closing bracket first): the stream cannot be framed any more.
-    Invalid,
-}
-
-impl FrameScanner {
-    /// Scans `buffer` (the same bytes as the last call, maybe with more appended, or a
-    /// buffer starting after the last complete frame).
-    pub fn scan(&mut self, buffer: &[u8]) -> Frame {
-        let mut at = self.scanned;
-        while at < buffer.len() {
-            if self.in_string {
-                if self.escaped {
-                    self.escaped = false;
-                    at += 1;
-                    continue;
-                }
-                match memchr::memchr2(b'"', b'\\', &buffer[at..]) {
-                    None => at = buffer.len(),
-                    Some(found) => {
-                        at += found;
-                        if buffer[at] == b'\\' {
-                            self.escaped = true;
-                        } else {
-                            self.in_string = false;
-                        }
-                        at += 1;
-                    }
-                }
-                continue;
-            }
-            let byte = buffer[at];
-            at += 1;
-            match byte {
-                b' ' | b'\t' | b'\n' | b'\r' => {}
-                b'{' | b'[' => {
-                    self.start.get_or_insert(at - 1);
-                    let Some(depth) = self.depth.checked_add(1) else {
-                        return Frame::Invalid;
-                    };
-                    self.depth = depth;
-                }
-                _ if self.start.is_none() => return Frame::Invalid,
-                b'"' => self.in_string = true,
-                b'}' | b']' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        let start = self.start.unwrap_or(0);
-                        *self = FrameScanner::default();
-                        return Frame::Complete(start..at);
-                    }
-                }
-                _ => {}
-            }
-        }
-        self.scanned = at;
-        Frame::Incomplete
-    }
-
-    /// Whether a value has started: if not, everything scanned so far is whitespace, which
-    /// the caller may drop (then [`FrameScanner::reset`]).
-    pub fn in_value(&self) -> bool {
-        self.start.is_some()
-    }
-
-    /// Forgets what was scanned, for a buffer that starts afresh.
-    pub fn reset(&mut self) {
-        *self = FrameScanner::default();
-    }
-}
-
-/// Reads answers (whole top-level JSON values, see [`FrameScanner`]) and hands each to the
+/// Reads answers (whole top-level JSON values, see [`ReplyBuffer`]) and hands each to the
 /// call waiting for its `id`.
 async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
-    let mut buffer = BytesMut::with_capacity(READ_CHUNK);
-    let mut scanner = FrameScanner::default();
+    let mut replies = ReplyBuffer::default();
     let reason = loop {
         loop {
-            match scanner.scan(&buffer) {
-                Frame::Complete(range) => {
-                    let frame = if range.end <= COPY_FRAMES_UP_TO {
-                        // A small answer is copied out, so the buffer stays ours and is reused
-                        // for the next read instead of being pinned by this answer until it
-                        // is sent.
-                        let frame = Bytes::copy_from_slice(&buffer[range.clone()]);
-                        buffer.advance(range.end);
-                        frame
-                    } else {
-                        let mut frame = buffer.split_to(range.end);
-                        frame.advance(range.start);
-                        frame.freeze()
-                    };
-                    if dispatch(&connection, frame).is_err() {
+            match replies.next_answer() {
+                Ok(Some(answer)) => {
+                    if dispatch(&connection, answer).is_err() {
                         break;
                     }
                 }
-                Frame::Incomplete => {
-                    if !scanner.in_value() {
-                        // Only the whitespace between answers (their "\n\n") so far.
-                        buffer.clear();
-                        scanner.reset();
-                    }
-                    break;
-                }
-                Frame::Invalid => {
-                    connection.close(
-                        "lightningd sent an unreadable answer: not a JSON object".to_string(),
-                    );
+                Ok(None) => break,
+                Err(unframeable) => {
+                    connection.close(unframeable.to_string());
                     return;
                 }
             }
@@ -567,15 +441,7 @@ async fn read_replies(connection: Arc<Connection>, mut reader: OwnedReadHalf) {
         if connection.lock_pending().closed.is_some() {
             return;
         }
-        if buffer.is_empty() && buffer.capacity() > KEEP_CAPACITY {
-            // A large answer grew the buffer: do not keep that memory for the connection's
-            // lifetime.
-            buffer = BytesMut::with_capacity(READ_CHUNK);
-        }
-        if buffer.capacity() - buffer.len() < READ_CHUNK {
-            buffer.reserve(READ_CHUNK.max(buffer.len()));
-        }
-        match reader.read_buf(&mut buffer).await {
+        match reader.read_buf(replies.read_target()).await {
             Ok(0) => break "lightningd closed the connection".to_string(),
             Ok(_) => {}
             Err(e) => break format!("reading from lightningd failed: {e}"),
@@ -840,102 +706,5 @@ mod tests {
             Err(RpcError::Unreachable(reason)) if reason.contains("unreadable")
         ));
         assert!(!connection.is_open());
-    }
-
-    /// Feeds `stream` to a scanner in `cuts`-sized reads, the way `read_replies` does, and
-    /// returns the frames' text.
-    fn frames_of(stream: &[u8], cut: usize) -> Result<Vec<String>, ()> {
-        let mut scanner = FrameScanner::default();
-        let mut buffer = Vec::new();
-        let mut frames = Vec::new();
-        for piece in stream.chunks(cut.max(1)) {
-            buffer.extend_from_slice(piece);
-            loop {
-                match scanner.scan(&buffer) {
-                    Frame::Complete(range) => {
-                        assert!(buffer[..range.start].iter().all(u8::is_ascii_whitespace));
-                        frames.push(String::from_utf8_lossy(&buffer[range.clone()]).into_owned());
-                        buffer.drain(..range.end);
-                    }
-                    Frame::Incomplete => {
-                        if !scanner.in_value() {
-                            buffer.clear();
-                            scanner.reset();
-                        }
-                        break;
-                    }
-                    Frame::Invalid => return Err(()),
-                }
-            }
-        }
-        Ok(frames)
-    }
-
-    #[test]
-    fn the_scanner_splits_where_values_end() {
-        let stream = b"{\"a\":\"\\\\\"}\n\n{\"b\":[1,{\"c\":\"]}\\\"\"}]}\n\n  [\n\n]{}";
-        for cut in [1, 2, 3, 5, 64] {
-            assert_eq!(
-                frames_of(stream, cut).unwrap(),
-                [r#"{"a":"\\"}"#, r#"{"b":[1,{"c":"]}\""}]}"#, "[\n\n]", "{}"],
-                "cut {cut}"
-            );
-        }
-        assert_eq!(frames_of(b"{\"a\":1", 1).unwrap(), Vec::<String>::new());
-        for garbage in [&b"}"[..], b"1", b"\"s\"", b"\xff{}", b"null", b"{}x"] {
-            assert_eq!(frames_of(garbage, 1), Err(()), "{garbage:?}");
-        }
-    }
-
-    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
-        use proptest::prelude::*;
-        let leaf = prop_oneof![
-            Just(Value::Null),
-            any::<bool>().prop_map(Value::from),
-            any::<i64>().prop_map(Value::from),
-            any::<String>().prop_map(Value::from),
-            "[\\[\\]{}\"\\\\\n ]{0,8}".prop_map(Value::from),
-        ];
-        leaf.prop_recursive(4, 32, 4, |inner| {
-            prop_oneof![
-                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-                proptest::collection::vec((any::<String>(), inner), 0..4)
-                    .prop_map(|members| Value::Object(members.into_iter().collect())),
-            ]
-        })
-    }
-
-    proptest::proptest! {
-        /// Any objects, compact or pretty with blank lines between every line, cut anywhere:
-        /// the scanner gives back exactly those objects.
-        #[test]
-        fn the_scanner_finds_every_object_however_cut(
-            values in proptest::collection::vec(json_value(), 1..5),
-            pretty in proptest::bool::ANY,
-            cut in 1usize..40,
-        ) {
-            let mut stream = Vec::new();
-            let mut expected = Vec::new();
-            for value in values {
-                let object = json!({"jsonrpc": "2.0", "id": 1, "result": value});
-                let text = if pretty {
-                    serde_json::to_string_pretty(&object).unwrap().replace('\n', "\n\n")
-                } else {
-                    object.to_string()
-                };
-                stream.extend_from_slice(text.as_bytes());
-                stream.extend_from_slice(b"\n\n");
-                expected.push(object);
-            }
-            let frames = frames_of(&stream, cut).unwrap();
-            let found: Vec<Value> =
-                frames.iter().map(|f| serde_json::from_str(f).unwrap()).collect();
-            proptest::prop_assert_eq!(found, expected);
-        }
-
-        #[test]
-        fn the_scanner_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..256), cut in 1usize..16) {
-            let _ = frames_of(&bytes, cut);
-        }
     }
 }
