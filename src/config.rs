@@ -68,7 +68,7 @@ pub const OPT_TLS_CLIENT_AUTH: DefaultStringConfigOption = ConfigOption::new_str
 );
 
 /// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
-const RESERVED_PREFIXES: [&str; 3] = ["/v1", "/swagger.json", "/socket.io"];
+const RESERVED_PREFIXES: [&str; 4] = ["/v1", "/swagger.json", "/socket.io", "/metrics"];
 
 /// Plain or TLS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -432,6 +432,11 @@ mod tests {
     fn swagger_root_cannot_shadow_the_api() {
         assert!(error_of(RawOptions {
             swagger_root: "/v1".into(),
+            ..raw()
+        })
+        .contains("would hide"));
+        assert!(error_of(RawOptions {
+            swagger_root: "/metrics".into(),
             ..raw()
         })
         .contains("would hide"));

@@ -18,6 +18,8 @@
 //! - [`tls`]: the certificate directory (load, generate, write atomically) and rustls.
 //! - [`state`]: what the handlers, the plugin methods and the notification handler share.
 //! - [`memory`]: keeping the heap small on glibc.
+//! - `metrics`: what `GET /metrics` reports (Prometheus text format), recorded cheaply as
+//!   requests and calls happen.
 //! - [`webhooks`]: signed deliveries of notifications to HTTP endpoints, read from the
 //!   journal like any other listener.
 //!
@@ -32,6 +34,7 @@ pub mod format;
 pub mod http;
 pub mod lightningd;
 pub mod memory;
+pub(crate) mod metrics;
 pub mod state;
 pub mod stream;
 pub mod tls;

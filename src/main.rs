@@ -111,6 +111,7 @@ async fn run() -> anyhow::Result<()> {
     let rpc = LightningRpc::new(lightning_dir.join(&configuration.rpc_file));
     let state = AppState::new(rpc, &config.swagger_root);
     let app = server::router(state.clone(), &config);
+    bound.report_connections_to(&state);
     let plugin = configured.start(state.clone()).await?;
     tokio::spawn(
         state

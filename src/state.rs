@@ -5,6 +5,7 @@
 use crate::http::openapi::ApiDocument;
 use crate::http::registered_routes::RegisteredRoutes;
 use crate::lightningd::rpc::LightningRpc;
+use crate::metrics::Metrics;
 use crate::stream::journal::Journal;
 use crate::stream::listeners::Listeners;
 use crate::webhooks::Webhooks;
@@ -25,10 +26,13 @@ struct Shared {
     api_document: ApiDocument,
     shutdown: watch::Sender<bool>,
     webhooks: Webhooks,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(rpc: LightningRpc, swagger_root: &str) -> AppState {
+        let metrics = Arc::new(Metrics::default());
+        rpc.set_observer(metrics.clone());
         AppState {
             inner: Arc::new(Shared {
                 rpc: Arc::new(rpc),
@@ -38,6 +42,7 @@ impl AppState {
                 api_document: ApiDocument::default(),
                 shutdown: watch::Sender::new(false),
                 webhooks: Webhooks::default(),
+                metrics,
             }),
         }
     }
@@ -75,6 +80,11 @@ impl AppState {
     /// The webhook endpoints and their delivery tasks.
     pub fn webhooks(&self) -> &Webhooks {
         &self.inner.webhooks
+    }
+
+    /// The series `GET /metrics` reports.
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Asks everything to stop (lightningd sent `shutdown`).

@@ -23,6 +23,33 @@ content-length: 76\r\n\
 /// How long we try to deliver the refusal before just closing.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// The cap's permits: one per connection that may be open, shared by the acceptor and the
+/// metrics (which count the open connections).
+#[derive(Clone)]
+pub struct ConnectionSlots {
+    permits: Arc<Semaphore>,
+    max: usize,
+}
+
+impl ConnectionSlots {
+    pub fn new(max_connections: usize) -> Self {
+        ConnectionSlots {
+            permits: Arc::new(Semaphore::new(max_connections)),
+            max: max_connections,
+        }
+    }
+
+    /// Connections holding a permit now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.permits.available_permits())
+    }
+
+    /// The cap.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
 /// Wraps another acceptor and holds a permit for each connection it lets through.
 #[derive(Clone)]
 pub struct LimitedAcceptor<A> {
@@ -31,10 +58,10 @@ pub struct LimitedAcceptor<A> {
 }
 
 impl<A> LimitedAcceptor<A> {
-    pub fn new(inner: A, max_connections: usize) -> Self {
+    pub fn new(inner: A, slots: &ConnectionSlots) -> Self {
         LimitedAcceptor {
             inner,
-            permits: Arc::new(Semaphore::new(max_connections)),
+            permits: slots.permits.clone(),
         }
     }
 }

@@ -193,6 +193,10 @@ pub fn build(commands: &[Command], routes: &[Route]) -> OpenApi {
             "/v1/notifications",
             PathItem::new(HttpMethod::Get, notifications_operation()),
         )
+        .path(
+            crate::metrics::route::PATH,
+            PathItem::new(HttpMethod::Get, metrics_operation()),
+        )
         .build();
     for command in commands {
         add_operation(
@@ -467,6 +471,32 @@ fn notifications_operation() -> Operation {
         .build()
 }
 
+fn metrics_operation() -> Operation {
+    OperationBuilder::new()
+        .operation_id(Some("clnrest_metrics"))
+        .summary(Some("Metrics in the Prometheus text format"))
+        .description(Some(
+            "Requests, lightningd calls, connections, listeners, the journal, deliveries and \
+             the process (docs/operations.md). The rune must allow `listclnrest-metrics`; it \
+             may also come as `Authorization: Bearer <rune>`.",
+        ))
+        .tag("clnrest")
+        .responses(
+            ResponsesBuilder::new()
+                .response(
+                    "200",
+                    ResponseBuilder::new()
+                        .description("The metrics")
+                        .content("text/plain", ContentBuilder::new().build()),
+                )
+                .response("401", error_response("checkrune refused the rune"))
+                .response("403", error_response("No rune"))
+                .response("503", error_response("lightningd is unreachable")),
+        )
+        .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
+        .build()
+}
+
 fn json_response(description: &str, schema: Option<Ref>) -> ResponseBuilder {
     let content = match schema {
         Some(schema) => ContentBuilder::new().schema(Some(schema)).build(),
@@ -548,6 +578,7 @@ mod tests {
         assert!(doc["paths"]["/v1/getinfo"]["post"].is_object());
         assert!(doc["paths"]["/v1/list-methods"]["get"].is_object());
         assert!(doc["paths"]["/v1/notifications"]["get"].is_object());
+        assert!(doc["paths"]["/metrics"]["get"].is_object());
         assert_eq!(
             doc["components"]["securitySchemes"]["rune"],
             json!({"type": "apiKey", "name": "rune", "in": "header"})

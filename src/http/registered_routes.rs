@@ -256,6 +256,16 @@ impl Route {
         Some(captured)
     }
 
+    /// Whether a URL path (its decoded segments) matches this route's path.
+    fn matches(&self, parts: &[Cow<'_, str>]) -> bool {
+        parts.len() == self.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(parts)
+                .all(|(segment, part)| segment.capture(part).is_some())
+    }
+
     /// The capture names, in path order (for the OpenAPI document).
     pub fn capture_names(&self) -> Vec<&str> {
         self.segments
@@ -340,6 +350,11 @@ fn builtin_paths(swagger_root: &str) -> Vec<BuiltinPath> {
         BuiltinPath::new("v1/list-methods", false, "GET /v1/list-methods".into()),
         BuiltinPath::new("v1/notifications", false, "GET /v1/notifications".into()),
         BuiltinPath::new("socket.io", true, "/socket.io/".into()),
+        BuiltinPath::new(
+            crate::metrics::route::PATH,
+            false,
+            format!("GET {}", crate::metrics::route::PATH),
+        ),
         BuiltinPath::new(
             crate::http::openapi::DOCUMENT_PATH,
             false,
@@ -440,6 +455,16 @@ impl RegisteredRoutes {
     /// Whether nothing is registered (the common case: requests skip matching).
     pub fn is_empty(&self) -> bool {
         self.read().is_empty()
+    }
+
+    /// The `rpc_method` of the route a request would reach, without its captures (for the
+    /// metrics' labels).
+    pub fn rpc_method_for(&self, http_method: &str, url_path: &str) -> Option<String> {
+        let parts = decoded_segments(url_path)?;
+        self.read()
+            .iter()
+            .find(|route| route.http_method == http_method && route.matches(&parts))
+            .map(|route| route.rpc_method.clone())
     }
 
     /// Finds the route for a request's path (percent-encoded, as sent; decoded here once,
@@ -639,6 +664,23 @@ mod tests {
             Some("Swagger UI at /docs")
         );
         assert_eq!(refusal("swagger-ui").as_deref(), None);
+        assert_eq!(refusal("metrics").as_deref(), Some("GET /metrics"));
+        assert_eq!(refusal("{any}").as_deref(), Some("GET /metrics"));
+        assert_eq!(refusal("metrics/{x}").as_deref(), None);
+    }
+
+    #[test]
+    fn the_rpc_method_a_request_would_reach() {
+        let routes = RegisteredRoutes::default();
+        routes
+            .register(Route::new("v1/keys/{id}", "keys", "GET", true, RuneRestrictions::default()).unwrap())
+            .unwrap();
+        assert_eq!(
+            routes.rpc_method_for("GET", "/v1/keys/a%20b").as_deref(),
+            Some("keys")
+        );
+        assert_eq!(routes.rpc_method_for("POST", "/v1/keys/a"), None);
+        assert_eq!(routes.rpc_method_for("GET", "/v1/keys"), None);
     }
 
     #[test]

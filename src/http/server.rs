@@ -4,9 +4,10 @@
 
 use crate::config::{Config, CorsOrigins, Protocol};
 use crate::error::ApiError;
-use crate::http::connection_limit::LimitedAcceptor;
+use crate::http::connection_limit::{ConnectionSlots, LimitedAcceptor};
 use crate::http::header_deadline::HeaderDeadline;
 use crate::http::{handlers, swagger};
+use crate::metrics::request_layer::RecordRequestsLayer;
 use crate::state::AppState;
 use crate::stream::{socketio, sse};
 use axum::http::{header, HeaderValue, Method};
@@ -76,7 +77,7 @@ impl StartError {
 pub struct BoundServer {
     listener: TcpListener,
     tls: Option<crate::tls::ServerTls>,
-    max_connections: usize,
+    connections: ConnectionSlots,
 }
 
 impl BoundServer {
@@ -101,8 +102,13 @@ impl BoundServer {
         Ok(BoundServer {
             listener,
             tls,
-            max_connections: config.max_connections,
+            connections: ConnectionSlots::new(config.max_connections),
         })
+    }
+
+    /// Lets `GET /metrics` count this server's open connections.
+    pub fn report_connections_to(&self, state: &AppState) {
+        state.metrics().watch_connections(self.connections.clone());
     }
 
     /// Serves `app` until `handle` is told to shut down.
@@ -121,7 +127,7 @@ impl BoundServer {
                     .acceptor(NoDelayAcceptor::new());
                 let mut server = server.acceptor(HeaderDeadline::new(
                     HEADER_READ_TIMEOUT,
-                    LimitedAcceptor::new(tls, self.max_connections),
+                    LimitedAcceptor::new(tls, &self.connections),
                 ));
                 configure_http(server.http_builder());
                 server.serve(service).await
@@ -129,7 +135,7 @@ impl BoundServer {
             None => {
                 let mut server = server.acceptor(HeaderDeadline::new(
                     HEADER_READ_TIMEOUT,
-                    LimitedAcceptor::new(NoDelayAcceptor::new(), self.max_connections),
+                    LimitedAcceptor::new(NoDelayAcceptor::new(), &self.connections),
                 ));
                 configure_http(server.http_builder());
                 server.serve(service).await
@@ -181,6 +187,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
             "/v1/{method}",
             post(handlers::call_method).fallback(handlers::method_not_post),
         )
+        .route(
+            crate::metrics::route::PATH,
+            get(crate::metrics::route::metrics),
+        )
         .fallback(handlers::path_not_found)
         .with_state(state.clone());
 
@@ -191,6 +201,8 @@ pub fn router(state: AppState, config: &Config) -> Router {
     // layer, and each request would clone that boxed stack level by level: ~10,000
     // instructions and 34 allocations per request.) Outermost first.
     let layered = tower::ServiceBuilder::new()
+        // Outermost: every request is counted, whatever answers it.
+        .layer(RecordRequestsLayer::new(state.clone(), &config.swagger_root))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             csp,

@@ -118,6 +118,27 @@ pub struct LightningRpc {
     next_slot: AtomicUsize,
     /// The usage strings of the last successful `help`, in its order.
     help_commands: Mutex<Option<Arc<[String]>>>,
+    /// Told about every call and `help` (the metrics); set once.
+    observer: std::sync::OnceLock<Arc<dyn CallObserver>>,
+}
+
+/// How a call to lightningd ended, for a [`CallObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    Ok,
+    /// lightningd answered with an error object.
+    LightningdError,
+    /// No answer: the socket could not be reached or broke.
+    Unreachable,
+}
+
+/// Watches the calls a [`LightningRpc`] makes (the metrics implement it). Called on the
+/// caller's task: it must be quick and never block.
+pub trait CallObserver: Send + Sync {
+    /// A call to `method` ended after `elapsed` (a caller that went away first is not told).
+    fn call_finished(&self, method: &str, elapsed: std::time::Duration, outcome: CallOutcome);
+    /// lightningd's `help` listed these usage strings.
+    fn commands_known(&self, usage: &[String]);
 }
 
 impl LightningRpc {
@@ -130,7 +151,13 @@ impl LightningRpc {
                 .collect(),
             next_slot: AtomicUsize::new(0),
             help_commands: Mutex::new(None),
+            observer: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Has `observer` told about every call from now on (once; later ones are ignored).
+    pub fn set_observer(&self, observer: Arc<dyn CallObserver>) {
+        let _ = self.observer.set(observer);
     }
 
     /// The socket's path.
@@ -151,6 +178,9 @@ impl LightningRpc {
             .map(|h| h.help)
             .map_err(|e| RpcError::Unreachable(format!("unexpected help result: {e}")))?;
         let commands: Arc<[String]> = help.iter().map(|h| h.command.clone()).collect();
+        if let Some(observer) = self.observer.get() {
+            observer.commands_known(&commands);
+        }
         *self.help_commands.lock().unwrap_or_else(|e| e.into_inner()) = Some(commands);
         Ok(help)
     }
@@ -177,8 +207,21 @@ impl LightningRpc {
         method: &str,
         params: &P,
     ) -> Result<RpcResult, RpcError> {
-        let connection = self.connection().await?;
-        connection.call(method, params).await
+        let Some(observer) = self.observer.get() else {
+            return self.connection().await?.call(method, params).await;
+        };
+        let started = std::time::Instant::now();
+        let result = match self.connection().await {
+            Ok(connection) => connection.call(method, params).await,
+            Err(e) => Err(e),
+        };
+        let outcome = match &result {
+            Ok(_) => CallOutcome::Ok,
+            Err(RpcError::Lightningd(_)) => CallOutcome::LightningdError,
+            Err(RpcError::Unreachable(_)) => CallOutcome::Unreachable,
+        };
+        observer.call_finished(method, started.elapsed(), outcome);
+        result
     }
 
     async fn connection(&self) -> Result<Arc<Connection>, RpcError> {

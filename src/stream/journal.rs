@@ -293,6 +293,15 @@ fn lock(store: &Store) -> MutexGuard<'_, Retained> {
     store.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What [`Journal::retained`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedSize {
+    /// Notifications retained.
+    pub count: usize,
+    /// Their size as counted against [`RETAINED_BYTES`].
+    pub bytes: usize,
+}
+
 /// The journal; shared by the notification handler and every stream.
 pub struct Journal {
     store: Store,
@@ -365,6 +374,15 @@ impl Journal {
     /// The last sequence number handed out (0 before the first notification).
     pub fn last_seq(&self) -> u64 {
         lock(&self.store).next_seq - 1
+    }
+
+    /// How much the journal retains now (for the metrics).
+    pub fn retained(&self) -> RetainedSize {
+        let retained = lock(&self.store);
+        RetainedSize {
+            count: retained.entries.len(),
+            bytes: retained.bytes,
+        }
     }
 
     /// Subscribes to live notifications, first replaying every retained one after `since`.

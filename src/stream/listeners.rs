@@ -105,8 +105,16 @@ async fn still_allowed(rpc: &LightningRpc, rune: &str) -> Result<(), RuneError> 
     }
 }
 
+/// How a listener receives notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    SocketIo,
+    Sse,
+}
+
 struct Listener {
     rune: Arc<str>,
+    transport: Transport,
     revoke: oneshot::Sender<String>,
 }
 
@@ -137,14 +145,15 @@ impl Listeners {
         self.listeners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers a listener authorized by `rune`.
-    pub fn register(self: &Arc<Self>, rune: &str) -> Registration {
+    /// Registers a listener authorized by `rune`, receiving over `transport`.
+    pub fn register(self: &Arc<Self>, rune: &str, transport: Transport) -> Registration {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (revoke, revoked) = oneshot::channel();
         self.lock().insert(
             id,
             Listener {
                 rune: Arc::from(rune),
+                transport,
                 revoke,
             },
         );
@@ -158,6 +167,14 @@ impl Listeners {
     /// How many listeners are connected.
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// How many listeners are connected over `transport`.
+    pub fn count(&self, transport: Transport) -> usize {
+        self.lock()
+            .values()
+            .filter(|l| l.transport == transport)
+            .count()
     }
 
     /// Whether no listener is connected.
@@ -292,10 +309,13 @@ mod tests {
     #[test]
     fn registrations_unregister_on_drop() {
         let subscribers = Arc::new(Listeners::default());
-        let a = subscribers.register("r1");
-        let _b = subscribers.register("r2");
+        let a = subscribers.register("r1", Transport::Sse);
+        let _b = subscribers.register("r2", Transport::SocketIo);
         assert_eq!(subscribers.len(), 2);
+        assert_eq!(subscribers.count(Transport::Sse), 1);
         drop(a);
         assert_eq!(subscribers.len(), 1);
+        assert_eq!(subscribers.count(Transport::Sse), 0);
+        assert_eq!(subscribers.count(Transport::SocketIo), 1);
     }
 }

@@ -88,7 +88,9 @@ async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result
     let listener = Listener {
         subscription: state.journal().subscribe(options.since.clone()),
         epoch: state.journal().epoch().to_string(),
-        registration: state.listeners().register(&rune),
+        registration: state
+            .listeners()
+            .register(&rune, crate::stream::listeners::Transport::SocketIo),
         options,
         rune,
     };

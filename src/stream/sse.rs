@@ -80,7 +80,9 @@ pub async fn notifications(
     };
     crate::stream::listeners::authorize(state.rpc(), &rune).await?;
     let subscription = state.journal().subscribe(options.since.clone());
-    let registration = state.listeners().register(&rune);
+    let registration = state
+        .listeners()
+        .register(&rune, crate::stream::listeners::Transport::Sse);
     let epoch = state.journal().epoch().to_string();
     let stream = events(subscription, registration, options, epoch);
     Ok(Sse::new(stream)

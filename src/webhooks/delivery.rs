@@ -32,6 +32,9 @@ pub struct Endpoint {
     /// Wakes the sender when an event is spooled.
     spooled: Notify,
     status: Mutex<Status>,
+    /// What `GET /metrics` reports: failed attempts, deliveries, how long the event being
+    /// delivered has been in delivery.
+    pub(crate) meter: crate::metrics::delivery::DeliveryMeter,
 }
 
 /// What `clnrest-webhook-list` shows of an endpoint's deliveries.
@@ -60,6 +63,7 @@ impl Endpoint {
             spool: Mutex::new(spool),
             spooled: Notify::new(),
             status: Mutex::new(Status::default()),
+            meter: Default::default(),
         })
     }
 
@@ -170,9 +174,11 @@ async fn send_in_order(endpoint: Arc<Endpoint>, client: reqwest::Client, setting
     loop {
         let next = lock(&endpoint.spool).front().cloned();
         let Some(event) = next else {
+            endpoint.meter.set_in_delivery_since(None);
             endpoint.spooled.notified().await;
             continue;
         };
+        endpoint.meter.set_in_delivery_since(Some(Instant::now()));
         deliver_until_acknowledged(&endpoint, &client, &settings, &event).await;
         lock(&endpoint.spool).ack(&event.id);
     }
@@ -190,6 +196,7 @@ async fn deliver_until_acknowledged(
     loop {
         match attempt(endpoint, client, settings, event).await {
             Ok(()) => {
+                endpoint.meter.record_delivered();
                 let mut status = lock(&endpoint.status);
                 if status.failing {
                     tracing::info!("webhook {id}: delivering again");
@@ -200,6 +207,7 @@ async fn deliver_until_acknowledged(
                 return;
             }
             Err(reason) => {
+                endpoint.meter.record_failure();
                 failures = failures.saturating_add(1);
                 let delay = backoff(settings.backoff, failures);
                 {

@@ -236,6 +236,15 @@ impl Webhooks {
         Ok(true)
     }
 
+    /// The endpoints running now, without waiting for the stored ones to load (for the
+    /// metrics).
+    pub(crate) fn running(&self) -> Vec<Arc<Endpoint>> {
+        lock(&self.running)
+            .values()
+            .map(|r| r.endpoint.clone())
+            .collect()
+    }
+
     /// Every endpoint, by id.
     pub async fn endpoints(&self) -> anyhow::Result<Vec<Arc<Endpoint>>> {
         self.ready().await?;

@@ -20,6 +20,7 @@ mod connect;
 mod fidelity;
 mod formats;
 mod hardening;
+mod metrics;
 mod notifications;
 mod register_path;
 mod runes;
@@ -44,6 +45,7 @@ fn main() {
         fidelity::TESTS,
         tls::TESTS,
         hardening::TESTS,
+        metrics::TESTS,
         connect::TESTS,
         webhooks::TESTS,
     ]
