@@ -23,6 +23,7 @@ use futures::StreamExt;
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::fmt::Write;
+use tokio::sync::Semaphore;
 
 /// The largest request body we accept.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -31,7 +32,16 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// body's bytes as they arrive, then what decoding it takes ([`VALUE_COST`] per value, at
 /// most [`MAX_DECODED_BYTES`]). Beyond it a request waits up to [`BUDGET_WAIT`], then gets
 /// 503 with `Retry-After`. Requests without a body never wait.
+///
+/// Requests that cost at most [`SMALL_REQUEST_BYTES`] (nearly every real one) draw on a pool
+/// of their own, [`SMALL_BODY_BUDGET`], so they never queue behind large bodies: the waiting
+/// is first come, first served, and one waiting 8 MiB body would otherwise hold up every
+/// `getinfo` behind it.
 pub const BODY_BUDGET: usize = 64 * 1024 * 1024;
+/// See [`BODY_BUDGET`].
+pub const SMALL_BODY_BUDGET: usize = 8 * 1024 * 1024;
+/// The most a request may cost and still draw on [`SMALL_BODY_BUDGET`].
+pub const SMALL_REQUEST_BYTES: usize = 64 * 1024;
 /// What one decoded value may cost (a `serde_json::Value` with its share of the vector or
 /// map holding it, rounded up).
 pub const VALUE_COST: usize = 128;
@@ -49,34 +59,59 @@ pub const BODY_MIN_RATE: u64 = 16 * 1024;
 /// Bodies larger than this are decoded on a blocking thread, not on an async worker.
 const DECODE_INLINE_UP_TO: usize = 16 * 1024;
 
-static BUDGET: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(BODY_BUDGET);
+static BUDGET: Semaphore = Semaphore::const_new(BODY_BUDGET);
+static SMALL_BUDGET: Semaphore = Semaphore::const_new(SMALL_BODY_BUDGET);
 
-/// A share of [`BODY_BUDGET`], given back when dropped.
+/// A request's share of the body budget ([`BODY_BUDGET`] or, while small, [`SMALL_BODY_BUDGET`]),
+/// given back when dropped.
 #[derive(Default)]
-struct Charge(usize);
+struct Charge {
+    bytes: usize,
+    /// Whether `bytes` came from [`BUDGET`] rather than [`SMALL_BUDGET`].
+    large: bool,
+}
 
 impl Charge {
-    /// Takes `bytes` more, waiting at most [`BUDGET_WAIT`].
-    async fn grow(&mut self, bytes: usize) -> Result<(), ApiError> {
-        if bytes == 0 {
+    /// Takes `more` bytes, waiting at most [`BUDGET_WAIT`]. A request that outgrows
+    /// [`SMALL_REQUEST_BYTES`] takes its whole charge from the large pool and gives back
+    /// what it held in the small one.
+    async fn grow(&mut self, more: usize) -> Result<(), ApiError> {
+        if more == 0 {
             return Ok(());
         }
-        let permits = u32::try_from(bytes).map_err(|_| ApiError::Busy)?;
-        match tokio::time::timeout(BUDGET_WAIT, BUDGET.acquire_many(permits)).await {
-            Ok(Ok(permit)) => {
-                permit.forget();
-                self.0 += bytes;
-                Ok(())
-            }
-            _ => Err(ApiError::Busy),
+        let total = self.bytes.saturating_add(more);
+        if !self.large && total <= SMALL_REQUEST_BYTES {
+            take(&SMALL_BUDGET, more).await?;
+        } else if self.large {
+            take(&BUDGET, more).await?;
+        } else {
+            take(&BUDGET, total).await?;
+            SMALL_BUDGET.add_permits(self.bytes);
+            self.large = true;
         }
+        self.bytes = total;
+        Ok(())
+    }
+}
+
+/// Takes `bytes` permits from `pool` for good (a [`Charge`] gives them back), waiting at most
+/// [`BUDGET_WAIT`].
+async fn take(pool: &'static Semaphore, bytes: usize) -> Result<(), ApiError> {
+    let permits = u32::try_from(bytes).map_err(|_| ApiError::Busy)?;
+    match tokio::time::timeout(BUDGET_WAIT, pool.acquire_many(permits)).await {
+        Ok(Ok(permit)) => {
+            permit.forget();
+            Ok(())
+        }
+        _ => Err(ApiError::Busy),
     }
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        if self.0 > 0 {
-            BUDGET.add_permits(self.0);
+        if self.bytes > 0 {
+            let pool = if self.large { &BUDGET } else { &SMALL_BUDGET };
+            pool.add_permits(self.bytes);
         }
     }
 }
@@ -487,8 +522,10 @@ async fn read_body(
             discard(stream).await;
             return Err(too_large);
         }
-        if buffer.len() + chunk.len() > charge.0 {
-            charge.grow(buffer.len() + chunk.len() - charge.0).await?;
+        if buffer.len() + chunk.len() > charge.bytes {
+            charge
+                .grow(buffer.len() + chunk.len() - charge.bytes)
+                .await?;
         }
         buffer.extend_from_slice(&chunk);
     }
