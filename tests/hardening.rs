@@ -4,6 +4,7 @@
 //! that names no path, and SSE with a topic it cannot carry.
 
 use mock_lightningd::gateway::{json_of, Gateway};
+use mock_lightningd::hostile_bodies::{AttackShape, BodyAttack};
 use mock_lightningd::RecordedCall;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -660,105 +661,24 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .expect("VmHWM in /proc/<pid>/status")
 }
 
-/// An 8 MiB body of `[[],[],...]`: ~2.8 million values for one request.
-fn empty_arrays_body() -> bytes::Bytes {
-    let count = (8 * 1024 * 1024 - 4) / 3;
-    let mut body = Vec::with_capacity(count * 3 + 2);
-    body.push(b'[');
-    for _ in 0..count {
-        body.extend_from_slice(b"[],");
-    }
-    body.extend_from_slice(b"[]]");
-    bytes::Bytes::from(body)
-}
-
-/// The statuses an attacking request may get: 413 (too many values to decode), 503 (the
-/// body budget is taken; with `Retry-After`).
-fn assert_refused_attack(status: u16, retry_after: Option<&str>, what: &str) {
-    match status {
-        413 => {}
-        503 => assert_eq!(retry_after, Some("1"), "{what}: 503 without Retry-After"),
-        other => panic!("{what}: {other}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
     let gateway = Gateway::start().await;
     gateway.settled().await;
     let pid = gateway.node.pid().expect("the plugin's pid");
-    let body = empty_arrays_body();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stopped = {
-        let stop = stop.clone();
-        move || stop.load(std::sync::atomic::Ordering::SeqCst)
+    // HTTP/1.1: each client its own connection; HTTP/2: two connections, four streams each.
+    let shape = AttackShape {
+        http1_clients: 8,
+        http2_connections: 2,
+        streams_per_connection: 4,
     };
-    let mut attackers = Vec::new();
-    // HTTP/1.1: each client its own connection.
-    for _ in 0..8 {
-        let (body, stopped, url) = (body.clone(), stopped.clone(), gateway.url("/v1/getinfo"));
-        attackers.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
-            let mut sent = 0;
-            while !stopped() {
-                let response = http
-                    .post(&url)
-                    .header("Rune", "garbage")
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .expect("an answer");
-                let retry = response
-                    .headers()
-                    .get("retry-after")
-                    .map(|v| v.to_str().unwrap().to_string());
-                assert_refused_attack(response.status().as_u16(), retry.as_deref(), "HTTP/1.1");
-                sent += 1;
-            }
-            sent
-        }));
-    }
-    // HTTP/2: two connections, four streams each at a time.
-    for _ in 0..2 {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
-            .await
-            .unwrap();
-        let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
-        tokio::spawn(connection);
-        for _ in 0..4 {
-            let (body, stopped, mut client) = (body.clone(), stopped.clone(), client.clone());
-            let url = gateway.url("/v1/getinfo");
-            attackers.push(tokio::spawn(async move {
-                let mut sent = 0;
-                while !stopped() {
-                    let request = http::Request::post(&url)
-                        .header("rune", "garbage")
-                        .header("content-type", "application/json")
-                        .header("content-length", body.len())
-                        .body(())
-                        .unwrap();
-                    client = client.ready().await.expect("ready");
-                    let (response, mut stream) = client.send_request(request, false).unwrap();
-                    // Queued in the client; the server takes it as its windows allow.
-                    stream.send_data(body.clone(), true).unwrap();
-                    let response = response.await.expect("an answer");
-                    let retry = response
-                        .headers()
-                        .get("retry-after")
-                        .map(|v| v.to_str().unwrap().to_string());
-                    assert_refused_attack(response.status().as_u16(), retry.as_deref(), "HTTP/2");
-                    sent += 1;
-                }
-                sent
-            }));
-        }
-    }
+    let attack = BodyAttack::start(gateway.port, shape)
+        .await
+        .expect("the attack starts");
     // Meanwhile a normal client keeps being served.
-    let attack = Duration::from_secs(6);
     let start = Instant::now();
     let (mut served, mut slowest) = (0, Duration::ZERO);
-    while start.elapsed() < attack {
+    while start.elapsed() < Duration::from_secs(6) {
         let asked = Instant::now();
         let response = tokio::time::timeout(WAIT, gateway.call("getinfo", json!({})))
             .await
@@ -769,11 +689,11 @@ async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
         served += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut attacks = 0;
-    for attacker in attackers {
-        attacks += attacker.await.expect("an attacker failed");
-    }
+    let attacks = attack
+        .stop()
+        .await
+        .expect("every attacking request refused")
+        .total();
     let peak_mib = peak_rss_kib(pid) / 1024;
     eprintln!(
         "{attacks} attacking requests, {served} getinfo served (slowest {slowest:?}), \

@@ -2,14 +2,15 @@
 //! lightningd v26.06 does and serves `lightning-rpc` like it, as captured in
 //! `tests/fixtures/` (see its README.md).
 //!
-//! Included from each test file with `mod mock_lightningd;`. [`MockLightningd`] owns a temp
+//! A crate of the workspace that the tests and benches depend on. [`MockLightningd`] owns a temp
 //! lightning-dir, the socket server, and the plugin process with its stdio.
 //!
 //! Files: `manifest.rs` (handshake messages and manifest checks), `plugin_link.rs` (plugin
 //! stdio), `rpc_socket.rs` (socket server and framing), `methods.rs` (RPC methods),
 //! `params.rs` (parameter parsing), `runes.rs`, `invoices.rs`, `datastore.rs` (stores),
 //! `faults.rs` (fault switches), `jsonrpc.rs` (errors and frames), `fixtures.rs`,
-//! `random.rs`, `node.rs` (shared state).
+//! `random.rs`, `node.rs` (shared state); `gateway.rs` (the plugin over HTTP with a client)
+//! and `hostile_bodies.rs` (attacking clients) sit on top for the tests and benches.
 
 // Each test file uses a different part of the mock.
 #![allow(dead_code)]
@@ -18,6 +19,7 @@ mod datastore;
 pub mod faults;
 pub mod fixtures;
 pub mod gateway;
+pub mod hostile_bodies;
 mod invoices;
 pub mod jsonrpc;
 pub mod manifest;
