@@ -886,6 +886,47 @@ async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everyth
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
 }
 
+/// An `invoice_creation` payload with 256 KiB of description, numbered by its label: 16 of
+/// them are 4 MiB, far fewer messages than a client may have queued.
+fn large_invoice(i: u64) -> Value {
+    let mut payload = numbered_invoice(i);
+    payload["description"] = json!("x".repeat(256 * 1024));
+    payload
+}
+
+/// A stalled client is cut off once it is owed 4 MiB, long before it is owed 10,000
+/// messages: what it costs is bounded in bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() {
+    let gateway = Gateway::start().await;
+    // 25 MiB: 4 MiB owed plus whatever the kernel's socket buffers take, several times over.
+    let total = 100;
+    let _stalled = stalled_client(&gateway, &gateway.rune).await;
+    let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    for i in 1..=total {
+        push(&gateway, "invoice_creation", large_invoice(i)).await;
+    }
+    let got = receive_all(&gateway, "fast client", &fast, "notification", 100).await;
+    assert_exact_sequence("fast client", &seqs(&got), 1, total);
+    let cut = gateway
+        .node
+        .wait_for_log(|l| l.message.contains("slow consumer"), WAIT)
+        .await;
+    assert!(
+        cut.is_some(),
+        "the stalled client was not cut off after {total} notifications of 256 KiB; plugin \
+         log: {:?}",
+        disconnect_logs(&gateway)
+    );
+    assert_eq!(
+        disconnect_logs(&gateway).len(),
+        1,
+        "only the stalled client is cut off: {:?}",
+        disconnect_logs(&gateway)
+    );
+    assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
+}
+
 // ---------------------------------------------------------------------------------------
 // SSE: GET /v1/notifications.
 // ---------------------------------------------------------------------------------------

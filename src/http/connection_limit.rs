@@ -1,16 +1,36 @@
-//! A cap on concurrent client connections. A connection beyond the cap is answered with a
-//! JSON 503 (`Connection: close`) and closed, instead of silently exhausting file descriptors
-//! and memory; the others are served as usual.
+//! A cap on concurrent client connections (`clnrest-max-connections`). A connection beyond
+//! the cap is answered with a JSON 503 (`Connection: close`) and closed, instead of silently
+//! exhausting file descriptors and memory; the others are served as usual.
+//!
+//! A slot is a permit of one semaphore. A TCP connection holds one from its first byte
+//! until it closes. A Socket.IO long-polling session has no connection of its own (each poll
+//! is a request, on whatever connection), so it holds a slot while it lives: the slot of the
+//! connection its handshake came on, shared with that connection (freed when both are gone),
+//! or, when that connection already lent its slot to an earlier session, a slot of its own.
+//! A polling handshake finding no slot gets the same 503 ([`refusal`]). The slot travels
+//! with the session's request parts ([`SessionSlot`] in their extensions), so it is given
+//! back when engine.io drops the session.
+//!
+//! Each connection also counts the bytes written to it ([`Connection::written`]): how the
+//! Socket.IO relay learns what a websocket client has taken from its send queue.
 
+use axum::body::Body;
+use axum::middleware::AddExtension;
+use axum::response::Response;
 use axum_server::accept::Accept;
 use futures::future::BoxFuture;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The JSON body of the 503 a connection or polling session beyond the cap gets.
+const REFUSAL_BODY: &str =
+    "{\"code\":-32603,\"message\":\"Too many connections to clnrest, try again later\"}";
 
 /// The answer a connection beyond the cap gets.
 const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
@@ -23,8 +43,7 @@ content-length: 76\r\n\
 /// How long we try to deliver the refusal before just closing.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The cap's permits: one per connection that may be open, shared by the acceptor and the
-/// metrics (which count the open connections).
+/// The slots: how many are taken, out of how many (for metrics).
 #[derive(Clone)]
 pub struct ConnectionSlots {
     permits: Arc<Semaphore>,
@@ -32,36 +51,43 @@ pub struct ConnectionSlots {
 }
 
 impl ConnectionSlots {
-    pub fn new(max_connections: usize) -> Self {
+    /// `max` slots, all free.
+    pub fn new(max: usize) -> ConnectionSlots {
         ConnectionSlots {
-            permits: Arc::new(Semaphore::new(max_connections)),
-            max: max_connections,
+            permits: Arc::new(Semaphore::new(max)),
+            max,
         }
     }
 
-    /// Connections holding a permit now.
+    /// Slots taken now: open connections (TLS handshakes included) and polling sessions
+    /// that do not share their handshake connection's slot.
     pub fn open(&self) -> usize {
         self.max.saturating_sub(self.permits.available_permits())
     }
 
-    /// The cap.
+    /// `clnrest-max-connections`.
     pub fn max(&self) -> usize {
         self.max
     }
+
+    fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.permits.clone().try_acquire_owned().ok()
+    }
 }
 
-/// Wraps another acceptor and holds a permit for each connection it lets through.
+/// Wraps another acceptor and holds a slot for each connection it lets through.
 #[derive(Clone)]
 pub struct LimitedAcceptor<A> {
     inner: A,
-    permits: Arc<Semaphore>,
+    slots: ConnectionSlots,
 }
 
 impl<A> LimitedAcceptor<A> {
+    /// Wraps `inner`; its connections take `slots`.
     pub fn new(inner: A, slots: &ConnectionSlots) -> Self {
         LimitedAcceptor {
             inner,
-            permits: slots.permits.clone(),
+            slots: slots.clone(),
         }
     }
 }
@@ -74,24 +100,32 @@ where
     A::Future: Send + 'static,
 {
     type Stream = Permitted<A::Stream>;
-    type Service = A::Service;
+    type Service = AddExtension<A::Service, Connection>;
     type Future = BoxFuture<'static, io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         // Counted from the first byte, TLS handshakes included.
-        let permit = self.permits.clone().try_acquire_owned();
+        let permit = self.slots.take();
+        let slots = self.slots.clone();
         let accepting = self.inner.accept(stream, service);
         Box::pin(async move {
             let (mut stream, service) = accepting.await?;
             match permit {
-                Ok(permit) => Ok((
-                    Permitted {
+                Some(permit) => {
+                    let connection = Connection(Arc::new(ConnectionShared {
+                        slot: Arc::new(permit),
+                        slot_lent: AtomicBool::new(false),
+                        slots,
+                        written: AtomicU64::new(0),
+                    }));
+                    let stream = Permitted {
                         inner: stream,
-                        _permit: permit,
-                    },
-                    service,
-                )),
-                Err(_) => {
+                        connection: connection.clone(),
+                    };
+                    let service = tower::Layer::layer(&axum::Extension(connection), service);
+                    Ok((stream, service))
+                }
+                None => {
                     tracing::warn!("connection refused: clnrest-max-connections reached");
                     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
                         stream.write_all(REFUSAL).await?;
@@ -105,10 +139,73 @@ where
     }
 }
 
-/// A stream that gives its permit back when it is dropped.
+/// One accepted connection, as its requests see it (a request extension).
+#[derive(Clone)]
+pub struct Connection(Arc<ConnectionShared>);
+
+struct ConnectionShared {
+    slot: Arc<OwnedSemaphorePermit>,
+    /// Whether a polling session shares `slot` already.
+    slot_lent: AtomicBool,
+    slots: ConnectionSlots,
+    /// Bytes written to the connection so far (after TLS, before encryption).
+    written: AtomicU64,
+}
+
+impl Connection {
+    /// How many bytes were written to this connection so far: for a websocket, what the
+    /// client's socket (or, once that is full, nothing more) has taken.
+    pub fn written(&self) -> u64 {
+        self.0.written.load(Ordering::Relaxed)
+    }
+
+    /// A slot for a long-polling session whose handshake came on this connection: this
+    /// connection's own for the first such session, a new one after that; `None` when the
+    /// cap is reached.
+    pub fn session_slot(&self) -> Option<SessionSlot> {
+        if !self.0.slot_lent.swap(true, Ordering::Relaxed) {
+            return Some(SessionSlot(self.0.slot.clone()));
+        }
+        self.0
+            .slots
+            .take()
+            .map(|permit| SessionSlot(Arc::new(permit)))
+    }
+}
+
+/// The slot a long-polling session holds while it lives (in its request's extensions,
+/// which engine.io keeps with the session).
+#[derive(Clone)]
+pub struct SessionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+
+/// The 503 for a polling session beyond the cap: the body and status a connection beyond it
+/// gets.
+pub fn refusal() -> Response {
+    tracing::warn!("Socket.IO polling session refused: clnrest-max-connections reached");
+    let mut response = Response::new(Body::from(REFUSAL_BODY));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A stream that counts what is written to it and gives its slot back when it is dropped.
 pub struct Permitted<S> {
     inner: S,
-    _permit: OwnedSemaphorePermit,
+    connection: Connection,
+}
+
+impl<S> Permitted<S> {
+    fn count(&self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(n)) = written {
+            self.connection
+                .0
+                .written
+                .fetch_add(*n as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Permitted<S> {
@@ -121,7 +218,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Permitted<S> {
     }
 }
 
-crate::http::write_through::delegate_async_write!(Permitted);
+impl<S: AsyncWrite + Unpin> AsyncWrite for Permitted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count(&written);
+        written
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count(&written);
+        written
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -132,7 +261,32 @@ mod tests {
         let text = std::str::from_utf8(REFUSAL).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert_eq!(body, REFUSAL_BODY);
         let body: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(body["code"], -32603);
+    }
+
+    #[test]
+    fn the_first_polling_session_shares_its_connection_slot_the_next_takes_one() {
+        let slots = ConnectionSlots::new(2);
+        let connection = Connection(Arc::new(ConnectionShared {
+            slot: Arc::new(slots.take().unwrap()),
+            slot_lent: AtomicBool::new(false),
+            slots: slots.clone(),
+            written: AtomicU64::new(0),
+        }));
+        let shared = connection
+            .session_slot()
+            .expect("the connection's own slot");
+        assert_eq!(slots.open(), 1);
+        let own = connection.session_slot().expect("the last free slot");
+        assert_eq!(slots.open(), 2);
+        assert!(connection.session_slot().is_none(), "the cap is reached");
+        drop(own);
+        assert_eq!(slots.open(), 1);
+        drop(connection);
+        assert_eq!(slots.open(), 1, "the session still holds the shared slot");
+        drop(shared);
+        assert_eq!(slots.open(), 0);
     }
 }

@@ -214,6 +214,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
             ApiError::Internal("the request handler failed; see lightningd's log".into())
                 .into_response()
         }))
+        .layer(middleware::from_fn(socketio::hold_polling_slot))
         .layer(socketio::layer(state.clone()))
         .layer(middleware::from_fn_with_state(
             state,

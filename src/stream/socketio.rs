@@ -12,11 +12,20 @@
 //!   process;
 //! - `disconnect_reason`: `{"reason": "..."}` just before the server disconnects the client
 //!   (rune revoked), when it can still be sent.
+//!
+//! A client's send queue is filled only a window ahead of what its connection takes
+//! ([`Window`], explained in `socketio_relay.rs`), during its replay as in the relay. A
+//! long-polling handshake takes a `clnrest-max-connections` slot for the session's lifetime
+//! ([`hold_polling_slot`]).
 
+use crate::http::connection_limit::Connection;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Subscription};
 use crate::stream::listeners::{Registration, StreamOptions};
-use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered};
+use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered, Window};
+use axum::extract::Request;
+use axum::middleware::Next as NextLayer;
+use axum::response::Response;
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -27,14 +36,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-/// How many messages may wait in a client's send queue before it is cut off as a slow
-/// consumer.
+/// How many messages a client may be owed (in its send queue or still in the journal)
+/// before it is cut off as a slow consumer; socketioxide's queue holds at most this many.
+/// (The bytes it may be owed: `socketio_relay::QUEUE_BYTES`.)
 pub const SUBSCRIBER_QUEUE: usize = 10_000;
 
 /// How often engine.io pings each client (a keep-alive well inside 30 s).
 const PING_INTERVAL: Duration = Duration::from_secs(25);
 
-/// How long a client's full send buffer may stay full before it counts as a slow consumer.
+/// How long a replaying client's send queue may stay full (or its window without room)
+/// before it counts as a slow consumer.
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 
@@ -152,16 +163,15 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         epoch,
         ..
     } = listener;
+    let mut window = Window::of(&socket);
     if let Some(gap) = subscription.take_gap() {
-        if emit_patiently(&socket, |s| s.emit("gap", &gap))
-            .await
-            .is_err()
-        {
+        let gap = emit_patiently(&socket, &mut window, |s| s.emit("gap", &gap).map(|()| 0));
+        if gap.await.is_err() {
             return;
         }
     }
     let caught_up = tokio::select! {
-        caught_up = catch_up(&socket, &mut subscription, &options, &epoch) => caught_up,
+        caught_up = catch_up(&socket, &mut window, &mut subscription, &options, &epoch) => caught_up,
         _ = closed.cancelled() => return,
     };
     if let Err(undelivered) = caught_up {
@@ -172,6 +182,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         options,
         delivered: subscription.position(),
         closed: closed.clone(),
+        window,
     });
     // The relay delivers from here on; this subscription is not read any more.
     drop(subscription);
@@ -189,6 +200,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
 /// queue as needed, until nothing more is ready.
 async fn catch_up(
     socket: &SocketRef,
+    window: &mut Window,
     subscription: &mut Subscription,
     options: &StreamOptions,
     epoch: &str,
@@ -200,28 +212,65 @@ async fn catch_up(
             Next::Closed => return Err(Undelivered::Closed),
         };
         let mut encoded = Encoded::new(&notification, epoch);
-        emit_patiently(socket, |s| encoded.emit(s, options)).await?;
+        emit_patiently(socket, window, |s| encoded.emit(s, options)).await?;
     }
     Ok(())
 }
 
-/// Emits one event, waiting (up to [`FULL_BUFFER_PATIENCE`]) for room in the client's send
-/// queue: a client replaying a long backlog fills it in a burst but drains it quickly.
+/// Emits one event (`emit` returns the bytes it queued), waiting (up to
+/// [`FULL_BUFFER_PATIENCE`]) for room in the client's window and send queue: a client
+/// replaying a long backlog fills them in a burst but drains them quickly.
 async fn emit_patiently(
     socket: &SocketRef,
-    mut emit: impl FnMut(&SocketRef) -> Result<(), SendError>,
+    window: &mut Window,
+    mut emit: impl FnMut(&SocketRef) -> Result<usize, SendError>,
 ) -> Result<(), Undelivered> {
     let started = tokio::time::Instant::now();
     loop {
-        match emit(socket) {
-            Ok(()) => return Ok(()),
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                if started.elapsed() > FULL_BUFFER_PATIENCE {
-                    return Err(Undelivered::SlowConsumer);
+        if window.has_room() {
+            match emit(socket) {
+                Ok(bytes) => {
+                    window.sent(bytes);
+                    return Ok(());
                 }
-                tokio::time::sleep(FULL_BUFFER_RETRY).await;
+                Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
+                Err(_) => return Err(Undelivered::Closed),
             }
-            Err(_) => return Err(Undelivered::Closed),
+        }
+        if started.elapsed() > FULL_BUFFER_PATIENCE {
+            return Err(Undelivered::SlowConsumer);
+        }
+        tokio::time::sleep(FULL_BUFFER_RETRY).await;
+    }
+}
+
+/// Middleware in front of Socket.IO: a long-polling handshake (`transport=polling`, no
+/// `sid`) takes a `clnrest-max-connections` slot that the session keeps while it lives
+/// (its request's extensions stay with the session); with none left it gets the 503 a
+/// connection beyond the cap gets.
+pub async fn hold_polling_slot(mut request: Request, next: NextLayer) -> Response {
+    if is_polling_handshake(&request) {
+        if let Some(connection) = request.extensions().get::<Connection>() {
+            match connection.session_slot() {
+                Some(slot) => {
+                    request.extensions_mut().insert(slot);
+                }
+                None => return crate::http::connection_limit::refusal(),
+            }
         }
     }
+    next.run(request).await
+}
+
+/// Whether `request` opens an engine.io long-polling session: `GET /socket.io/` with
+/// `transport=polling` and no `sid`.
+fn is_polling_handshake(request: &Request) -> bool {
+    let uri = request.uri();
+    if request.method() != http::Method::GET || !uri.path().starts_with("/socket.io") {
+        return false;
+    }
+    let query = uri.query().unwrap_or_default();
+    let mut pairs = query.split('&');
+    let polling = pairs.clone().any(|pair| pair == "transport=polling");
+    polling && !pairs.any(|pair| pair.starts_with("sid="))
 }

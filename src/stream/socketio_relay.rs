@@ -11,23 +11,124 @@
 //! No loss, in order: the relay tracks the last sequence number it relayed. A client that
 //! joins behind it first gets the missing ones from the journal's retained entries; one that
 //! joins ahead of it (its own subscription ran ahead of the relay) waits until the relay
-//! reaches it. A client whose send queue is full (more than `SUBSCRIBER_QUEUE` messages
-//! waiting) is disconnected as a slow consumer at once: nobody waits for it.
+//! reaches it.
+//!
+//! # What a slow client costs
+//!
+//! socketioxide gives every client a send queue of its own, and each message in it is that
+//! client's private copy (socketioxide encodes per client; its broadcasts share one copy but
+//! cannot say which client's queue was full). So the relay never lets a queue grow: a
+//! websocket client's [`Window`] is what the relay put in its queue minus what its
+//! connection has taken since (the bytes written to its TCP connection, counted by
+//! `http::connection_limit`). The relay puts a notification in the queue only while that is
+//! below [`WINDOW_BYTES`]; otherwise the client falls behind, and what it is owed stays in the
+//! journal, which holds every retained notification once for everyone. The relay feeds a
+//! client that is behind from the journal as its connection takes what is queued (it looks
+//! again every [`REFILL_INTERVAL`]). A stalled websocket client thus holds at most about
+//! [`WINDOW_BYTES`] (plus one message) of copies, besides its position in the journal.
+//!
+//! The slow-consumer rule counts what a client is owed, queued or still in the journal: more
+//! than `SUBSCRIBER_QUEUE` messages or more than [`QUEUE_BYTES`] bytes, and it is disconnected
+//! as a slow consumer at once (nobody waits for it), as is one whose send queue is full or
+//! whose next notification the journal no longer retains.
+//!
+//! A long-polling client (engine.io's polling transport) has no connection of its own to
+//! count, so its window is not known: it gets every notification at once, as before, its
+//! queue bounded by `SUBSCRIBER_QUEUE` messages (socketioxide's buffer), and engine.io closes
+//! its session when it stops polling (no pong within the ping interval and timeout). Polling
+//! sessions also take `clnrest-max-connections` slots.
 
+use crate::http::connection_limit::Connection;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Notification, Position, Sequenced};
 use crate::stream::listeners::StreamOptions;
+use crate::stream::socketio::SUBSCRIBER_QUEUE;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{SendError, SocketError};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How many ready notifications the relay hands out before letting other tasks run.
 const RELAY_BATCH: usize = 64;
+
+/// The most a client may be owed (queued for it, or waiting for it in the journal), in
+/// bytes of the events it receives, before it is cut off as a slow consumer.
+pub const QUEUE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How far the relay fills a websocket client's send queue ahead of what its connection has
+/// taken, in bytes.
+pub const WINDOW_BYTES: u64 = 64 * 1024;
+
+/// How often the relay looks again at clients that are behind, to feed them from the
+/// journal as their connections take what is queued.
+pub const REFILL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// How many notifications the relay reads from the journal at once for a client that is
+/// behind.
+const REFILL_BATCH: u64 = 64;
+
+/// What a client's connection has taken from its send queue, as far as the relay can tell:
+/// the bytes put in the queue minus the bytes written to its connection since.
+pub struct Window {
+    /// The websocket's connection; `None` for a session that began with long-polling.
+    connection: Option<Connection>,
+    /// `connection.written()` when last looked at.
+    written_seen: u64,
+    /// Bytes put in the queue and not written yet (an estimate from above: the framing
+    /// around each message, pings and other packets also count as written).
+    in_flight: u64,
+}
+
+impl Window {
+    /// The window of a client: known when the session was opened as a websocket (its
+    /// request is the upgrade on its own connection).
+    pub fn of(socket: &SocketRef) -> Window {
+        let parts = socket.req_parts();
+        let websocket = parts
+            .uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|pair| pair == "transport=websocket"));
+        let connection = parts
+            .extensions
+            .get::<Connection>()
+            .filter(|_| websocket)
+            .cloned();
+        Window {
+            written_seen: connection.as_ref().map_or(0, Connection::written),
+            connection,
+            in_flight: 0,
+        }
+    }
+
+    /// Whether the relay may put more in the queue now.
+    pub fn has_room(&mut self) -> bool {
+        let Some(connection) = &self.connection else {
+            return true;
+        };
+        let written = connection.written();
+        self.in_flight = self
+            .in_flight
+            .saturating_sub(written.wrapping_sub(self.written_seen));
+        self.written_seen = written;
+        self.in_flight < WINDOW_BYTES
+    }
+
+    /// `bytes` were put in the queue.
+    pub fn sent(&mut self, bytes: usize) {
+        if self.connection.is_some() {
+            self.in_flight += bytes as u64;
+        }
+    }
+
+    /// What was put in the queue and not written yet.
+    fn in_flight(&self) -> u64 {
+        self.in_flight
+    }
+}
 
 /// A client handed over to the relay.
 pub struct Member {
@@ -37,6 +138,7 @@ pub struct Member {
     pub delivered: u64,
     /// Cancelled when the client disconnects.
     pub closed: CancellationToken,
+    pub window: Window,
 }
 
 enum Command {
@@ -72,7 +174,7 @@ impl Relay {
 
 /// Why a client could not be given a notification.
 pub enum Undelivered {
-    /// Its send queue is full.
+    /// It is owed too much, or its send queue is full.
     SlowConsumer,
     /// It is gone.
     Closed,
@@ -106,6 +208,9 @@ pub struct Encoded<'a> {
     sequenced: Option<Box<RawValue>>,
 }
 
+/// The bytes of a Socket.IO event around its data: `42["notification",` and `]`.
+const EVENT_FRAMING: usize = 20;
+
 impl<'a> Encoded<'a> {
     pub fn new(notification: &'a Notification, epoch: &'a str) -> Encoded<'a> {
         Encoded {
@@ -118,20 +223,34 @@ impl<'a> Encoded<'a> {
 
     /// Puts the notification in `socket`'s send queue as the event `options` asked for
     /// (`notification` with a sequence number, else `message`), unless its topic is filtered
-    /// out. Never waits.
-    pub fn emit(&mut self, socket: &SocketRef, options: &StreamOptions) -> Result<(), SendError> {
+    /// out. Never waits. Returns the bytes queued (0 when filtered out).
+    pub fn emit(
+        &mut self,
+        socket: &SocketRef,
+        options: &StreamOptions,
+    ) -> Result<usize, SendError> {
         if !options.wants(self.notification.topic()) {
-            return Ok(());
+            return Ok(0);
         }
         let (notification, epoch) = (self.notification, self.epoch);
-        if options.seq {
+        let data = if options.seq {
             let data = cached(&mut self.sequenced, || Sequenced::new(notification, epoch));
-            socket.emit("notification", data)
+            socket.emit("notification", data)?;
+            data
         } else {
             let data = cached(&mut self.message, || notification.params());
-            socket.emit("message", data)
-        }
+            socket.emit("message", data)?;
+            data
+        };
+        Ok(data.get().len() + EVENT_FRAMING)
     }
+}
+
+/// What a notification counts for in a client's [`QUEUE_BYTES`] while it waits in the
+/// journal: its text and the envelope around it (close to what [`Encoded::emit`] queues).
+fn weight(notification: &Notification) -> u64 {
+    const ENVELOPE: usize = 96;
+    (notification.topic().len() + notification.payload().len() + ENVELOPE) as u64
 }
 
 /// The JSON text of `make()`, computed on first use.
@@ -145,11 +264,81 @@ fn cached<T: serde::Serialize>(
     })
 }
 
+/// A member and what it is owed beyond its send queue.
+struct Joined {
+    member: Member,
+    /// Notifications after `member.delivered` up to the relay's position that it wants and
+    /// that are not in its queue yet (they are in the journal), and their weight.
+    owed: usize,
+    owed_bytes: u64,
+}
+
+impl Joined {
+    /// Whether the member is behind the relay (owed notifications wait in the journal).
+    fn behind(&self, relayed: u64) -> bool {
+        self.member.delivered < relayed
+    }
+
+    /// Counts `notification` as owed, if the member wants it.
+    fn owe(&mut self, notification: &Notification) {
+        if self.member.options.wants(notification.topic()) {
+            self.owed += 1;
+            self.owed_bytes += weight(notification);
+        }
+    }
+
+    /// Whether the member is owed more than the slow-consumer rule allows.
+    fn over_limit(&self) -> bool {
+        self.owed > SUBSCRIBER_QUEUE
+            || self.member.window.in_flight() + self.owed_bytes > QUEUE_BYTES
+    }
+
+    /// Emits `notification` (the next one after `delivered`) if there is room: `Ok(false)`
+    /// when there is none and the member is now behind.
+    fn offer(&mut self, notification: &mut Encoded) -> Result<bool, Undelivered> {
+        let member = &mut self.member;
+        if member.options.wants(notification.notification.topic()) {
+            if !member.window.has_room() {
+                return Ok(false);
+            }
+            let bytes = notification.emit(&member.socket, &member.options)?;
+            member.window.sent(bytes);
+        }
+        member.delivered = notification.notification.seq;
+        Ok(true)
+    }
+
+    /// Feeds the member from the journal up to `relayed` while its window has room.
+    fn refill(&mut self, state: &AppState, relayed: u64) -> Result<(), Undelivered> {
+        let epoch = state.journal().epoch();
+        while self.behind(relayed) && self.member.window.has_room() {
+            let upto = relayed.min(self.member.delivered + REFILL_BATCH);
+            let missed = state
+                .journal()
+                .retained_between(self.member.delivered, upto)
+                .ok_or(Undelivered::SlowConsumer)?;
+            for notification in &missed {
+                let wanted = self.member.options.wants(notification.topic());
+                if !self.offer(&mut Encoded::new(notification, epoch))? {
+                    return Ok(());
+                }
+                if wanted {
+                    self.owed = self.owed.saturating_sub(1);
+                    self.owed_bytes = self.owed_bytes.saturating_sub(weight(notification));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Relaying {
     state: AppState,
-    /// The last sequence number handed to every member.
+    /// The last sequence number handed to every member (or owed to it).
     relayed: u64,
-    members: HashMap<Sid, Member>,
+    members: HashMap<Sid, Joined>,
+    /// Members that are behind the relay, fed from the journal as their windows allow.
+    behind: HashSet<Sid>,
     /// Clients that joined ahead of the relay, admitted when it reaches them.
     waiting: Vec<Member>,
 }
@@ -162,8 +351,11 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
         state,
         relayed,
         members: HashMap::new(),
+        behind: HashSet::new(),
         waiting: Vec::new(),
     };
+    let mut refill = tokio::time::interval(REFILL_INTERVAL);
+    refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -171,9 +363,12 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                 Some(Command::Join(member)) => relaying.admit(member),
                 Some(Command::Leave(sid)) => {
                     relaying.members.remove(&sid);
+                    relaying.behind.remove(&sid);
                 }
                 None => return,
             },
+            // Ahead of new notifications, so a burst never starves clients that are behind.
+            _ = refill.tick(), if !relaying.behind.is_empty() => relaying.refill(),
             next = subscription.next() => {
                 // Take what else is ready too (up to a batch): each client then gets the
                 // whole batch at once, and its writer sends several messages per write.
@@ -217,7 +412,7 @@ impl Relaying {
             self.waiting.push(member);
             return;
         }
-        // Give it what the relay already handed to the others since.
+        // What the relay already handed to the others since is owed to it, from the journal.
         let Some(missed) = self
             .state
             .journal()
@@ -225,17 +420,29 @@ impl Relaying {
         else {
             return Undelivered::SlowConsumer.end(member.socket);
         };
-        let epoch = self.state.journal().epoch();
+        let sid = member.socket.id;
+        let mut joined = Joined {
+            member,
+            owed: 0,
+            owed_bytes: 0,
+        };
         for notification in &missed {
-            let mut encoded = Encoded::new(notification, epoch);
-            if let Err(e) = encoded.emit(&member.socket, &member.options) {
-                return Undelivered::from(e).end(member.socket);
+            joined.owe(notification);
+        }
+        drop(missed);
+        if joined.behind(self.relayed) {
+            if let Err(why) = joined.refill(&self.state, self.relayed) {
+                return why.end(joined.member.socket);
+            }
+            if joined.behind(self.relayed) {
+                self.behind.insert(sid);
             }
         }
-        self.members.insert(member.socket.id, member);
+        self.members.insert(sid, joined);
     }
 
-    /// Hands consecutive notifications to every member, member by member.
+    /// Hands consecutive notifications to every member, member by member; a member that is
+    /// behind, or whose window fills, is owed them.
     fn relay(&mut self, batch: &[Notification]) {
         let Some(last) = batch.last() else {
             return;
@@ -244,21 +451,63 @@ impl Relaying {
         let epoch = state.journal().epoch();
         let mut encoded: Vec<Encoded> = batch.iter().map(|n| Encoded::new(n, epoch)).collect();
         let mut dropped = Vec::new();
-        for (sid, member) in &self.members {
-            for notification in encoded.iter_mut() {
-                if let Err(e) = notification.emit(&member.socket, &member.options) {
-                    dropped.push((*sid, Undelivered::from(e)));
-                    break;
+        for (sid, joined) in self.members.iter_mut() {
+            let mut from = 0;
+            if !joined.behind(self.relayed) {
+                while let Some(notification) = encoded.get_mut(from) {
+                    match joined.offer(notification) {
+                        Ok(true) => from += 1,
+                        Ok(false) => break,
+                        Err(why) => {
+                            dropped.push((*sid, why));
+                            break;
+                        }
+                    }
                 }
             }
-        }
-        for (sid, why) in dropped {
-            if let Some(member) = self.members.remove(&sid) {
-                why.end(member.socket);
+            for notification in &batch[from..] {
+                joined.owe(notification);
+            }
+            if from < batch.len() {
+                self.behind.insert(*sid);
+            }
+            if joined.over_limit() {
+                dropped.push((*sid, Undelivered::SlowConsumer));
             }
         }
         self.relayed = last.seq;
+        self.drop_members(dropped);
         self.admit_waiting();
+    }
+
+    /// Feeds the members that are behind from the journal, as far as their windows allow.
+    fn refill(&mut self) {
+        let mut dropped = Vec::new();
+        let mut caught_up = Vec::new();
+        for sid in &self.behind {
+            let Some(joined) = self.members.get_mut(sid) else {
+                caught_up.push(*sid);
+                continue;
+            };
+            match joined.refill(&self.state, self.relayed) {
+                Ok(()) if !joined.behind(self.relayed) => caught_up.push(*sid),
+                Ok(()) => {}
+                Err(why) => dropped.push((*sid, why)),
+            }
+        }
+        for sid in caught_up {
+            self.behind.remove(&sid);
+        }
+        self.drop_members(dropped);
+    }
+
+    fn drop_members(&mut self, dropped: Vec<(Sid, Undelivered)>) {
+        for (sid, why) in dropped {
+            self.behind.remove(&sid);
+            if let Some(joined) = self.members.remove(&sid) {
+                why.end(joined.member.socket);
+            }
+        }
     }
 
     fn admit_waiting(&mut self) {
@@ -282,8 +531,9 @@ impl Relaying {
             "the Socket.IO relay fell behind the journal's retention: disconnecting {} client(s)",
             self.members.len()
         );
-        for (_, member) in self.members.drain() {
-            Undelivered::SlowConsumer.end(member.socket);
+        self.behind.clear();
+        for (_, joined) in self.members.drain() {
+            Undelivered::SlowConsumer.end(joined.member.socket);
         }
         self.relayed = through;
         self.admit_waiting();

@@ -13,6 +13,13 @@
 //!
 //! A notification whose topic contains CR or LF (which an `event:` line cannot carry) is
 //! skipped, with a log line; the payload is compact JSON, which never contains either.
+//!
+//! What a stalled client costs is bounded without a rule of its own: the stream is pulled.
+//! hyper asks the body for the next event only while its write buffer has room (HTTP/1:
+//! under ~408 KiB and 16 chunks, `max_buf_size`; HTTP/2: the stream's send buffer, 400 KiB,
+//! and flow control), so a client that stops reading holds at most that, the one event
+//! queued here and the one its producer holds; everything else it is owed stays in the
+//! journal (one copy for everyone) until it reads on or lags out of it and is cut off.
 
 use crate::error::ApiError;
 use crate::http::handlers::RUNE_HEADER;
