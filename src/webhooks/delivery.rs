@@ -8,12 +8,14 @@
 //! `clnrest-webhook-list` and the log); it keeps being retried at the longest delay, the
 //! backlog bounded in bytes, and the first success clears the mark.
 
+use super::client::DeliveryClient;
 use super::signature;
 use super::store::{EndpointConfig, Event, Spool};
 use super::Settings;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Position, Sequenced, Subscription};
 use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue};
 use ring::hmac;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,8 +23,6 @@ use tokio::sync::Notify;
 
 /// The longest wait between two attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(3600);
-/// How much of a response body is read (then the connection is dropped).
-pub const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
 /// One endpoint at run time, shared by its two tasks and the RPC methods.
 pub struct Endpoint {
@@ -108,7 +108,7 @@ pub async fn run(
     endpoint: Arc<Endpoint>,
     state: AppState,
     subscription: Subscription,
-    client: reqwest::Client,
+    client: DeliveryClient,
     settings: Settings,
 ) {
     tokio::join!(
@@ -170,7 +170,7 @@ async fn read_journal(endpoint: Arc<Endpoint>, state: AppState, mut subscription
 }
 
 /// Delivers the oldest pending event until it is acknowledged, then the next, forever.
-async fn send_in_order(endpoint: Arc<Endpoint>, client: reqwest::Client, settings: Settings) {
+async fn send_in_order(endpoint: Arc<Endpoint>, client: DeliveryClient, settings: Settings) {
     loop {
         let next = lock(&endpoint.spool).front().cloned();
         let Some(event) = next else {
@@ -186,7 +186,7 @@ async fn send_in_order(endpoint: Arc<Endpoint>, client: reqwest::Client, setting
 
 async fn deliver_until_acknowledged(
     endpoint: &Endpoint,
-    client: &reqwest::Client,
+    client: &DeliveryClient,
     settings: &Settings,
     event: &Event,
 ) {
@@ -246,7 +246,7 @@ async fn deliver_until_acknowledged(
 /// One signed POST; `Err` says why it did not count as acknowledged.
 async fn attempt(
     endpoint: &Endpoint,
-    client: &reqwest::Client,
+    client: &DeliveryClient,
     settings: &Settings,
     event: &Event,
 ) -> Result<(), String> {
@@ -255,48 +255,26 @@ async fn attempt(
         .unwrap_or_default()
         .as_secs();
     let signature = signature::sign(&endpoint.key, &event.id, timestamp, &event.body);
-    let exchange = async {
-        let mut response = client
-            .post(&endpoint.config.url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &event.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(event.body.clone())
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        let status = response.status();
-        // Read a little of the body (so the connection can be reused), never more.
-        let mut read = 0;
-        while read < MAX_RESPONSE_BODY {
-            match response.chunk().await {
-                Ok(Some(chunk)) => read += chunk.len(),
-                Ok(None) | Err(_) => break,
-            }
-        }
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("HTTP {}", status.as_u16()))
-        }
-    };
+    let mut headers = HeaderMap::with_capacity(4);
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    for (name, value) in [
+        ("webhook-id", event.id.clone()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ] {
+        let value = HeaderValue::try_from(value).map_err(|e| format!("{name}: {e}"))?;
+        headers.insert(name, value);
+    }
+    let exchange = client.post(&endpoint.config.url, headers, event.body.clone());
     match tokio::time::timeout(settings.timeout, exchange).await {
-        Ok(result) => result,
+        Ok(Ok(status)) if status.is_success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("HTTP {}", status.as_u16())),
+        Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err(format!("no answer within {:?}", settings.timeout)),
     }
-}
-
-/// A reqwest error and its causes, on one line.
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The wait after the `failures`-th failure: `base` doubled each time, at most

@@ -109,9 +109,11 @@ pub async fn add(
         .await
         .map_err(|e| error(FAILED, format!("cannot add the webhook: {e}")))?;
     // The host only: a URL may carry a token.
-    let host = reqwest::Url::parse(&config.url)
+    let host = config
+        .url
+        .parse::<http::Uri>()
         .ok()
-        .and_then(|url| url.host_str().map(str::to_string))
+        .and_then(|url| url.host().map(str::to_string))
         .unwrap_or_default();
     tracing::info!("webhook {} added, delivering to {host}", config.id);
     Ok(json!({
@@ -198,12 +200,16 @@ pub fn check_url(text: &str, allow_http: bool) -> Result<String, String> {
     if text.len() > MAX_URL_LEN {
         return Err(format!("url is longer than {MAX_URL_LEN} characters"));
     }
-    let url = reqwest::Url::parse(text).map_err(|e| format!("url is not a URL: {e}"))?;
+    let url: http::Uri = text.parse().map_err(|e| format!("url is not a URL: {e}"))?;
     let host = url
-        .host_str()
+        .host()
         .filter(|h| !h.is_empty())
-        .ok_or("url has no host")?;
-    match url.scheme() {
+        .ok_or("url has no host")?
+        .to_ascii_lowercase();
+    let Some(scheme) = url.scheme_str() else {
+        return Err("url must start with https://".into());
+    };
+    match scheme {
         "https" => {}
         "http" if !allow_http => {
             return Err(
@@ -212,7 +218,7 @@ pub fn check_url(text: &str, allow_http: bool) -> Result<String, String> {
                     .into(),
             )
         }
-        "http" if is_local(host) => {}
+        "http" if is_local(&host) => {}
         "http" => {
             return Err(format!(
                 "http is allowed to a loopback or private address or a local name only, not \
@@ -226,8 +232,8 @@ pub fn check_url(text: &str, allow_http: bool) -> Result<String, String> {
 
 /// Loopback, private (RFC 1918, IPv6 unique local), link-local, or a name that only means
 /// something on the local network (`localhost`, `.local`, `.lan`, `.internal`, `.home.arpa`).
-/// `host` as the URL parser wrote it: an IPv6 address in brackets, an IPv4 address in
-/// dotted decimal, or a lower-case name.
+/// `host` in lower case, an IPv6 address in brackets (a name with non-ASCII letters does not
+/// parse as a URL: it is written in its `xn--` form).
 fn is_local(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
