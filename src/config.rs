@@ -4,6 +4,8 @@
 //! Validation messages are part of the interface: lightningd logs them verbatim as
 //! `Killing plugin: disabled itself at init: <reason>`, and operators search for them.
 
+use crate::broker::url::{AmqpUrl, UrlError};
+use crate::broker::{self, AmqpSettings};
 use crate::tls::{ClientAuth, OwnCert, TlsName};
 use cln_plugin::options::{
     ConfigOption, DefaultIntegerConfigOption, DefaultStringArrayConfigOption,
@@ -67,6 +69,17 @@ pub const OPT_TLS_CLIENT_AUTH: DefaultStringConfigOption = ConfigOption::new_str
     "TLS client certificates signed by the CA: none, optional or required",
 );
 
+pub const OPT_AMQP_URL: StringConfigOption = ConfigOption::new_str_no_default(
+    "clnrest-amqp-url",
+    "Publish every notification to this AMQP 0.9.1 broker (amqp:// or amqps:// URL; unset: off)",
+);
+pub const OPT_AMQP_EXCHANGE: DefaultStringConfigOption = ConfigOption::new_str_with_default(
+    "clnrest-amqp-exchange",
+    broker::DEFAULT_EXCHANGE,
+    "AMQP exchange notifications are published to (created as a durable topic exchange if \
+     missing)",
+);
+
 /// Paths the REST API itself owns: the Swagger UI may not be mounted over them.
 const RESERVED_PREFIXES: [&str; 4] = ["/v1", "/swagger.json", "/socket.io", "/metrics"];
 
@@ -101,6 +114,8 @@ pub struct RawOptions {
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub tls_client_auth: String,
+    pub amqp_url: Option<String>,
+    pub amqp_exchange: String,
 }
 
 /// Which origins may call the API from a browser.
@@ -133,6 +148,8 @@ pub struct Config {
     /// `clnrest-tls-cert` and `clnrest-tls-key`, when both are set.
     pub tls_own_cert: Option<OwnCert>,
     pub tls_client_auth: ClientAuth,
+    /// `clnrest-amqp-url` and `clnrest-amqp-exchange`, when the URL is set.
+    pub amqp: Option<AmqpSettings>,
 }
 
 /// A reason to refuse the configuration; its text is what lightningd logs.
@@ -168,6 +185,11 @@ pub enum ConfigError {
     BadTlsClientAuth,
     #[error("`clnrest-tls-client-auth` {0} needs `clnrest-protocol` https")]
     TlsClientAuthWithoutHttps(ClientAuth),
+    /// The URL itself is never repeated: it may hold a password.
+    #[error("`clnrest-amqp-url` should be amqp[s]://[user[:password]@]host[:port][/vhost]: {0}")]
+    BadAmqpUrl(UrlError),
+    #[error("`clnrest-amqp-exchange` {0} should be 1 to 255 letters, digits and -_.:")]
+    BadAmqpExchange(String),
 }
 
 impl RawOptions {
@@ -192,6 +214,8 @@ impl RawOptions {
             tls_cert: plugin.option(&OPT_TLS_CERT)?,
             tls_key: plugin.option(&OPT_TLS_KEY)?,
             tls_client_auth: plugin.option(&OPT_TLS_CLIENT_AUTH)?,
+            amqp_url: plugin.option(&OPT_AMQP_URL)?,
+            amqp_exchange: plugin.option(&OPT_AMQP_EXCHANGE)?,
         })
     }
 }
@@ -279,6 +303,20 @@ impl Config {
             return Err(ConfigError::TlsClientAuthWithoutHttps(tls_client_auth));
         }
 
+        let amqp = match raw.amqp_url {
+            None => None,
+            Some(url) => {
+                let url = AmqpUrl::parse(&url).map_err(ConfigError::BadAmqpUrl)?;
+                if !broker::is_exchange_name(&raw.amqp_exchange) {
+                    return Err(ConfigError::BadAmqpExchange(raw.amqp_exchange));
+                }
+                Some(AmqpSettings {
+                    url,
+                    exchange: raw.amqp_exchange,
+                })
+            }
+        };
+
         Ok(Config {
             port,
             protocol,
@@ -292,6 +330,7 @@ impl Config {
             tls_extra_names,
             tls_own_cert,
             tls_client_auth,
+            amqp,
         })
     }
 
@@ -354,6 +393,8 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_client_auth: "none".into(),
+            amqp_url: None,
+            amqp_exchange: broker::DEFAULT_EXCHANGE.into(),
         }
     }
 
@@ -536,5 +577,41 @@ mod tests {
             }),
             "`clnrest-tls-client-auth` optional needs `clnrest-protocol` https"
         );
+    }
+
+    #[test]
+    fn amqp_options_validate_with_exact_messages() {
+        assert_eq!(Config::validate(raw()).unwrap().amqp, None);
+        let config = Config::validate(RawOptions {
+            amqp_url: Some("amqps://ln:secret@broker.example/shop".into()),
+            amqp_exchange: "amq.topic".into(),
+            ..raw()
+        })
+        .unwrap();
+        let amqp = config.amqp.unwrap();
+        assert_eq!(amqp.exchange, "amq.topic");
+        assert_eq!(amqp.url.to_string(), "amqps://ln@broker.example:5671/shop");
+        assert_eq!(
+            error_of(RawOptions {
+                amqp_url: Some("http://ln:secret@broker.example".into()),
+                ..raw()
+            }),
+            "`clnrest-amqp-url` should be amqp[s]://[user[:password]@]host[:port][/vhost]: \
+             its scheme is http, not amqp or amqps"
+        );
+        assert_eq!(
+            error_of(RawOptions {
+                amqp_url: Some("amqp://h".into()),
+                amqp_exchange: "my exchange".into(),
+                ..raw()
+            }),
+            "`clnrest-amqp-exchange` my exchange should be 1 to 255 letters, digits and -_.:"
+        );
+        // Without a URL the exchange is not used, so not checked.
+        assert!(Config::validate(RawOptions {
+            amqp_exchange: String::new(),
+            ..raw()
+        })
+        .is_ok());
     }
 }

@@ -22,12 +22,15 @@
 //!   requests and calls happen.
 //! - [`webhooks`]: signed deliveries of notifications to HTTP endpoints, read from the
 //!   journal like any other listener.
+//! - [`broker`]: notifications published to an AMQP broker (RabbitMQ), read from the
+//!   journal the same way.
 //!
 //! `docs/ARCHITECTURE.md` draws the same with the path of a request and of a notification.
 //!
 //! Public are only the modules `main.rs`, the tests, the benches and the fuzz targets use; the
 //! handlers, the error mapping, the streams and the webhook internals are `pub(crate)`.
 
+pub mod broker;
 pub mod config;
 pub(crate) mod error;
 pub mod format;

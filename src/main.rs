@@ -2,6 +2,7 @@
 //! and the notification handler together. Behaviour lives in the library modules.
 
 use cln_plugin::RpcMethodBuilder;
+use clnrest::broker;
 use clnrest::config::{self, Config, RawOptions};
 use clnrest::http::server::{self, BoundServer, StartError};
 use clnrest::lightningd::connect::ConnectSettings;
@@ -54,6 +55,8 @@ async fn run() -> anyhow::Result<()> {
         .option(config::OPT_TLS_CERT)
         .option(config::OPT_TLS_KEY)
         .option(config::OPT_TLS_CLIENT_AUTH)
+        .option(config::OPT_AMQP_URL)
+        .option(config::OPT_AMQP_EXCHANGE)
         .rpcmethod_from_builder(
             RpcMethodBuilder::new(plugin_methods::REGISTER_PATH, plugin_methods::register_path)
                 .description("Publish a REST route that calls an RPC method")
@@ -121,6 +124,9 @@ async fn run() -> anyhow::Result<()> {
     );
     tokio::spawn(notifications::describe_api(state.clone()));
     tokio::spawn(webhooks::start(state.clone(), lightning_dir.clone()));
+    if let Some(amqp) = config.amqp.clone() {
+        broker::start(state.clone(), amqp);
+    }
     tokio::spawn(memory::trim_periodically());
 
     let handle = axum_server::Handle::new();

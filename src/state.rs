@@ -2,6 +2,7 @@
 //! lightningd, the notification journal and listeners, the routes other plugins registered, the
 //! OpenAPI document, and the shutdown signal.
 
+use crate::broker::stats::BrokerStats;
 use crate::http::openapi::ApiDocument;
 use crate::http::registered_routes::RegisteredRoutes;
 use crate::lightningd::rpc::LightningRpc;
@@ -27,6 +28,7 @@ struct Shared {
     shutdown: watch::Sender<bool>,
     webhooks: Webhooks,
     metrics: Arc<Metrics>,
+    broker: Arc<BrokerStats>,
 }
 
 impl AppState {
@@ -43,6 +45,7 @@ impl AppState {
                 shutdown: watch::Sender::new(false),
                 webhooks: Webhooks::default(),
                 metrics,
+                broker: Arc::new(BrokerStats::default()),
             }),
         }
     }
@@ -80,6 +83,11 @@ impl AppState {
     /// The webhook endpoints and their delivery tasks.
     pub fn webhooks(&self) -> &Webhooks {
         &self.inner.webhooks
+    }
+
+    /// The AMQP publisher's counters (all zero when `clnrest-amqp-url` is not set).
+    pub fn broker(&self) -> &Arc<BrokerStats> {
+        &self.inner.broker
     }
 
     /// The series `GET /metrics` reports.

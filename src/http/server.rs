@@ -273,6 +273,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_client_auth: "none".into(),
+            ..RawOptions::default()
         })
         .expect("a valid configuration");
         let rpc = LightningRpc::new("/nonexistent/clnrest-test/lightning-rpc");
