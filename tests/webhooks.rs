@@ -78,6 +78,39 @@ impl Receiver {
         }
     }
 
+    /// The same receiver over HTTPS with this certificate chain and key (PEM).
+    async fn start_tls(cert_pem: &str, key_pem: &str) -> Receiver {
+        let behaviour = Arc::new(Behaviour::default());
+        let app = axum::Router::new()
+            .route("/hook", post(hook))
+            .with_state(behaviour.clone());
+        let certs = rustls::pki_types::pem::PemObject::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<rustls::pki_types::CertificateDer<'static>>, _>>()
+            .unwrap();
+        let key = <rustls::pki_types::PrivateKeyDer as rustls::pki_types::pem::PemObject>::from_pem_slice(
+            key_pem.as_bytes(),
+        )
+        .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let address = listener.local_addr().unwrap();
+        let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(config));
+        let server = axum_server::from_tcp_rustls(listener, tls).unwrap();
+        tokio::spawn(async move { server.serve(app.into_make_service()).await });
+        Receiver {
+            url: format!("https://{address}/hook"),
+            behaviour,
+        }
+    }
+
     fn attempts(&self) -> Vec<Attempt> {
         self.behaviour.attempts.lock().unwrap().clone()
     }
@@ -613,7 +646,7 @@ print("verified", len(case["cases"]))
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "verified 6");
 }
 
-/// An https URL goes through the TLS client (rustls, public roots): a server that does not
+/// An https URL goes through the TLS client (rustls, the system's roots): a server that does not
 /// speak TLS is a failure like any other, retried, and the plugin keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_endpoint_that_fails_the_handshake_is_retried() {
@@ -639,4 +672,67 @@ async fn an_https_endpoint_that_fails_the_handshake_is_retried() {
     assert!(receiver.delivered().is_empty());
     let (status, _) = gateway::json_of(gateway.call("getinfo", json!({})).await).await;
     assert_eq!(status, 201);
+}
+
+/// `https://` receivers are verified against the system's CA certificates (here
+/// `SSL_CERT_FILE`, as an operator's own CA installed with `update-ca-certificates` would be):
+/// with a store that lacks the receiver's CA nothing reaches it and the error names the
+/// certificate; with one that has it, every event arrives, in order and signed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_endpoint_with_a_certificate_from_a_trusted_ca_gets_deliveries() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::default();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let store = tempfile::tempdir().unwrap();
+    let ca_file = store.path().join("ca-certificates.crt");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+    let receiver = Receiver::start_tls(&leaf.pem(), &leaf_key.serialize_pem()).await;
+
+    // With a store that lacks that CA, the certificate is refused and nothing is delivered.
+    let other_ca = rcgen::CertificateParams::default()
+        .self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let other_file = store.path().join("other.crt");
+    std::fs::write(&other_file, other_ca.pem()).unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("SSL_CERT_FILE", other_file.to_str().unwrap()));
+    let untrusting = start_gateway(&env).await;
+    add(&untrusting, json!({ "url": receiver.url })).await;
+    notify_invoices(&untrusting, ["refused".to_string()]).await;
+    let deadline = Instant::now() + WAIT;
+    let webhook = loop {
+        let listed = list(&untrusting).await;
+        if listed[0]["attempts"].as_u64().unwrap_or(0) >= 2 {
+            break listed[0].clone();
+        }
+        assert!(Instant::now() < deadline, "{listed:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        webhook["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate")),
+        "{webhook}"
+    );
+    assert!(receiver.attempts().is_empty());
+    drop(untrusting);
+
+    let ca_path = ca_file.to_str().unwrap();
+    let mut env = FAST.to_vec();
+    env.push(("SSL_CERT_FILE", ca_path));
+    let gateway = start_gateway(&env).await;
+    let added = add(&gateway, json!({ "url": receiver.url })).await;
+    notify_invoices(&gateway, labels("tls", 0..3)).await;
+    let delivered = receiver.wait_delivered(3).await;
+    assert_eq!(delivered_labels(&delivered), labels("tls", 0..3));
+    let secret = added["secret"].as_str().unwrap();
+    assert!(delivered.iter().all(|a| signature_is_valid(secret, a)));
 }
