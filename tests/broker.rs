@@ -376,6 +376,46 @@ async fn ten_thousand_notifications_arrive_complete_and_in_order() {
     assert_in_order(&messages, 0, COUNT);
     assert!(messages.iter().all(|m| m["redelivered"] == false));
     assert!(logged(&gateway, "connection lost").is_empty());
+
+    // GET /metrics reports the confirms, and nothing left to deliver.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let scrape = broker_series(&gateway).await;
+        let delivered = scrape
+            .iter()
+            .find(|(name, _)| name == "clnrest_delivery_delivered_total")
+            .map(|(_, value)| *value);
+        let backlog = scrape
+            .iter()
+            .find(|(name, _)| name == "clnrest_delivery_backlog_events")
+            .map(|(_, value)| *value);
+        if delivered == Some(COUNT as f64) && backlog == Some(0.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{scrape:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The `{sink="broker",target="clnrest"}` samples of `GET /metrics`: (name, value).
+async fn broker_series(gateway: &Gateway) -> Vec<(String, f64)> {
+    let response = gateway
+        .http
+        .get(gateway.url("/metrics"))
+        .header("Rune", &gateway.rune)
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    text.lines()
+        .filter(|line| line.contains(r#"sink="broker",target="clnrest""#))
+        .filter_map(|line| {
+            let (name, rest) = line.split_once('{')?;
+            let value = rest.rsplit_once(' ')?.1.parse().ok()?;
+            Some((name.to_string(), value))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -416,6 +456,11 @@ async fn a_broker_restart_mid_stream_loses_nothing_confirmed() {
     assert_eq!(status, 201, "REST is served while the broker is away");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(!sender.is_finished(), "the broker stopped mid-stream");
+    let during = broker_series(&gateway).await;
+    assert!(
+        during.contains(&("clnrest_delivery_failing".to_string(), 1.0)),
+        "{during:?}"
+    );
 
     broker.start().await;
     wait_logged(&gateway, "reachable again").await;

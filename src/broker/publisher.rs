@@ -15,6 +15,7 @@
 
 use super::stats::BrokerStats;
 use super::{AmqpSettings, Timings};
+use crate::metrics::delivery::DeliveryMeter;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Notification, Position, Sequenced, Subscription};
 use amqprs::callbacks::{ChannelCallback, ConnectionCallback};
@@ -139,6 +140,11 @@ struct Publisher {
     state: AppState,
     settings: AmqpSettings,
     stats: Arc<BrokerStats>,
+    /// The `clnrest_delivery_*{sink="broker"}` series of `GET /metrics`.
+    meter: Arc<DeliveryMeter>,
+    /// When the oldest notification not confirmed yet was first published (or, in an
+    /// outage, found waiting): the delivery lag's start.
+    waiting_since: Option<Instant>,
     epoch: String,
     /// Every notification up to this sequence number is confirmed or lost to the journal.
     settled: u64,
@@ -150,10 +156,16 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
     let stats = state.broker().clone();
     stats.set_enabled();
     let epoch = state.journal().epoch().to_string();
+    let meter = state
+        .metrics()
+        .publishers()
+        .register("broker", settings.exchange.clone());
     let mut publisher = Publisher {
         state,
         settings,
         stats,
+        meter,
+        waiting_since: None,
         epoch,
         settled: 0,
     };
@@ -167,6 +179,7 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
         match connecting.await {
             Ok(Ok(session)) => {
                 publisher.stats.set_connected(true);
+                publisher.meter.set_failing(false);
                 if down {
                     tracing::info!(
                         "AMQP broker {url} reachable again: publishing resumes after \
@@ -184,6 +197,8 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
                     End::JournalClosed => return,
                     End::Lost(reason) => {
                         publisher.stats.failed();
+                        publisher.meter.record_failure();
+                        publisher.meter.set_failing(true);
                         failures = 1;
                         down = true;
                         tracing::warn!(
@@ -201,6 +216,8 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
                     _ => format!("no answer within {CONNECT_TIMEOUT:?}"),
                 };
                 publisher.stats.failed();
+                publisher.meter.record_failure();
+                publisher.meter.set_failing(true);
                 failures = failures.saturating_add(1);
                 if down {
                     tracing::debug!("AMQP broker {url}: attempt {failures} failed: {reason}");
@@ -213,7 +230,16 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
                 }
             }
         }
-        tokio::time::sleep(timings.backoff(failures)).await;
+        // Waits, keeping the metrics' backlog and lag current meanwhile.
+        let until = tokio::time::Instant::now() + timings.backoff(failures);
+        loop {
+            publisher.report_waiting();
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            tokio::time::sleep((until - now).min(Duration::from_secs(1))).await;
+        }
     }
 }
 
@@ -345,6 +371,8 @@ impl Publisher {
                                     });
                                     next_tag += 1;
                                     self.stats.published(in_flight.len());
+                                self.waiting_since.get_or_insert_with(Instant::now);
+                                self.report_backlog();
                                 }
                                 Ok(false) if in_flight.is_empty() => self.settle_to(notification.seq, 0),
                                 Ok(false) => {}
@@ -434,8 +462,34 @@ impl Publisher {
             self.settled = message.seq;
             self.stats
                 .confirmed(count, message.seq, message.sent.elapsed());
+            for _ in 0..count {
+                self.meter.record_delivered();
+            }
+            self.waiting_since = in_flight.front().map(|f| f.sent);
+            self.report_backlog();
         }
         self.stats.set_in_flight(in_flight.len());
+    }
+
+    /// The metrics' backlog (notifications in the journal not confirmed yet; their bytes are
+    /// not counted) and lag.
+    fn report_backlog(&self) {
+        let backlog = self.state.journal().last_seq().saturating_sub(self.settled);
+        self.meter.set_backlog(backlog, 0);
+        self.meter
+            .set_in_delivery_since(self.waiting_since.filter(|_| backlog > 0));
+    }
+
+    /// [`Publisher::report_backlog`] between connections: what waits has been waiting since
+    /// it was first published, or found waiting.
+    fn report_waiting(&mut self) {
+        let backlog = self.state.journal().last_seq().saturating_sub(self.settled);
+        if backlog == 0 {
+            self.waiting_since = None;
+        } else {
+            self.waiting_since.get_or_insert_with(Instant::now);
+        }
+        self.report_backlog();
     }
 
     /// Everything up to `seq` is settled without being confirmed (`lost` of them dropped).
