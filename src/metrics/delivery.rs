@@ -1,8 +1,8 @@
-//! Delivery meters: what every outbound delivery path (a webhook endpoint, a message-broker
-//! publisher) reports for the `clnrest_delivery_*` series: its backlog, failures, deliveries
+//! Delivery meters: what every outbound delivery path (a webhook endpoint, the AMQP
+//! publisher of `src/broker/`) reports for the `clnrest_delivery_*` series: its backlog, failures, deliveries
 //! and lag.
 //!
-//! # For a new delivery path (e.g. the AMQP publisher)
+//! # For a delivery path (the AMQP publisher does this)
 //!
 //! Register once with [`Publishers::register`] (through
 //! `state.metrics().publishers().register("broker", name)`), keep the returned
@@ -119,10 +119,6 @@ pub struct Publishers {
 impl Publishers {
     /// A meter for the `sink` (`"broker"`) delivering to `target` (e.g. the exchange), in
     /// the `clnrest_delivery_*` series as `{sink, target}` until the meter is dropped.
-    #[allow(
-        dead_code,
-        reason = "the place for delivery paths that come after webhooks"
-    )]
     pub fn register(&self, sink: &'static str, target: impl Into<String>) -> Arc<DeliveryMeter> {
         let meter = Arc::new(DeliveryMeter::default());
         let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());

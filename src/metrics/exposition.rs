@@ -90,7 +90,8 @@ impl DeliverySeries {
         );
         registry.register(
             "clnrest_delivery_failing",
-            "1 while the target is marked failing (retry window passed without a delivery)",
+            "1 while the target is failing (a webhook past its retry window without a \
+             delivery, the broker unreachable)",
             self.failing,
         );
         registry.register(
