@@ -674,7 +674,16 @@ mod tests {
     fn the_rpc_method_a_request_would_reach() {
         let routes = RegisteredRoutes::default();
         routes
-            .register(Route::new("v1/keys/{id}", "keys", "GET", true, RuneRestrictions::default()).unwrap())
+            .register(
+                Route::new(
+                    "v1/keys/{id}",
+                    "keys",
+                    "GET",
+                    true,
+                    RuneRestrictions::default(),
+                )
+                .unwrap(),
+            )
             .unwrap();
         assert_eq!(
             routes.rpc_method_for("GET", "/v1/keys/a%20b").as_deref(),

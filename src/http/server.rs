@@ -202,7 +202,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     // instructions and 34 allocations per request.) Outermost first.
     let layered = tower::ServiceBuilder::new()
         // Outermost: every request is counted, whatever answers it.
-        .layer(RecordRequestsLayer::new(state.clone(), &config.swagger_root))
+        .layer(RecordRequestsLayer::new(
+            state.clone(),
+            &config.swagger_root,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             header::CONTENT_SECURITY_POLICY,
             csp,
