@@ -431,10 +431,28 @@ async fn promtool_accepts_a_real_scrape() {
         .node
         .notify("invoice_creation", json!({"label": "p-1", "msat": 1}))
         .await;
+    // A webhook, so the delivery series are there too.
+    let added = gateway
+        .lightningd_call(
+            "clnrest-webhook-add",
+            json!({"url": format!("http://127.0.0.1:{}/hook", closed_port()), "allow_http": true}),
+        )
+        .await;
+    assert!(added["result"]["id"].is_string(), "{added}");
     scrape(&gateway, &rune).await;
     let response = get_metrics(&gateway, Some(("Authorization", format!("Bearer {rune}")))).await;
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
+    for family in [
+        "clnrest_http_request_duration_seconds_bucket",
+        "clnrest_lightningd_call_errors_total",
+        "clnrest_notification_listeners",
+        "clnrest_delivery_lag_seconds",
+        "clnrest_delivery_failures_total",
+        "process_open_fds",
+    ] {
+        assert!(text.contains(family), "{family} is missing:\n{text}");
+    }
 
     use std::io::Write;
     let mut promtool = std::process::Command::new("promtool")
