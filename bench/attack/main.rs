@@ -55,7 +55,10 @@ fn parse_args() -> Result<Args, ArgError> {
             _ => return Err(line.unknown()),
         }
     }
-    if args.seconds == 0 || args.clients < 2 * STREAMS_PER_CONNECTION || args.clients % 2 != 0 {
+    if args.seconds == 0
+        || args.clients < 2 * STREAMS_PER_CONNECTION
+        || !args.clients.is_multiple_of(2)
+    {
         return Err(ArgError::Invalid(format!(
             "--seconds must be at least 1 and --clients even and at least {}",
             2 * STREAMS_PER_CONNECTION
