@@ -1,0 +1,120 @@
+//! One measured phase: notifications pushed at the rate for the phase's length, with or
+//! without the REST load beside them, with or without a webhook endpoint taking them; then,
+//! if an endpoint is there, a bounded wait for the last deliveries.
+
+use crate::arrivals::{Arrivals, DeliverySummary};
+use crate::pusher::push_at_rate;
+use crate::rest_load::{self, RestFigures};
+use crate::support::procfs::{self, cpu_seconds};
+use mock_lightningd::gateway::Gateway;
+use std::time::{Duration, Instant};
+
+/// The deliveries still missing after the push must keep coming: no progress for this long
+/// ends the wait.
+const DRAIN_STALL: Duration = Duration::from_secs(10);
+/// And the wait never lasts longer than this.
+const DRAIN_CAP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// REST load and notifications, no webhook endpoint: the baseline.
+    Rest,
+    /// REST load and notifications, delivered to the webhook endpoint.
+    RestAndWebhook,
+    /// Notifications delivered to the webhook endpoint, no REST load.
+    Webhook,
+}
+
+impl Kind {
+    pub fn has_rest(self) -> bool {
+        self != Kind::Webhook
+    }
+
+    pub fn has_endpoint(self) -> bool {
+        self != Kind::Rest
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Rest => "REST + notifications, no endpoint",
+            Kind::RestAndWebhook => "REST + notifications + webhook",
+            Kind::Webhook => "notifications + webhook, no REST",
+        }
+    }
+}
+
+/// What the phases share.
+pub struct Setup<'a> {
+    pub gateway: &'a Gateway,
+    pub pid: u32,
+    pub arrivals: &'a Arrivals,
+    pub rate: u64,
+    pub duration: Duration,
+    pub concurrency: usize,
+}
+
+pub struct Phase {
+    pub kind: Kind,
+    pub round: u64,
+    pub rest: Option<RestFigures>,
+    pub pushed: u64,
+    pub push_seconds: f64,
+    pub delivery: Option<DeliverySummary>,
+    /// From the end of the push to the last delivery (or giving up).
+    pub drain_seconds: f64,
+    /// Plugin CPU seconds over the phase, drain included.
+    pub plugin_cpu: f64,
+    pub rss_kib: u64,
+}
+
+/// Runs one phase; notifications are numbered from `first`.
+pub async fn run(setup: &Setup<'_>, kind: Kind, round: u64, first: u64) -> Result<Phase, String> {
+    let cpu_before = cpu_seconds(setup.pid);
+    let rest = kind.has_rest().then(|| {
+        tokio::spawn(rest_load::run(
+            setup.gateway.port,
+            setup.gateway.rune.clone(),
+            setup.concurrency,
+            setup.duration,
+        ))
+    });
+    let pushed = push_at_rate(&setup.gateway.node, first, setup.rate, setup.duration).await;
+    let rest = match rest {
+        Some(handle) => Some(handle.await.map_err(|e| format!("REST load: {e}"))?),
+        None => None,
+    };
+    let pushed = pushed?;
+    let drain_started = Instant::now();
+    let delivery = if kind.has_endpoint() {
+        drain(setup.arrivals, first, pushed.count).await;
+        Some(setup.arrivals.summarize(first, pushed.count))
+    } else {
+        None
+    };
+    Ok(Phase {
+        kind,
+        round,
+        rest,
+        pushed: pushed.count,
+        push_seconds: pushed.seconds,
+        delivery,
+        drain_seconds: drain_started.elapsed().as_secs_f64(),
+        plugin_cpu: cpu_seconds(setup.pid) - cpu_before,
+        rss_kib: procfs::status(setup.pid).rss_kib,
+    })
+}
+
+/// Waits until notifications `first..first + count` have all arrived, or stopped arriving.
+async fn drain(arrivals: &Arrivals, first: u64, count: u64) {
+    let started = Instant::now();
+    let mut last = (arrivals.count_in(first, count), Instant::now());
+    while last.0 < count && started.elapsed() < DRAIN_CAP {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now = arrivals.count_in(first, count);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if last.1.elapsed() > DRAIN_STALL {
+            return;
+        }
+    }
+}
