@@ -10,10 +10,12 @@
 //! turn with no task to wake, it is ~8 µs, three quarters of it the kernel's receive path
 //! (user time 5.9 → 2.1 µs). A client on another host would cost the plugin's machine none.
 //!
-//! A client connects with blocking I/O (websocket upgrade, engine.io open, `40{"rune":...}`,
-//! pings answered, connect ack), then its socket turns non-blocking and joins its thread's
-//! poll. Every `42["message",{...}]` is recorded by the three numbers it carries (phase,
-//! `n`, push time); pings `2` are answered with `3`.
+//! A client connects with blocking I/O (websocket upgrade with the rune in a `Rune` header,
+//! as CLN's own clnrest reads it; engine.io open; `40{"rune":...}`, the auth payload ours also
+//! reads; pings answered; connect ack), then its socket turns non-blocking and joins its
+//! thread's poll. Every `42["message",{...}]` is recorded by the three numbers its `label`
+//! carries (`phase=`, ` n=`, `sent_ns=`: the push time), so a real `invoice`'s
+//! `invoice_creation` is measured like the mock's; pings `2` are answered with `3`.
 
 use crate::record::{ClientResult, Shared, PHASES};
 use crate::support::socketio_client::{self, number_after, BeforeAck, Handshake};
@@ -25,7 +27,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tungstenite::client::IntoClientRequest;
+use tungstenite::http::HeaderValue;
 use tungstenite::{Message, WebSocket};
+
+/// The keys of the numbers in a notification's `label` (see [`label`]).
+const LABEL_PHASE: &str = "phase=";
+const LABEL_N: &str = " n=";
+const LABEL_SENT_NS: &str = "sent_ns=";
+
+/// The `label` of notification `n` of `phase`, pushed at `sent_ns` (nanoseconds since
+/// [`Shared::epoch`]): what the clients read back.
+pub fn label(phase: usize, n: u64, sent_ns: u64) -> String {
+    format!("fanout {LABEL_PHASE}{phase}{LABEL_N}{n} {LABEL_SENT_NS}{sent_ns}")
+}
 
 /// How often a thread looks at the stop flag when no socket is ready.
 const STOP_CHECK: Duration = Duration::from_millis(20);
@@ -143,8 +158,15 @@ fn connect(target: &Target) -> Result<WebSocket<TcpStream>, String> {
         .and_then(|()| stream.set_write_timeout(Some(target.connect_timeout)))
         .and_then(|()| stream.set_nodelay(true))
         .map_err(|e| format!("socket options: {e}"))?;
+    let mut request = target
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| format!("request: {e}"))?;
+    let rune = HeaderValue::from_str(&target.rune).map_err(|e| format!("rune header: {e}"))?;
+    request.headers_mut().insert("rune", rune);
     let (mut ws, _) = tungstenite::client::client_with_config(
-        target.url.as_str(),
+        request,
         stream,
         Some(socketio_client::websocket_config()),
     )
@@ -211,9 +233,9 @@ impl Client {
         if let Some(event) = text.strip_prefix("42") {
             if event.starts_with("[\"message\"") {
                 match (
-                    number_after(event, "\"phase\":"),
-                    number_after(event, "\"n\":"),
-                    number_after(event, "\"sent_ns\":"),
+                    number_after(event, LABEL_PHASE),
+                    number_after(event, LABEL_N),
+                    number_after(event, LABEL_SENT_NS),
                 ) {
                     (Some(phase), Some(n), Some(sent)) => {
                         result.record(phase as usize, n, now.saturating_sub(sent), shared)
@@ -247,4 +269,27 @@ impl Client {
             shared.dropped.fetch_add(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Waits (blocking) for the client threads to stop after `stop` was set, at most 10 s; the
+/// results of those that did.
+pub fn collect(threads: Vec<JoinHandle<Vec<ClientResult>>>) -> Vec<ClientResult> {
+    let mut results = Vec::new();
+    let stopping = std::time::Instant::now();
+    while threads.iter().any(|thread| !thread.is_finished())
+        && stopping.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for thread in threads {
+        if !thread.is_finished() {
+            eprintln!("fanout: a client thread did not stop within 10 s");
+            continue;
+        }
+        match thread.join() {
+            Ok(mut clients) => results.append(&mut clients),
+            Err(_) => eprintln!("fanout: a client thread panicked"),
+        }
+    }
+    results
 }

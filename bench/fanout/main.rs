@@ -26,8 +26,13 @@
 //! `TOKIO_WORKER_THREADS` for the plugin process).
 //! Everything is bounded: connection, warm-up, each phase and its drain have deadlines.
 //!
+//! With `--lightningd PATH` it runs instead inside a real regtest lightningd, with real
+//! `invoice` calls, and `--compare PATH` runs a second plugin binary interleaved with ours
+//! (`real_node.rs`).
+//!
 //! Modules: `record` (what the clients record), `clients` (the clients), `phases` (pushing
-//! and measuring a phase), `sched` (per-thread scheduler figures), `report` (the tables);
+//! and measuring a phase), `sched` (per-thread scheduler figures), `report` (the tables),
+//! `real_node` (the `--lightningd` mode);
 //! `../support` is shared with the other benches.
 
 #[path = "../support/mod.rs"]
@@ -35,6 +40,7 @@ mod support;
 
 mod clients;
 mod phases;
+mod real_node;
 mod record;
 mod report;
 mod sched;
@@ -42,6 +48,7 @@ mod sched;
 use mock_lightningd::gateway::Gateway;
 use phases::{measured_phase, push, Run};
 use record::{ClientResult, Shared, BURST, STEADY, WARMUP};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -73,10 +80,25 @@ pub struct Args {
     /// `TOKIO_WORKER_THREADS` for the plugin (its `#[tokio::main]` runtime reads it); unset:
     /// tokio's default, one per core.
     pub plugin_threads: Option<u64>,
+    /// `--lightningd`: the real-node mode (`real_node.rs`).
+    pub lightningd: Option<PathBuf>,
+    /// `--compare`: a second plugin binary, real-node mode only.
+    pub compare: Option<PathBuf>,
+    /// Real-node mode: invoices created at `rate` per run, and runs per plugin.
+    pub invoices: u64,
+    pub rounds: usize,
+    pub node_dir: Option<PathBuf>,
 }
 
 const USAGE: &str = "usage: cargo bench --bench fanout [-- [--clients N] [--seconds S] [--rate R] \
-[--burst M] [--client-threads T] [--plugin-threads P]]";
+[--burst M] [--client-threads T] [--plugin-threads P]]
+   or: cargo bench --bench fanout -- --lightningd PATH [--compare PATH] [--clients N] \
+[--invoices N] [--rate R] [--rounds N] [--client-threads T] [--node-dir DIR]
+  --lightningd PATH  the plugin inside a real regtest lightningd; `invoice` calls at --rate
+                     (default 100/s), --invoices of them (default 200) per run
+  --compare PATH     also run this plugin binary (e.g. CLN's clnrest), runs interleaved
+                     A B, B A, ... (--rounds, default 2, at most 20)
+  --node-dir DIR     where the nodes live (default /dev/shm)";
 
 fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
@@ -86,6 +108,11 @@ fn parse_args() -> Result<Args, ArgError> {
         burst: 10_000,
         client_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         plugin_threads: None,
+        lightningd: None,
+        compare: None,
+        invoices: 200,
+        rounds: 2,
+        node_dir: None,
     };
     let mut line = CommandLine::from_env();
     while let Some(name) = line.next_option()? {
@@ -96,6 +123,11 @@ fn parse_args() -> Result<Args, ArgError> {
             "--burst" => args.burst = line.number()?,
             "--client-threads" => args.client_threads = line.number()? as usize,
             "--plugin-threads" => args.plugin_threads = Some(line.number()?),
+            "--lightningd" => args.lightningd = Some(PathBuf::from(line.value()?)),
+            "--compare" => args.compare = Some(PathBuf::from(line.value()?)),
+            "--invoices" => args.invoices = line.number()?,
+            "--rounds" => args.rounds = line.number()? as usize,
+            "--node-dir" => args.node_dir = Some(PathBuf::from(line.value()?)),
             _ => return Err(line.unknown()),
         }
     }
@@ -108,6 +140,12 @@ fn parse_args() -> Result<Args, ArgError> {
     }
     if args.seconds > 600 || args.burst > 1_000_000 || args.clients > 10_000 {
         return Err("bounded: --seconds ≤ 600, --burst ≤ 1000000, --clients ≤ 10000".into());
+    }
+    if args.invoices == 0 || args.invoices > 100_000 || !(1..=20).contains(&args.rounds) {
+        return Err("bounded: 1 ≤ --invoices ≤ 100000, 1 ≤ --rounds ≤ 20".into());
+    }
+    if args.compare.is_some() && args.lightningd.is_none() {
+        return Err("--compare needs --lightningd".into());
     }
     Ok(args)
 }
@@ -235,23 +273,7 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     let load_end = load_average("");
 
     stop.store(true, Ordering::SeqCst);
-    let mut results = Vec::with_capacity(args.clients);
-    let stopping = Instant::now();
-    while threads.iter().any(|thread| !thread.is_finished())
-        && stopping.elapsed() < Duration::from_secs(10)
-    {
-        tokio::time::sleep(POLL).await;
-    }
-    for thread in threads {
-        if !thread.is_finished() {
-            eprintln!("fanout: a client thread did not stop within 10 s");
-            continue;
-        }
-        match thread.join() {
-            Ok(mut clients) => results.append(&mut clients),
-            Err(_) => eprintln!("fanout: a client thread panicked"),
-        }
-    }
+    let results = clients::collect(threads);
     let violations = node.violations();
     if !violations.is_empty() {
         eprintln!("fanout: protocol violations seen by the mock: {violations:?}");
@@ -280,6 +302,16 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(lightningd) = &args.lightningd {
+        match real_node::run(&args, lightningd) {
+            Ok(report) => println!("{report}"),
+            Err(e) => {
+                eprintln!("fanout: {e}");
+                std::process::exit(2);
+            }
+        }
+        return;
+    }
     if let Some(threads) = args.plugin_threads {
         // Before any other thread exists; inherited by the plugin process.
         std::env::set_var("TOKIO_WORKER_THREADS", threads.to_string());

@@ -1,6 +1,7 @@
 //! Pushing notifications and measuring a phase: the deliveries waited for, and what the
 //! plugin, this process and the machine used meanwhile.
 
+use crate::clients::label;
 use crate::record::Shared;
 use crate::sched::{sched, sched_delta, Sched};
 use crate::support::notification::PREIMAGE;
@@ -18,14 +19,10 @@ pub fn minus(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
 
 /// Pushes notification `n` of `phase`; false if the mock could not write it.
 pub async fn push(node: &MockLightningd, shared: &Shared, phase: usize, n: u64) -> bool {
-    let sent_ns = shared.now_ns();
     let payload = json!({
-        "sent_ns": sent_ns,
-        "phase": phase,
-        "n": n,
         "msat": 10000,
         "preimage": PREIMAGE,
-        "label": format!("fanout-{phase}-{n}"),
+        "label": label(phase, n, shared.now_ns()),
     });
     matches!(
         tokio::time::timeout(PUSH_TIMEOUT, node.notify("invoice_creation", payload)).await,

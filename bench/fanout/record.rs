@@ -1,5 +1,6 @@
 //! What the clients and the pusher share, and what each client records.
 
+use crate::support::format::quantile;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -106,5 +107,65 @@ impl ClientResult {
         if record.distinct == record.expected {
             shared.complete[phase].fetch_add(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// One phase over every connected client: what was delivered, lost, reordered, and the
+/// latencies.
+pub struct PhaseSummary {
+    /// Deliveries with a latency (distinct notifications, all clients together).
+    pub deliveries: u64,
+    /// Expected minus distinct received, all clients together.
+    pub lost: u64,
+    /// Clients that missed at least one.
+    pub lost_clients: usize,
+    /// Of `lost`, what clients that were never disconnected missed.
+    pub lost_kept_up: u64,
+    pub out_of_order: u64,
+    pub duplicates: u64,
+    pub p50_us: Option<u32>,
+    pub p99_us: Option<u32>,
+    pub max_us: Option<u32>,
+    /// The p99 of the client whose p99 is the worst.
+    pub worst_client_p99_us: Option<u32>,
+}
+
+impl PhaseSummary {
+    /// Sums `phase` over the connected clients of `results` (their latencies are taken).
+    pub fn of(results: &mut [ClientResult], phase: usize) -> PhaseSummary {
+        let mut latencies: Vec<u32> = Vec::new();
+        let mut summary = PhaseSummary {
+            deliveries: 0,
+            lost: 0,
+            lost_clients: 0,
+            lost_kept_up: 0,
+            out_of_order: 0,
+            duplicates: 0,
+            p50_us: None,
+            p99_us: None,
+            max_us: None,
+            worst_client_p99_us: None,
+        };
+        for result in results.iter_mut().filter(|r| r.connected) {
+            let record = &mut result.phases[phase];
+            let missing = record.expected.saturating_sub(record.distinct);
+            summary.lost += missing;
+            if missing > 0 {
+                summary.lost_clients += 1;
+                if result.dropped.is_none() {
+                    summary.lost_kept_up += missing;
+                }
+            }
+            summary.out_of_order += record.out_of_order;
+            summary.duplicates += record.duplicates;
+            latencies.extend_from_slice(&record.latencies_us);
+            let mut own = std::mem::take(&mut record.latencies_us);
+            summary.worst_client_p99_us = summary.worst_client_p99_us.max(quantile(&mut own, 0.99));
+        }
+        summary.deliveries = latencies.len() as u64;
+        summary.p50_us = quantile(&mut latencies, 0.50);
+        summary.p99_us = quantile(&mut latencies, 0.99);
+        summary.max_us = latencies.iter().copied().max();
+        summary
     }
 }

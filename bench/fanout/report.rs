@@ -1,9 +1,9 @@
 //! The report: a table per phase, the plugin's memory, and the details.
 
 use crate::phases::Run;
-use crate::record::{ClientResult, STEADY};
+use crate::record::{ClientResult, PhaseSummary, STEADY};
 use crate::sched::{sched_summary, sched_total, secs};
-use crate::support::format::{kib_as_mib, quantile, thousands, us_as_ms};
+use crate::support::format::{kib_as_mib, thousands, us_as_ms};
 use crate::Args;
 use std::fmt::Write as _;
 
@@ -52,30 +52,18 @@ pub fn render(args: &Args, run: &Run, results: &mut [ClientResult]) -> String {
     let mut details = String::new();
     for (phase, phase_run) in &run.phases {
         let phase = *phase;
-        let mut latencies: Vec<u32> = Vec::new();
-        let (mut lost, mut lost_clients, mut ooo, mut dups) = (0u64, 0usize, 0u64, 0u64);
-        let mut lost_kept_up = 0u64;
-        let mut worst_client_p99: Option<u32> = None;
-        for result in results.iter_mut().filter(|r| r.connected) {
-            let record = &mut result.phases[phase];
-            let missing = record.expected - record.distinct;
-            lost += missing;
-            if missing > 0 {
-                lost_clients += 1;
-                if result.dropped.is_none() {
-                    lost_kept_up += missing;
-                }
-            }
-            ooo += record.out_of_order;
-            dups += record.duplicates;
-            latencies.extend_from_slice(&record.latencies_us);
-            let mut own = std::mem::take(&mut record.latencies_us);
-            worst_client_p99 = worst_client_p99.max(quantile(&mut own, 0.99));
-        }
-        let deliveries = latencies.len() as u64;
-        let p50 = quantile(&mut latencies, 0.50);
-        let p99 = quantile(&mut latencies, 0.99);
-        let max = latencies.iter().copied().max();
+        let PhaseSummary {
+            deliveries,
+            lost,
+            lost_clients,
+            lost_kept_up,
+            out_of_order: ooo,
+            duplicates: dups,
+            p50_us: p50,
+            p99_us: p99,
+            max_us: max,
+            worst_client_p99_us: worst_client_p99,
+        } = PhaseSummary::of(results, phase);
         let rate = phase_run.pushed as f64 / phase_run.push_time.as_secs_f64().max(1e-9);
         let loss = if lost == 0 {
             "0".to_string()

@@ -23,8 +23,6 @@
 //! (the large-result case), `report` (the tables), `verdict` (the targets, PASS/FAIL),
 //! `real_node` (the `--lightningd` mode); `../support` is shared with the other benches.
 
-#[path = "../../tests/real_node/node.rs"]
-mod node;
 #[path = "../support/mod.rs"]
 mod support;
 

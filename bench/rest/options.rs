@@ -32,6 +32,8 @@ Real node (instead of the mock; HTTP keep-alive only, the mock-only options abov
   --node-dir DIR          where the nodes' directories go (default /dev/shm, a tmpfs,
                           else the temp dir): checkrune writes to the node's database
   --client-threads N      load generator threads in this mode (default 1)
+  --tls-new-connections   HTTPS instead: POST /v1/getinfo with a new connection per
+                          request, full TLS handshakes, then resumed sessions (no ceiling)
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +69,8 @@ pub struct Options {
     pub rounds: usize,
     pub node_dir: Option<PathBuf>,
     pub client_threads: usize,
+    /// `--tls-new-connections`, real-node mode only.
+    pub tls_new_connections: bool,
 }
 
 impl Options {
@@ -87,12 +91,14 @@ impl Options {
             rounds: 1,
             node_dir: None,
             client_threads: 1,
+            tls_new_connections: false,
         };
         let mut line = CommandLine::from_env();
         while let Some(flag) = line.next_option()? {
             match flag.as_str() {
                 "--strict" => options.strict = true,
                 "--no-breakdown" => options.breakdown = false,
+                "--tls-new-connections" => options.tls_new_connections = true,
                 "--duration-secs" => options.duration = seconds(&line.value()?)?,
                 "--warmup-ms" => options.warmup = Duration::from_millis(number(&line.value()?)?),
                 "--handshake-secs" => options.handshake = seconds(&line.value()?)?,

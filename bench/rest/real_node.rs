@@ -17,7 +17,6 @@
 //! (`run_cell`); everything is on loopback.
 
 use crate::load::{run_cell, Measured, Worker};
-use crate::node::{fake_bitcoind, NodeConfig, RealNode, LIGHTNINGD_VAR};
 use crate::options::Options;
 use crate::plugin::{rss, Rss};
 use crate::report::machine_line;
@@ -25,16 +24,14 @@ use crate::runtime;
 use crate::support::args::command;
 use crate::support::format::{bytes_to_mib as mib, median, ms};
 use crate::support::procfs::{self, load_average, Machine};
+use crate::support::real_node::node::{NodeConfig, RealNode};
+use crate::support::real_node::{
+    lightningd_version, node_parent, start_plugin_node, subjects, use_lightningd, Subject,
+};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A plugin binary under test.
-struct Subject {
-    label: String,
-    binary: PathBuf,
-}
 
 /// A running node with one plugin under test.
 struct Node {
@@ -47,6 +44,8 @@ struct Node {
     /// The plugin's memory right after the node started, and after its top-concurrency cell.
     rss_start: Rss,
     rss_after_top: Option<Rss>,
+    /// HTTPS clients (`--tls-new-connections`).
+    tls: Option<TlsClients>,
 }
 
 /// CPU time per measured request, microseconds, and how busy the machine was.
@@ -108,6 +107,32 @@ enum Via {
     Ceiling,
     /// POST /v1/getinfo through the plugin.
     Rest,
+    /// POST /v1/getinfo over HTTPS, a new TCP connection and a full TLS handshake per request
+    /// (`--tls-new-connections`).
+    TlsFull,
+    /// The same, the client resuming the TLS session of an earlier connection when the
+    /// server gave it a ticket.
+    TlsResumed,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Ceiling => "ceiling: checkrune + getinfo on lightning-rpc",
+            Via::Rest => "POST /v1/getinfo, HTTP keep-alive",
+            Via::TlsFull => "POST /v1/getinfo, HTTPS, new connection + full handshake each",
+            Via::TlsResumed => "POST /v1/getinfo, HTTPS, new connection, session resumed",
+        }
+    }
+
+    /// What a cell measures in this mode.
+    fn paths(options: &Options) -> &'static [Via] {
+        if options.tls_new_connections {
+            &[Via::TlsFull, Via::TlsResumed]
+        } else {
+            &[Via::Ceiling, Via::Rest]
+        }
+    }
 }
 
 struct Row {
@@ -121,41 +146,14 @@ struct Row {
 
 /// Runs the real-node mode and prints its report to stdout.
 pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
-    let lightningd = lightningd
-        .canonicalize()
-        .map_err(|e| format!("--lightningd {}: {e}", lightningd.display()))?;
-    // Read by node.rs; set before any thread of ours exists.
-    std::env::set_var(LIGHTNINGD_VAR, &lightningd);
-    let backend = fake_bitcoind();
-    if !backend.is_file() {
-        return Err(format!(
-            "the fake Bitcoin backend {} is missing",
-            backend.display()
-        ));
-    }
-    let mut subjects = vec![Subject {
-        label: "clnrest (this tree)".into(),
-        binary: PathBuf::from(env!("CARGO_BIN_EXE_clnrest")),
-    }];
-    if let Some(compare) = &options.compare {
-        let binary = compare
-            .canonicalize()
-            .map_err(|e| format!("--compare {}: {e}", compare.display()))?;
-        subjects.push(Subject {
-            label: format!("compared: {}", binary.display()),
-            binary,
-        });
-    }
+    let lightningd = use_lightningd(lightningd)?;
+    let subjects = subjects(options.compare.as_deref())?;
 
     let machine = Machine::read();
     let load_before = load_average("unknown");
     let began = Instant::now();
     let version = lightningd_version(&lightningd);
-    let parent = match &options.node_dir {
-        Some(dir) => dir.clone(),
-        None if Path::new("/dev/shm").is_dir() => PathBuf::from("/dev/shm"),
-        None => std::env::temp_dir(),
-    };
+    let parent = node_parent(options.node_dir.as_deref());
     let temp = tempfile::Builder::new()
         .prefix("rest-bench-node-")
         .tempdir_in(&parent)
@@ -168,6 +166,7 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
         nodes.push(start_node(
             subject,
             &temp.path().join(format!("node{index}")),
+            options.tls_new_connections,
         )?);
     }
     for node in &nodes {
@@ -185,15 +184,12 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
                 (0..nodes.len()).rev().collect()
             };
             for subject in order {
-                for path in [Via::Ceiling, Via::Rest] {
+                for &path in Via::paths(options) {
                     let node = &nodes[subject];
                     eprintln!(
                         "  round {round}, c={concurrency}: {} {}",
                         node.label,
-                        match path {
-                            Via::Ceiling => "ceiling (lightning-rpc)",
-                            Via::Rest => "HTTP",
-                        }
+                        path.name()
                     );
                     let (measured, cpu) = measure(options, node, path, concurrency, &load_rt)?;
                     rows.push(Row {
@@ -233,40 +229,30 @@ pub fn run(options: &Options, lightningd: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn lightningd_version(lightningd: &Path) -> String {
-    std::process::Command::new(lightningd)
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
-
-/// Starts a node with `subject`'s binary as its clnrest over HTTP, and makes a rune.
-fn start_node(subject: &Subject, directory: &Path) -> Result<Node, String> {
-    std::fs::create_dir_all(directory)
-        .map_err(|e| format!("cannot create {}: {e}", directory.display()))?;
-    let mut config = NodeConfig::http();
-    config.plugin = Some(subject.binary.clone());
-    config.directory = Some(directory.to_path_buf());
-    // Panics with the node's log when it does not come up.
-    let node = RealNode::start(config);
-    let port = node
-        .rest_port()
-        .ok_or("the node config has no clnrest-port")?;
-    let lightningd_pid = node.pid().ok_or("lightningd is not running")?;
-    let file_name = subject
-        .binary
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("no file name in {}", subject.binary.display()))?;
-    let plugin_pid = node
-        .plugin_pid(file_name)
-        .ok_or_else(|| format!("lightningd runs no process named {file_name}"))?;
+/// Starts a node with `subject`'s binary as its clnrest over HTTP (HTTPS with `https`, the
+/// plugin making its certificates), and makes a rune.
+fn start_node(subject: &Subject, directory: &Path, https: bool) -> Result<Node, String> {
+    let config = if https {
+        NodeConfig::with_options(&[])
+    } else {
+        NodeConfig::http()
+    };
+    let started = start_plugin_node(subject, directory, config)?;
+    let (node, port, lightningd_pid, plugin_pid) = (
+        started.node,
+        started.port,
+        started.lightningd_pid,
+        started.plugin_pid,
+    );
     let rune = node.create_rune(Value::Null);
     let rss_start = rss(plugin_pid);
+    let tls = if https {
+        Some(TlsClients::for_node(&node, port)?)
+    } else {
+        None
+    };
     Ok(Node {
+        tls,
         label: subject.label.clone(),
         node,
         rune,
@@ -280,6 +266,20 @@ fn start_node(subject: &Subject, directory: &Path) -> Result<Node, String> {
 
 /// One request each way before measuring anything, so that a refusal says why.
 fn sanity_check(node: &Node, load_rt: &tokio::runtime::Runtime) -> Result<(), String> {
+    if let Some(tls) = &node.tls {
+        return load_rt.block_on(async {
+            for resume in [false, true] {
+                tls.worker(resume, &node.rune).once().await.map_err(|e| {
+                    format!(
+                        "{}: POST /v1/getinfo over HTTPS failed: {e}\n{}",
+                        node.label,
+                        node.node.log_tail(20)
+                    )
+                })?;
+            }
+            Ok(())
+        });
+    }
     load_rt.block_on(async {
         let mut socket = Worker::socket(&node.node.rpc_path, &node.rune).await?;
         socket
@@ -303,6 +303,11 @@ async fn workers(node: &Node, path: Via, concurrency: usize) -> Result<Vec<Worke
         workers.push(match path {
             Via::Ceiling => Worker::socket(&node.node.rpc_path, &node.rune).await?,
             Via::Rest => Worker::raw_http(node.port, &node.rune).await?,
+            Via::TlsFull | Via::TlsResumed => node
+                .tls
+                .as_ref()
+                .ok_or("the node does not serve HTTPS")?
+                .worker(path == Via::TlsResumed, &node.rune),
         });
     }
     Ok(workers)
@@ -386,10 +391,7 @@ fn render(r: &Report) -> String {
             r.subjects[row.subject].label,
             row.round,
             row.concurrency,
-            match row.path {
-                Via::Ceiling => "ceiling: checkrune + getinfo on lightning-rpc",
-                Via::Rest => "POST /v1/getinfo, HTTP keep-alive",
-            },
+            row.path.name(),
             m.per_second(),
             ms(m.p50),
             ms(m.p99),
@@ -419,23 +421,26 @@ fn render(r: &Report) -> String {
         r.options.rounds
     );
     let mut header =
-        "| concurrency | plugin | req/s | ceiling req/s | vs ceiling | p50 ms | p99 ms |"
+        "| concurrency | path | plugin | req/s | ceiling req/s | vs ceiling | p50 ms | p99 ms | plugin CPU us/req |"
             .to_string();
-    let mut rule = "|---:|---|---:|---:|---:|---:|---:|".to_string();
+    let mut rule = "|---:|---|---|---:|---:|---:|---:|---:|---:|".to_string();
     if r.subjects.len() > 1 {
         header.push_str(" vs this tree's req/s |");
         rule.push_str("---:|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
-    for &concurrency in &o.concurrency {
+    let measured_paths = Via::paths(o).iter().filter(|p| **p != Via::Ceiling);
+    for (&concurrency, &path) in o
+        .concurrency
+        .iter()
+        .flat_map(|c| measured_paths.clone().map(move |p| (c, p)))
+    {
         for (subject, s) in r.subjects.iter().enumerate() {
             let rests: Vec<&Row> = r
                 .rows
                 .iter()
                 .filter(|row| {
-                    row.subject == subject
-                        && row.concurrency == concurrency
-                        && row.path == Via::Rest
+                    row.subject == subject && row.concurrency == concurrency && row.path == path
                 })
                 .collect();
             let ceilings: Vec<f64> = rests
@@ -452,13 +457,15 @@ fn render(r: &Report) -> String {
                 .collect();
             let _ = write!(
                 out,
-                "| {concurrency} | {} | {:.0} | {:.0} | {:.0}% | {:.3} | {:.3} |",
+                "| {concurrency} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.3} | {:.3} | {:.0} |",
+                path.name(),
                 s.label,
                 median(rests.iter().map(|row| row.measured.per_second()).collect()),
                 median(ceilings),
                 100.0 * median(ratios),
                 median(rests.iter().map(|row| ms(row.measured.p50)).collect()),
                 median(rests.iter().map(|row| ms(row.measured.p99)).collect()),
+                median(rests.iter().map(|row| row.cpu.plugin_us).collect()),
             );
             if r.subjects.len() > 1 {
                 // Per round: this plugin's req/s over ours in the same round.
@@ -469,7 +476,7 @@ fn render(r: &Report) -> String {
                             o.subject == 0
                                 && o.round == row.round
                                 && o.concurrency == concurrency
-                                && o.path == Via::Rest
+                                && o.path == path
                         })?;
                         let ours = ours.measured.per_second();
                         (ours > 0.0).then(|| row.measured.per_second() / ours)
@@ -512,4 +519,62 @@ fn ceiling_of<'a>(rows: &'a [Row], row: &Row) -> Option<&'a Measured> {
                 && c.concurrency == row.concurrency
         })
         .map(|c| &c.measured)
+}
+
+/// HTTPS clients for `--tls-new-connections`: reqwest over rustls (ring), trusting the node's
+/// `ca.pem` (both plugins write one), `localhost` resolved to 127.0.0.1 without DNS, HTTP/1.1,
+/// no connection kept (a new TCP connection and TLS handshake per request).
+struct TlsClients {
+    full: reqwest::Client,
+    resumed: reqwest::Client,
+    url: String,
+}
+
+impl TlsClients {
+    fn for_node(node: &RealNode, port: u16) -> Result<TlsClients, String> {
+        use rustls::pki_types::pem::PemObject;
+        let ca_path = node.network_dir.join("ca.pem");
+        let ca = std::fs::read(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+            let cert = cert.map_err(|e| format!("{}: {e}", ca_path.display()))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("{}: {e}", ca_path.display()))?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let client = |resume: bool| -> Result<reqwest::Client, String> {
+            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            if !resume {
+                config.resumption = rustls::client::Resumption::disabled();
+            }
+            reqwest::Client::builder()
+                .use_preconfigured_tls(config)
+                .resolve(
+                    "localhost",
+                    std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                )
+                .pool_max_idle_per_host(0)
+                .timeout(crate::load::REQUEST_TIMEOUT)
+                .tcp_nodelay(true)
+                .no_proxy()
+                .build()
+                .map_err(|e| format!("reqwest client: {e}"))
+        };
+        Ok(TlsClients {
+            full: client(false)?,
+            resumed: client(true)?,
+            url: format!("https://localhost:{port}/v1/getinfo"),
+        })
+    }
+
+    fn worker(&self, resume: bool, rune: &str) -> Worker {
+        let client = if resume { &self.resumed } else { &self.full };
+        Worker::rest_to(client.clone(), self.url.clone(), rune)
+    }
 }

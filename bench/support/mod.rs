@@ -1,7 +1,8 @@
 //! What the benchmark harnesses (`bench/rest/`, `bench/fanout/`, `bench/soak/`) share:
 //! reading their command lines, reading the plugin's and the machine's figures from /proc,
-//! formatting numbers for the reports, the verdict lines, waiting bounded for deliveries, and
-//! the pieces of a minimal Socket.IO client written by hand.
+//! formatting numbers for the reports, the verdict lines, waiting bounded for deliveries,
+//! the pieces of a minimal Socket.IO client written by hand, and plugins under test inside a
+//! real lightningd (`real_node`).
 //!
 //! Each bench includes this with `#[path = "../support/mod.rs"] mod support;`.
 
@@ -13,6 +14,7 @@ pub mod args;
 pub mod format;
 pub mod notification;
 pub mod procfs;
+pub mod real_node;
 pub mod socketio_client;
 pub mod verdict;
 pub mod wait;
