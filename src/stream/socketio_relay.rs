@@ -472,6 +472,12 @@ impl Relaying {
                 self.behind.insert(*sid);
             }
             if joined.over_limit() {
+                tracing::info!(
+                    "Socket.IO client {sid} is owed {} notifications ({} bytes), {} bytes queued",
+                    joined.owed,
+                    joined.owed_bytes,
+                    joined.member.window.in_flight()
+                );
                 dropped.push((*sid, Undelivered::SlowConsumer));
             }
         }
