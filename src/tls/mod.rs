@@ -596,6 +596,70 @@ mod tests {
         haystack.windows(needle.len()).any(|w| w == needle)
     }
 
+    /// A handshake with `client`, then what the server sends after it (session tickets)
+    /// delivered to the client; returns the client side.
+    fn connect_and_take_tickets(
+        server: &Arc<rustls::ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> Connection {
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut client = Connection::from(ClientConnection::new(client, name).unwrap());
+        let mut server = Connection::from(ServerConnection::new(server.clone()).unwrap());
+        for _ in 0..10 {
+            transfer(&mut client, &mut server).unwrap();
+            transfer(&mut server, &mut client).unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                transfer(&mut server, &mut client).unwrap();
+                return client;
+            }
+        }
+        panic!("handshake did not finish")
+    }
+
+    #[test]
+    fn the_server_picks_a_sha256_suite_when_the_client_lists_sha384_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = load_or_generate(tmp.path(), HOST).unwrap();
+        // rustls's (and OpenSSL's) clients list AES-256-GCM-SHA384 first.
+        for (versions, expected) in [
+            (
+                &[&rustls::version::TLS13][..],
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            ),
+            (
+                &[&rustls::version::TLS12][..],
+                rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            ),
+        ] {
+            let client = client_config(tmp.path(), versions);
+            let first = client.crypto_provider().cipher_suites[0].suite();
+            assert!(format!("{first:?}").contains("SHA384"), "{first:?}");
+            let connection = handshake(&server, client, "localhost").unwrap();
+            let suite = connection.negotiated_cipher_suite().unwrap().suite();
+            assert_eq!(suite, expected);
+        }
+    }
+
+    #[test]
+    fn a_client_resumes_its_session_on_a_new_connection_in_tls13_and_tls12() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = load_or_generate(tmp.path(), HOST).unwrap();
+        for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12]] {
+            // One client configuration: its session store is shared by its connections.
+            let client = client_config(tmp.path(), versions);
+            let first = connect_and_take_tickets(&server, client.clone());
+            assert_eq!(first.handshake_kind(), Some(rustls::HandshakeKind::Full));
+            for _ in 0..3 {
+                let next = connect_and_take_tickets(&server, client.clone());
+                assert_eq!(
+                    next.handshake_kind(),
+                    Some(rustls::HandshakeKind::Resumed),
+                    "{versions:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn generates_six_files_in_a_new_nested_dir() {
         let tmp = tempfile::tempdir().unwrap();
