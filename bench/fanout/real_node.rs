@@ -394,7 +394,7 @@ fn render(r: &Report) -> String {
 
     let _ = writeln!(
         out,
-        "\nMedians over each plugin's runs (of two runs: their mean):\n"
+        "\nMedians over each plugin's runs (of an even count, the mean of the middle two):\n"
     );
     let mut header = "| plugin | delivered | lost | out of order | plugin CPU s | CPU us / delivery | p50 ms | p99 ms | RSS idle MiB |".to_string();
     let mut rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|".to_string();

@@ -457,12 +457,20 @@ fn render(r: &Report) -> String {
                 .collect();
             let _ = write!(
                 out,
-                "| {concurrency} | {} | {} | {:.0} | {:.0} | {:.0}% | {:.3} | {:.3} | {:.0} |",
+                "| {concurrency} | {} | {} | {:.0} | {} | {} | {:.3} | {:.3} | {:.0} |",
                 path.name(),
                 s.label,
                 median(rests.iter().map(|row| row.measured.per_second()).collect()),
-                median(ceilings),
-                100.0 * median(ratios),
+                if ceilings.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("{:.0}", median(ceilings))
+                },
+                if ratios.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("{:.0}%", 100.0 * median(ratios))
+                },
                 median(rests.iter().map(|row| ms(row.measured.p50)).collect()),
                 median(rests.iter().map(|row| ms(row.measured.p99)).collect()),
                 median(rests.iter().map(|row| row.cpu.plugin_us).collect()),
