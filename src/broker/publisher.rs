@@ -8,7 +8,8 @@
 //! confirm), the session ends; the next one reads the journal again from `settled`, so what
 //! was published and not confirmed is published again (at least once: a consumer may see a
 //! message twice after a reconnection, never a confirmed one missing). Between sessions it
-//! waits with an exponential backoff and jitter.
+//! waits with an exponential backoff and jitter (a connection lost within
+//! `STABLE_CONNECTION` of opening counts as one more failure).
 //!
 //! Nothing here is on the path of lightningd's notifications or of a request: the journal
 //! never waits for a subscriber, and this task only reads it.
@@ -35,6 +36,9 @@ use tokio::sync::mpsc;
 pub const WINDOW: usize = 1024;
 /// How long connecting may take: TCP, TLS, the AMQP handshake, the channel, the exchange.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a connection must have lasted for the backoff to start again from the first
+/// delay after it is lost.
+const STABLE_CONNECTION: Duration = Duration::from_secs(60);
 /// The longest routing key AMQP carries (a short string); longer topics are cut to it.
 const MAX_ROUTING_KEY: usize = 255;
 /// The exchange type of an exchange the publisher creates.
@@ -190,6 +194,7 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
                     tracing::info!("publishing notifications to AMQP exchange {exchange} at {url}");
                 }
                 ever_connected = true;
+                let connected_at = Instant::now();
                 let end = publisher.publish(session).await;
                 publisher.stats.set_connected(false);
                 publisher.stats.set_in_flight(0);
@@ -199,7 +204,13 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
                         publisher.stats.failed();
                         publisher.meter.record_failure();
                         publisher.meter.set_failing(true);
-                        failures = 1;
+                        // A connection that fails soon after it opened (a flapping broker, a
+                        // refused message) backs off further, as a failed attempt would.
+                        failures = if connected_at.elapsed() < STABLE_CONNECTION {
+                            failures.saturating_add(1)
+                        } else {
+                            1
+                        };
                         down = true;
                         tracing::warn!(
                             "AMQP broker {url}: connection lost ({reason}); REST and Socket.IO \
