@@ -689,11 +689,16 @@ async fn bodies_with_a_garbage_rune_keep_the_plugin_small_and_serving() {
         served += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let attacks = attack
+    let refusals = attack
         .stop()
         .await
-        .expect("every attacking request refused")
-        .total();
+        .expect("every attacking request refused");
+    assert_eq!(
+        refusals.dropped, 0,
+        "answers lost: {:?}",
+        refusals.first_drop
+    );
+    let attacks = refusals.total();
     let peak_mib = peak_rss_kib(pid) / 1024;
     eprintln!(
         "{attacks} attacking requests, {served} getinfo served (slowest {slowest:?}), \

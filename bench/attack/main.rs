@@ -7,11 +7,12 @@
 //! Meanwhile a normal client calls `getinfo` with a valid rune every 100 ms, and the plugin's
 //! VmRSS is sampled every 250 ms.
 //!
-//! The report (Markdown, on stdout) gives the refusals (413 / 503), the normal client's
-//! latencies and the plugin's memory; the verdicts: peak RSS (VmHWM) below 256 MiB; every
-//! `getinfo` answered 201 within 5 s; every attacking request refused with 413 or 503 +
-//! `Retry-After`, none reaching `checkrune`; the plugin and the mock lightningd still up. The
-//! exit status is 1 when a verdict fails.
+//! The report (Markdown, on stdout) gives the refusals (413 / 503 / 408), the normal
+//! client's latencies and the plugin's memory; the verdicts: peak RSS (VmHWM) below 256 MiB;
+//! every `getinfo` answered 201 within 5 s; every attacking request refused with 413, 503 +
+//! `Retry-After` or 408 (or its connection closed: reported, not failed), none reaching
+//! `checkrune`; the plugin and the mock lightningd still up. The exit status is 1 when a
+//! verdict fails.
 //!
 //! Run: `cargo bench --bench attack` (options after `--`: `--seconds S`, `--clients N`, even).
 
@@ -176,12 +177,23 @@ async fn main() -> ExitCode {
     println!("Command: `{}`\n", support::args::command("attack"));
     println!("| figure | value |\n|---|---|");
     match &refusals {
-        Ok(r) => println!(
-            "| attacking requests refused | {} (413: {}, 503 + Retry-After: {}) |",
-            r.total(),
-            r.too_large,
-            r.busy
-        ),
+        Ok(r) => {
+            println!(
+                "| attacking requests refused | {} (413: {}, 503 + Retry-After: {}, 408: {}) |",
+                r.total(),
+                r.too_large,
+                r.busy,
+                r.slow
+            );
+            println!(
+                "| attacking HTTP/1.1 requests cut off by a close | {}{} |",
+                r.dropped,
+                r.first_drop
+                    .as_ref()
+                    .map(|why| format!(" (first: {why})"))
+                    .unwrap_or_default()
+            );
+        }
         Err(e) => println!("| attacking requests | a client failed: {e} |"),
     }
     println!(
@@ -229,7 +241,7 @@ async fn main() -> ExitCode {
     );
     verdicts.add(
         matches!(&refusals, Ok(r) if r.total() > 0),
-        "every attacking request refused with 413 or 503 + Retry-After".to_string(),
+        "every attacking request refused with 413, 503 + Retry-After or 408".to_string(),
     );
     verdicts.add(
         garbage_checked == 0,

@@ -2,9 +2,12 @@
 //! (~2.8 million JSON values each) with a garbage rune, sent back to back over HTTP/1.1
 //! connections and HTTP/2 streams until told to stop.
 //!
-//! The plugin must refuse each before `checkrune` with 413 (too many values to decode) or 503
-//! with `Retry-After: 1` (the body budget is taken); anything else ends that client with an
-//! error saying what came back.
+//! The plugin must refuse each before `checkrune` with 413 (too many values to decode), 503
+//! with `Retry-After: 1` (the body budget is taken) or 408 (the body did not arrive in time:
+//! HTTP/2 streams share their connection's window), or close the connection (an HTTP/1.1
+//! client still sending a body it was refused may see the close before the answer: counted as
+//! dropped, and the client connects again); any other answer ends that client with an error
+//! saying what came back.
 
 use bytes::Bytes;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,22 +33,32 @@ impl AttackShape {
 }
 
 /// How the plugin answered the attacking requests.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Refusals {
     /// 413: too many values to decode.
     pub too_large: u64,
     /// 503 with `Retry-After: 1`: the body budget was taken.
     pub busy: u64,
+    /// 408: the body did not arrive within the plugin's deadline.
+    pub slow: u64,
+    /// HTTP/1.1 requests whose connection closed before an answer came.
+    pub dropped: u64,
+    /// Why the first dropped one was.
+    pub first_drop: Option<String>,
 }
 
 impl Refusals {
+    /// Requests answered with 413, 503 or 408.
     pub fn total(&self) -> u64 {
-        self.too_large + self.busy
+        self.too_large + self.busy + self.slow
     }
 
     fn add(&mut self, other: Refusals) {
         self.too_large += other.too_large;
         self.busy += other.busy;
+        self.slow += other.slow;
+        self.dropped += other.dropped;
+        self.first_drop = self.first_drop.take().or(other.first_drop);
     }
 
     /// Counts one answer, or says why it is not a refusal the attack expects.
@@ -53,6 +66,7 @@ impl Refusals {
         match (status, retry_after) {
             (413, _) => self.too_large += 1,
             (503, Some("1")) => self.busy += 1,
+            (408, _) => self.slow += 1,
             (status, retry_after) => {
                 return Err(format!(
                     "{via}: status {status} (Retry-After {retry_after:?}) to a garbage rune's 8 MiB body"
@@ -135,14 +149,21 @@ async fn http1_client(url: String, body: Bytes, stop: Arc<AtomicBool>) -> Result
     let http = reqwest::Client::new();
     let mut refusals = Refusals::default();
     while !stop.load(Ordering::SeqCst) {
-        let response = http
+        let sent = http
             .post(&url)
             .header("Rune", "garbage")
             .header("Content-Type", "application/json")
             .body(body.clone())
             .send()
-            .await
-            .map_err(|e| format!("HTTP/1.1: no answer: {e}"))?;
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                refusals.dropped += 1;
+                refusals.first_drop.get_or_insert_with(|| error_chain(&e));
+                continue;
+            }
+        };
         let retry_after = response.headers().get("retry-after");
         let retry_after = retry_after.and_then(|v| v.to_str().ok());
         refusals.count(response.status().as_u16(), retry_after, "HTTP/1.1")?;
@@ -183,4 +204,15 @@ async fn http2_client(
         refusals.count(response.status().as_u16(), retry_after, "HTTP/2")?;
     }
     Ok(refusals)
+}
+
+/// An error with its causes, `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
