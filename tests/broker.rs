@@ -3,22 +3,20 @@
 //!
 //! Each test starts its own server from Debian's `rabbitmq-server` package as a child
 //! process, with its node name, ports, data and logs under a temporary directory (and its
-//! own epmd port), so it clashes neither with a system broker nor with the other tests. Those
-//! tests are ignored by default: `.ci/run` installs `rabbitmq-server` and `pika` and runs
-//! them with `--ignored`. The option checks at the end need nothing outside the repository.
+//! own epmd port), so it clashes neither with a system broker nor with the other tests
+//! (`mock_lightningd::rabbitmq`, shared with bench/events). Those tests are ignored by
+//! default: `.ci/run` installs `rabbitmq-server` and `pika` and runs them with `--ignored`. The option checks at the end need nothing outside the repository.
 
 use mock_lightningd::gateway::{self, Gateway};
+use mock_lightningd::rabbitmq::RabbitMq;
 use mock_lightningd::MockLightningd;
 use serde_json::{json, Value};
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// How long a broker may take to start listening.
-const BROKER_START: Duration = Duration::from_secs(90);
 /// How long the messages may take to arrive.
 const DELIVERY: Duration = Duration::from_secs(180);
 /// How many notifications the main tests publish.
@@ -27,126 +25,6 @@ const COUNT: usize = 10_000;
 const RETAINED: usize = 10_000;
 /// Topics the notifications take turns with: the routing keys to check.
 const TOPICS: [&str; 3] = ["invoice_creation", "connect", "custom_event"];
-
-/// The server script of Debian's package, run directly (`/usr/sbin/rabbitmq-server` switches
-/// to the `rabbitmq` user and its system directories).
-fn server_script() -> PathBuf {
-    std::env::var_os("RABBITMQ_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server"))
-}
-
-/// A RabbitMQ node of this test: everything under `dir`.
-struct RabbitMq {
-    dir: tempfile::TempDir,
-    port: u16,
-    dist_port: u16,
-    epmd_port: u16,
-    name: String,
-    server: Option<std::process::Child>,
-}
-
-impl RabbitMq {
-    /// Prepares a node without starting it.
-    fn new() -> RabbitMq {
-        let dir = tempfile::tempdir().unwrap();
-        let port = MockLightningd::free_port();
-        RabbitMq {
-            name: format!("clnrest-test-{port}@localhost"),
-            dir,
-            port,
-            dist_port: MockLightningd::free_port(),
-            epmd_port: MockLightningd::free_port(),
-            server: None,
-        }
-    }
-
-    /// Starts the node (again, with the same data) and waits until it accepts connections.
-    async fn start(&mut self) {
-        use std::os::unix::process::CommandExt;
-        let base = self.dir.path();
-        let out = std::fs::File::create(base.join("server.out")).unwrap();
-        std::fs::write(base.join("enabled_plugins"), "[].\n").unwrap();
-        let server = std::process::Command::new(server_script())
-            .current_dir(base)
-            // The Erlang cookie goes to $HOME.
-            .env("HOME", base)
-            .env("RABBITMQ_NODENAME", &self.name)
-            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
-            .env("RABBITMQ_NODE_PORT", self.port.to_string())
-            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
-            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
-            .env("RABBITMQ_MNESIA_BASE", base.join("mnesia"))
-            .env("RABBITMQ_LOG_BASE", base.join("log"))
-            .env("RABBITMQ_PID_FILE", base.join("rabbitmq.pid"))
-            .env(
-                "RABBITMQ_ENABLED_PLUGINS_FILE",
-                base.join("enabled_plugins"),
-            )
-            .env("RABBITMQ_PLUGINS_EXPAND_DIR", base.join("plugins-expand"))
-            .env("RABBITMQ_CONFIG_FILE", base.join("rabbitmq"))
-            .env(
-                "RABBITMQ_ADVANCED_CONFIG_FILE",
-                base.join("advanced.config"),
-            )
-            .env("RABBITMQ_CONF_ENV_FILE", base.join("rabbitmq-env.conf"))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            // Its own process group: stopping it stops the script, the VM and its helpers.
-            .process_group(0)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", server_script().display()));
-        self.server = Some(server);
-        let deadline = Instant::now() + BROKER_START;
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "RabbitMQ did not listen within {BROKER_START:?}: {}",
-                std::fs::read_to_string(base.join("server.out")).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Stops the node (SIGTERM to its process group: RabbitMQ's orderly shutdown) and waits
-    /// for it to exit.
-    fn stop(&mut self) {
-        let Some(mut server) = self.server.take() else {
-            return;
-        };
-        let group = i32::try_from(server.id()).unwrap();
-        // SAFETY: kill(2) on the process group this test started.
-        unsafe { libc::kill(-group, libc::SIGTERM) };
-        // The script exits once the VM has (after its orderly shutdown).
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline && matches!(server.try_wait(), Ok(None)) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        // SAFETY: as above; whatever of the group is left.
-        unsafe { libc::kill(-group, libc::SIGKILL) };
-        let _ = server.wait();
-    }
-
-    fn url(&self) -> String {
-        format!("amqp://guest:guest@127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RabbitMq {
-    fn drop(&mut self) {
-        self.stop();
-        // The node started its own epmd (on our port), which outlives it: stop that one.
-        let _ = std::process::Command::new("epmd")
-            .args(["-port", &self.epmd_port.to_string(), "-kill"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-    }
-}
 
 /// What the pika consumer printed, line by line.
 struct Consumer {

@@ -10,7 +10,8 @@
 //! `params.rs` (parameter parsing), `runes.rs`, `invoices.rs`, `datastore.rs` (stores),
 //! `faults.rs` (fault switches), `jsonrpc.rs` (errors and frames), `fixtures.rs`,
 //! `random.rs`, `node.rs` (shared state); `gateway.rs` (the plugin over HTTP with a client)
-//! and `hostile_bodies.rs` (attacking clients) sit on top for the tests and benches.
+//! and `hostile_bodies.rs` (attacking clients) sit on top for the tests and benches;
+//! `rabbitmq.rs` starts a private RabbitMQ server for the broker test and bench.
 
 // Each test file uses a different part of the mock.
 #![allow(dead_code)]
@@ -27,6 +28,7 @@ pub mod methods;
 mod node;
 pub mod params;
 mod plugin_link;
+pub mod rabbitmq;
 mod random;
 mod rpc_socket;
 pub mod runes;
