@@ -85,6 +85,27 @@ pub fn spawn(
         .collect()
 }
 
+/// [`spawn`]s the clients and waits until each has connected or failed, at most `deadline`;
+/// the threads and how long that took.
+pub async fn connect_all(
+    clients: usize,
+    threads: usize,
+    target: Target,
+    shared: &Arc<Shared>,
+    stop: &Arc<AtomicBool>,
+    deadline: Duration,
+) -> (Vec<JoinHandle<Vec<ClientResult>>>, Duration) {
+    let start = std::time::Instant::now();
+    let handles = spawn(clients, threads, target, shared.clone(), stop.clone());
+    while shared.connected.load(Ordering::SeqCst) + shared.connect_failed.load(Ordering::SeqCst)
+        < clients
+        && start.elapsed() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (handles, start.elapsed())
+}
+
 fn run(count: usize, target: &Target, shared: &Shared, stop: &AtomicBool) -> Vec<ClientResult> {
     let mut results = Vec::new();
     let mut clients = Vec::with_capacity(count);

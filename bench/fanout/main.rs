@@ -49,7 +49,7 @@ use mock_lightningd::gateway::Gateway;
 use phases::{measured_phase, push, Run};
 use record::{ClientResult, Shared, BURST, STEADY, WARMUP};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::args::{ArgError, CommandLine};
@@ -162,14 +162,7 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
 
     let steady_count = args.rate * args.seconds;
     let expected = [0, steady_count, args.burst];
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        connected: AtomicUsize::new(0),
-        connect_failed: AtomicUsize::new(0),
-        dropped: AtomicUsize::new(0),
-        received: Default::default(),
-        complete: Default::default(),
-    });
+    let shared = Arc::new(Shared::new());
     let stop = Arc::new(AtomicBool::new(false));
     let target = clients::Target {
         url: format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
@@ -179,21 +172,15 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
     };
 
     // Connect.
-    let connect_start = Instant::now();
-    let threads = clients::spawn(
+    let (threads, connect_time) = clients::connect_all(
         args.clients,
         args.client_threads,
         target,
-        shared.clone(),
-        stop.clone(),
-    );
-    while shared.connected.load(Ordering::SeqCst) + shared.connect_failed.load(Ordering::SeqCst)
-        < args.clients
-        && connect_start.elapsed() < CONNECT_DEADLINE
-    {
-        tokio::time::sleep(POLL).await;
-    }
-    let connect_time = connect_start.elapsed();
+        &shared,
+        &stop,
+        CONNECT_DEADLINE,
+    )
+    .await;
     eprintln!(
         "fanout: {} of {} clients connected in {:.2} s ({} failed)",
         shared.connected.load(Ordering::SeqCst),

@@ -30,7 +30,7 @@ use crate::Args;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -159,14 +159,7 @@ async fn one_run(
 
     let mut expected = [0; PHASES];
     expected[STEADY] = args.invoices;
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        connected: AtomicUsize::new(0),
-        connect_failed: AtomicUsize::new(0),
-        dropped: AtomicUsize::new(0),
-        received: Default::default(),
-        complete: Default::default(),
-    });
+    let shared = Arc::new(Shared::new());
     let stop = Arc::new(AtomicBool::new(false));
     let target = Target {
         url: format!(
@@ -177,21 +170,15 @@ async fn one_run(
         expected,
         connect_timeout: CONNECT_TIMEOUT,
     };
-    let connect_start = Instant::now();
-    let threads = clients::spawn(
+    let (threads, connect_time) = clients::connect_all(
         args.clients,
         args.client_threads,
         target,
-        shared.clone(),
-        stop.clone(),
-    );
-    while shared.connected.load(Ordering::SeqCst) + shared.connect_failed.load(Ordering::SeqCst)
-        < args.clients
-        && connect_start.elapsed() < CONNECT_DEADLINE
-    {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let connect_time = connect_start.elapsed();
+        &shared,
+        &stop,
+        CONNECT_DEADLINE,
+    )
+    .await;
 
     // Warm-up: every client has received one notification.
     let warmup_start = Instant::now();

@@ -23,6 +23,18 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// Nothing connected or received yet; times count from now.
+    pub fn new() -> Shared {
+        Shared {
+            epoch: Instant::now(),
+            connected: AtomicUsize::new(0),
+            connect_failed: AtomicUsize::new(0),
+            dropped: AtomicUsize::new(0),
+            received: Default::default(),
+            complete: Default::default(),
+        }
+    }
+
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
