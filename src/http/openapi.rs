@@ -292,6 +292,20 @@ fn call_responses() -> ResponsesBuilder {
         .response("503", error_response("lightningd is unreachable"))
 }
 
+/// The responses of a `GET` that checks a rune: `200` with `content_type`, or why not.
+fn rune_checked_get(description: &str, content_type: &str, missing_rune: &str) -> ResponsesBuilder {
+    ResponsesBuilder::new()
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description(description)
+                .content(content_type, ContentBuilder::new().build()),
+        )
+        .response("401", error_response("checkrune refused the rune"))
+        .response("403", error_response(missing_rune))
+        .response("503", error_response("lightningd is unreachable"))
+}
+
 fn params_body(
     schema: ObjectBuilder,
     required: bool,
@@ -455,18 +469,11 @@ fn notifications_operation() -> Operation {
                 .description(Some("Comma-separated topics to receive"))
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
         )
-        .responses(
-            ResponsesBuilder::new()
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("The event stream")
-                        .content("text/event-stream", ContentBuilder::new().build()),
-                )
-                .response("401", error_response("checkrune refused the rune"))
-                .response("403", error_response("No Rune header"))
-                .response("503", error_response("lightningd is unreachable")),
-        )
+        .responses(rune_checked_get(
+            "The event stream",
+            "text/event-stream",
+            "No Rune header",
+        ))
         .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
         .build()
 }
@@ -481,18 +488,7 @@ fn metrics_operation() -> Operation {
              may also come as `Authorization: Bearer <rune>`.",
         ))
         .tag("clnrest")
-        .responses(
-            ResponsesBuilder::new()
-                .response(
-                    "200",
-                    ResponseBuilder::new()
-                        .description("The metrics")
-                        .content("text/plain", ContentBuilder::new().build()),
-                )
-                .response("401", error_response("checkrune refused the rune"))
-                .response("403", error_response("No rune"))
-                .response("503", error_response("lightningd is unreachable")),
-        )
+        .responses(rune_checked_get("The metrics", "text/plain", "No rune"))
         .security(SecurityRequirement::new(RUNE_SCHEME, Vec::<String>::new()))
         .build()
 }
