@@ -2,8 +2,9 @@
 //! the notification (`bench_n` in its payload) and its push time (`sent_ns`, Unix
 //! nanoseconds, also in the payload), stamped with the time it arrived.
 //!
-//! The webhook receiver ([`crate::receiver`]) records here; a message-broker consumer would
-//! record into the same [`Arrivals`] and get the same figures from [`Arrivals::summarize`].
+//! The webhook receiver ([`crate::receiver`]) and the AMQP consumer
+//! ([`crate::broker_consumer`]) both record here (the webhook body and the AMQP message body
+//! are the same JSON) and get the same figures from [`Arrivals::summarize`].
 
 use crate::support::format::quantile;
 use std::sync::Mutex;
@@ -56,6 +57,24 @@ impl Arrivals {
         let latency_ns = unix_ns().saturating_sub(sent_ns);
         let latency_us = u32::try_from(latency_ns / 1000).unwrap_or(u32::MAX);
         lock(&self.arrived).push(Arrival { n, latency_us });
+    }
+
+    /// A delivered body, `{"seq":..,"epoch":..,"topic":..,"payload":{"bench_n":..,
+    /// "sent_ns":..,...}}`, arrived now.
+    pub fn record_body(&self, body: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Delivery {
+            payload: Marks,
+        }
+        #[derive(serde::Deserialize)]
+        struct Marks {
+            bench_n: u64,
+            sent_ns: u64,
+        }
+        match serde_json::from_slice::<Delivery>(body) {
+            Ok(delivery) => self.record(delivery.payload.bench_n, delivery.payload.sent_ns),
+            Err(_) => self.record_unreadable(),
+        }
     }
 
     /// A delivery whose body did not say which notification it was.

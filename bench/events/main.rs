@@ -1,5 +1,5 @@
-//! Events out: does webhook delivery keep up with `--rate` (1,000) notifications a second,
-//! and what does it cost REST? The real plugin binary, run by the mock lightningd over plain
+//! Events out: does webhook delivery (and, with `--amqp`, AMQP publishing) keep up with
+//! `--rate` (1,000) notifications a second, and what does it cost REST? The real plugin binary, run by the mock lightningd over plain
 //! HTTP, with a webhook receiver in this process (`receiver`: hyper on 127.0.0.1, answering
 //! `200`).
 //!
@@ -23,16 +23,32 @@
 //! least 95% of without. A lost or reordered delivery fails the exit status; latency and the
 //! REST drop fail it only with `--strict` (the machine is shared).
 //!
-//! A message-broker consumer fits beside the receiver: it records what it consumes into the
-//! same `arrivals::Arrivals` and gets the same figures.
+//! **`--amqp`** adds two phases a round, the same for the AMQP publisher (src/broker/):
+//! - **REST + notifications + broker**: the REST load beside notifications published to a
+//!   private RabbitMQ server (`mock_lightningd::rabbitmq`, Debian's `rabbitmq-server`);
+//! - **notifications + broker, no REST**: publishing alone.
+//!
+//! Odd rounds then run the five phases in the order above, even rounds in the reverse one.
+//! `clnrest-amqp-url` is read at start, so the broker phases run against a second plugin
+//! (its own mock lightningd) started with it, both plugins up all along and each pushed
+//! notifications only in its own phases: the baseline's plugin publishes nothing, and the
+//! broker phases are judged against that same baseline (identical binary and options but
+//! the URL). The consumer (`broker_consumer`, amqprs) declares the exchange as the plugin
+//! would create it and a durable queue bound with the routing key `invoice_creation`, before
+//! the plugin connects; it acknowledges each message after recording it into the same
+//! `arrivals::Arrivals` (the AMQP body is the webhook body), so the broker gets the same
+//! figures and verdicts. Latency is push to consumer: through the plugin's journal and
+//! publisher, RabbitMQ (persistent messages, publisher confirms) and amqprs. The CPU and RSS
+//! columns are the plugin's of the phase, not RabbitMQ's.
 //!
 //! Run: `cargo bench --bench events` (options after `--`: `--rate R`, `--seconds S`,
-//! `--concurrency C`, `--rounds N`, `--strict`).
+//! `--concurrency C`, `--rounds N`, `--strict`, `--amqp`). It is not run by `.ci/run`.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod arrivals;
+mod broker_consumer;
 mod phases;
 mod pusher;
 mod receiver;
@@ -40,8 +56,10 @@ mod report;
 mod rest_load;
 
 use arrivals::Arrivals;
+use broker_consumer::BrokerConsumer;
 use mock_lightningd::gateway::Gateway;
-use phases::{Kind, Phase, Setup};
+use mock_lightningd::rabbitmq::RabbitMq;
+use phases::{Kind, Phase, Plugin, Setup};
 use receiver::WebhookReceiver;
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -56,10 +74,11 @@ pub struct Args {
     pub concurrency: usize,
     pub rounds: u64,
     pub strict: bool,
+    pub amqp: bool,
 }
 
 pub const USAGE: &str = "usage: cargo bench --bench events [-- [--rate R] [--seconds S] \
-[--concurrency C] [--rounds N] [--strict]]";
+[--concurrency C] [--rounds N] [--strict] [--amqp]]";
 
 fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
@@ -68,6 +87,7 @@ fn parse_args() -> Result<Args, ArgError> {
         concurrency: 8,
         rounds: 2,
         strict: false,
+        amqp: false,
     };
     let mut line = CommandLine::from_env();
     while let Some(name) = line.next_option()? {
@@ -77,6 +97,7 @@ fn parse_args() -> Result<Args, ArgError> {
             "--concurrency" => args.concurrency = line.number()? as usize,
             "--rounds" => args.rounds = line.number()?,
             "--strict" => args.strict = true,
+            "--amqp" => args.amqp = true,
             _ => return Err(line.unknown()),
         }
     }
@@ -98,6 +119,8 @@ fn parse_args() -> Result<Args, ArgError> {
 pub struct Run {
     pub phases: Vec<Phase>,
     pub idle_rss_kib: u64,
+    /// The broker phases' plugin's, with `--amqp`.
+    pub broker_idle_rss_kib: Option<u64>,
     pub load_before: String,
     pub load_after: String,
     /// Why the run stopped early, if it did.
@@ -112,24 +135,103 @@ async fn call(gateway: &Gateway, method: &str, params: Value) -> Result<Value, S
     }
 }
 
-async fn orchestrate(args: &Args) -> Run {
-    let load_before = procfs::load_average("?");
-    let gateway = Gateway::start().await;
+/// How long the broker phases' plugin may take to connect to RabbitMQ.
+const BROKER_CONNECT: Duration = Duration::from_secs(30);
+/// The exchange the plugin publishes to by default (docs/broker.md).
+const EXCHANGE: &str = "clnrest";
+
+/// The plugin started with `options` over HTTP and settled; its process id.
+async fn start_plugin(options: Value) -> Result<(Gateway, u32), String> {
+    let gateway = Gateway::start_with(options).await;
     gateway.settled().await;
-    // Nobody reads the calls and log lines: keep the mock's memory flat.
+    let pid = gateway
+        .node
+        .pid()
+        .ok_or_else(|| "the mock started no plugin".to_string())?;
+    Ok((gateway, pid))
+}
+
+/// Nobody reads the calls and log lines: keep the mock's memory flat. Then the idle RSS.
+async fn quiet(gateway: &Gateway, pid: u32) -> u64 {
     gateway.node.record_calls(false);
     gateway.node.record_logs(false);
-    let pid = gateway.node.pid().expect("the mock started the plugin");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle_rss_kib = procfs::status(pid).rss_kib;
-    let arrivals = Arc::new(Arrivals::default());
+    procfs::status(pid).rss_kib
+}
+
+/// The private RabbitMQ server, the consumer bound to it, and a plugin publishing to it.
+struct BrokerSide {
+    gateway: Gateway,
+    pid: u32,
+    idle_rss_kib: u64,
+    _consumer: BrokerConsumer,
+    /// Dropped last: stops the server.
+    _server: RabbitMq,
+}
+
+async fn start_broker_side(arrivals: Arc<Arrivals>) -> Result<BrokerSide, String> {
+    let mut server = RabbitMq::new();
+    server.try_start().await?;
+    let consumer = BrokerConsumer::start(server.port, EXCHANGE, arrivals).await?;
+    let (gateway, pid) = start_plugin(json!({ "clnrest-amqp-url": server.url() })).await?;
+    let connected = gateway
+        .node
+        .wait_for_log(
+            |l| {
+                l.message
+                    .contains("publishing notifications to AMQP exchange")
+            },
+            BROKER_CONNECT,
+        )
+        .await;
+    if connected.is_none() {
+        return Err(format!(
+            "the broker phases' plugin did not connect to RabbitMQ within {BROKER_CONNECT:?}"
+        ));
+    }
+    let idle_rss_kib = quiet(&gateway, pid).await;
+    Ok(BrokerSide {
+        gateway,
+        pid,
+        idle_rss_kib,
+        _consumer: consumer,
+        _server: server,
+    })
+}
+
+/// Adds the webhook endpoint; its id.
+async fn add_endpoint(gateway: &Gateway, url: &str) -> Result<String, String> {
+    let added = call(
+        gateway,
+        "clnrest-webhook-add",
+        json!({"url": url, "topics": ["invoice_creation"], "allow_http": true}),
+    )
+    .await?;
+    added["id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| "clnrest-webhook-add returned no id".to_string())
+}
+
+async fn orchestrate(args: &Args) -> Run {
+    let load_before = procfs::load_average("?");
     let mut run = Run {
         phases: Vec::new(),
-        idle_rss_kib,
+        idle_rss_kib: 0,
+        broker_idle_rss_kib: None,
         load_before,
         load_after: String::new(),
         fatal: None,
     };
+    let (gateway, pid) = match start_plugin(json!({})).await {
+        Ok(started) => started,
+        Err(e) => {
+            run.fatal = Some(e);
+            return run;
+        }
+    };
+    run.idle_rss_kib = quiet(&gateway, pid).await;
+    let arrivals = Arc::new(Arrivals::default());
     let receiver = match WebhookReceiver::start(arrivals.clone()).await {
         Ok(receiver) => receiver,
         Err(e) => {
@@ -137,51 +239,66 @@ async fn orchestrate(args: &Args) -> Run {
             return run;
         }
     };
-    // Warm-up: connections made, code paged in.
-    rest_load::run(
-        gateway.port,
-        gateway.rune.clone(),
-        args.concurrency,
-        Duration::from_secs(1),
-    )
-    .await;
-    let setup = Setup {
+    let broker = if args.amqp {
+        match start_broker_side(arrivals.clone()).await {
+            Ok(side) => {
+                run.broker_idle_rss_kib = Some(side.idle_rss_kib);
+                Some(side)
+            }
+            Err(e) => {
+                run.fatal = Some(e);
+                return run;
+            }
+        }
+    } else {
+        None
+    };
+    let webhook_plugin = Plugin {
         gateway: &gateway,
         pid,
+    };
+    let broker_plugin = broker.as_ref().map(|side| Plugin {
+        gateway: &side.gateway,
+        pid: side.pid,
+    });
+    // Warm-up: connections made, code paged in.
+    for plugin in std::iter::once(&webhook_plugin).chain(broker_plugin.as_ref()) {
+        rest_load::run(
+            plugin.gateway.port,
+            plugin.gateway.rune.clone(),
+            args.concurrency,
+            Duration::from_secs(1),
+        )
+        .await;
+    }
+    let setup = Setup {
         arrivals: &arrivals,
         rate: args.rate,
         duration: Duration::from_secs(args.seconds),
         concurrency: args.concurrency,
     };
+    let mut kinds = vec![Kind::Rest, Kind::RestAndWebhook, Kind::Webhook];
+    if broker_plugin.is_some() {
+        kinds.extend([Kind::RestAndBroker, Kind::Broker]);
+    }
     let mut next_n = 0;
     'rounds: for round in 1..=args.rounds {
-        let order = if round % 2 == 1 {
-            [Kind::Rest, Kind::RestAndWebhook, Kind::Webhook]
-        } else {
-            [Kind::Webhook, Kind::RestAndWebhook, Kind::Rest]
-        };
+        let mut order = kinds.clone();
+        if round % 2 == 0 {
+            order.reverse();
+        }
         let mut endpoint: Option<String> = None;
         for kind in order {
-            if kind.has_endpoint() && endpoint.is_none() {
-                let added = call(
-                    &gateway,
-                    "clnrest-webhook-add",
-                    json!({"url": receiver.url, "topics": ["invoice_creation"], "allow_http": true}),
-                )
-                .await;
-                match added.map(|a| a["id"].as_str().map(str::to_string)) {
-                    Ok(Some(id)) => endpoint = Some(id),
-                    Ok(None) => {
-                        run.fatal = Some("clnrest-webhook-add returned no id".into());
-                        break 'rounds;
-                    }
+            if kind.has_webhook() && endpoint.is_none() {
+                match add_endpoint(&gateway, &receiver.url).await {
+                    Ok(id) => endpoint = Some(id),
                     Err(e) => {
                         run.fatal = Some(e);
                         break 'rounds;
                     }
                 }
             }
-            if !kind.has_endpoint() {
+            if !kind.has_webhook() {
                 if let Some(id) = endpoint.take() {
                     if let Err(e) =
                         call(&gateway, "clnrest-webhook-remove", json!({ "id": id })).await
@@ -191,8 +308,12 @@ async fn orchestrate(args: &Args) -> Run {
                     }
                 }
             }
+            let plugin = match (kind.sink(), &broker_plugin) {
+                (Some(phases::Sink::Broker), Some(plugin)) => plugin,
+                _ => &webhook_plugin,
+            };
             eprintln!("events: round {round}, {}", kind.label());
-            match phases::run(&setup, kind, round, next_n).await {
+            match phases::run(&setup, plugin, kind, round, next_n).await {
                 Ok(phase) => {
                     next_n += phase.pushed;
                     run.phases.push(phase);

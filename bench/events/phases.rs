@@ -1,6 +1,6 @@
 //! One measured phase: notifications pushed at the rate for the phase's length, with or
-//! without the REST load beside them, with or without a webhook endpoint taking them; then,
-//! if an endpoint is there, a bounded wait for the last deliveries.
+//! without the REST load beside them, with or without a webhook endpoint or the AMQP
+//! consumer taking them; then, if one is there, a bounded wait for the last deliveries.
 
 use crate::arrivals::{Arrivals, DeliverySummary};
 use crate::pusher::push_at_rate;
@@ -15,6 +15,22 @@ const DRAIN_STALL: Duration = Duration::from_secs(10);
 /// And the wait never lasts longer than this.
 const DRAIN_CAP: Duration = Duration::from_secs(60);
 
+/// Where a phase's notifications are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    Webhook,
+    Broker,
+}
+
+impl Sink {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sink::Webhook => "webhook",
+            Sink::Broker => "AMQP broker",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// REST load and notifications, no webhook endpoint: the baseline.
@@ -23,15 +39,31 @@ pub enum Kind {
     RestAndWebhook,
     /// Notifications delivered to the webhook endpoint, no REST load.
     Webhook,
+    /// REST load and notifications, published to the broker (`--amqp`).
+    RestAndBroker,
+    /// Notifications published to the broker, no REST load (`--amqp`).
+    Broker,
 }
 
 impl Kind {
     pub fn has_rest(self) -> bool {
-        self != Kind::Webhook
+        matches!(
+            self,
+            Kind::Rest | Kind::RestAndWebhook | Kind::RestAndBroker
+        )
     }
 
-    pub fn has_endpoint(self) -> bool {
-        self != Kind::Rest
+    /// Where the notifications go, if anywhere.
+    pub fn sink(self) -> Option<Sink> {
+        match self {
+            Kind::Rest => None,
+            Kind::RestAndWebhook | Kind::Webhook => Some(Sink::Webhook),
+            Kind::RestAndBroker | Kind::Broker => Some(Sink::Broker),
+        }
+    }
+
+    pub fn has_webhook(self) -> bool {
+        self.sink() == Some(Sink::Webhook)
     }
 
     pub fn label(self) -> &'static str {
@@ -39,14 +71,20 @@ impl Kind {
             Kind::Rest => "REST + notifications, no endpoint",
             Kind::RestAndWebhook => "REST + notifications + webhook",
             Kind::Webhook => "notifications + webhook, no REST",
+            Kind::RestAndBroker => "REST + notifications + broker",
+            Kind::Broker => "notifications + broker, no REST",
         }
     }
 }
 
-/// What the phases share.
-pub struct Setup<'a> {
+/// A plugin the phases run against.
+pub struct Plugin<'a> {
     pub gateway: &'a Gateway,
     pub pid: u32,
+}
+
+/// What the phases share.
+pub struct Setup<'a> {
     pub arrivals: &'a Arrivals,
     pub rate: u64,
     pub duration: Duration,
@@ -67,25 +105,31 @@ pub struct Phase {
     pub rss_kib: u64,
 }
 
-/// Runs one phase; notifications are numbered from `first`.
-pub async fn run(setup: &Setup<'_>, kind: Kind, round: u64, first: u64) -> Result<Phase, String> {
-    let cpu_before = cpu_seconds(setup.pid);
+/// Runs one phase against `plugin`; notifications are numbered from `first`.
+pub async fn run(
+    setup: &Setup<'_>,
+    plugin: &Plugin<'_>,
+    kind: Kind,
+    round: u64,
+    first: u64,
+) -> Result<Phase, String> {
+    let cpu_before = cpu_seconds(plugin.pid);
     let rest = kind.has_rest().then(|| {
         tokio::spawn(rest_load::run(
-            setup.gateway.port,
-            setup.gateway.rune.clone(),
+            plugin.gateway.port,
+            plugin.gateway.rune.clone(),
             setup.concurrency,
             setup.duration,
         ))
     });
-    let pushed = push_at_rate(&setup.gateway.node, first, setup.rate, setup.duration).await;
+    let pushed = push_at_rate(&plugin.gateway.node, first, setup.rate, setup.duration).await;
     let rest = match rest {
         Some(handle) => Some(handle.await.map_err(|e| format!("REST load: {e}"))?),
         None => None,
     };
     let pushed = pushed?;
     let drain_started = Instant::now();
-    let delivery = if kind.has_endpoint() {
+    let delivery = if kind.sink().is_some() {
         drain(setup.arrivals, first, pushed.count).await;
         Some(setup.arrivals.summarize(first, pushed.count))
     } else {
@@ -99,8 +143,8 @@ pub async fn run(setup: &Setup<'_>, kind: Kind, round: u64, first: u64) -> Resul
         push_seconds: pushed.seconds,
         delivery,
         drain_seconds: drain_started.elapsed().as_secs_f64(),
-        plugin_cpu: cpu_seconds(setup.pid) - cpu_before,
-        rss_kib: procfs::status(setup.pid).rss_kib,
+        plugin_cpu: cpu_seconds(plugin.pid) - cpu_before,
+        rss_kib: procfs::status(plugin.pid).rss_kib,
     })
 }
 

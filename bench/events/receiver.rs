@@ -1,6 +1,6 @@
 //! The webhook receiver: a hyper HTTP/1.1 server on 127.0.0.1 that answers every request
 //! `200` with an empty body once it has read it, and records the notification it carried
-//! (`payload.bench_n`, `payload.sent_ns` of the webhook body) into [`Arrivals`].
+//! into [`Arrivals`] ([`Arrivals::record_body`]).
 //!
 //! It does not check signatures (tests/webhooks.rs does): the bench measures delivery.
 
@@ -73,25 +73,8 @@ async fn answer(
     arrivals: Arc<Arrivals>,
 ) -> Result<Response<Empty<Bytes>>, Infallible> {
     match request.into_body().collect().await {
-        Ok(body) => record(&body.to_bytes(), &arrivals),
+        Ok(body) => arrivals.record_body(&body.to_bytes()),
         Err(_) => arrivals.record_unreadable(),
     }
     Ok(Response::new(Empty::new()))
-}
-
-/// `{"seq":..,"epoch":..,"topic":..,"payload":{"bench_n":..,"sent_ns":..,...}}`.
-fn record(body: &[u8], arrivals: &Arrivals) {
-    #[derive(serde::Deserialize)]
-    struct Delivery {
-        payload: Marks,
-    }
-    #[derive(serde::Deserialize)]
-    struct Marks {
-        bench_n: u64,
-        sent_ns: u64,
-    }
-    match serde_json::from_slice::<Delivery>(body) {
-        Ok(delivery) => arrivals.record(delivery.payload.bench_n, delivery.payload.sent_ns),
-        Err(_) => arrivals.record_unreadable(),
-    }
 }

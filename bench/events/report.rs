@@ -1,7 +1,7 @@
 //! The report (Markdown on stdout): one row per phase, the medians over rounds, the
 //! verdicts.
 
-use crate::phases::{Kind, Phase};
+use crate::phases::{Kind, Phase, Sink};
 use crate::support::args::command;
 use crate::support::format::{kib_as_mib, median, thousands, us_as_ms};
 use crate::support::verdict::Verdicts;
@@ -9,7 +9,8 @@ use crate::{Args, Run};
 
 /// Push-to-receiver p99 on loopback must stay below this (issue 16).
 const P99_LIMIT_MS: f64 = 50.0;
-/// REST req/s with the webhook delivering over without it must stay at or above this.
+/// REST req/s with the webhook (or broker) delivering over without it must stay at or above
+/// this.
 const REST_KEPT: f64 = 0.95;
 
 fn rest_rates(run: &Run, kind: Kind) -> Vec<f64> {
@@ -25,7 +26,31 @@ pub fn judge(args: &Args, run: &Run) -> Verdicts {
     if let Some(fatal) = &run.fatal {
         verdicts.add(false, format!("the run stopped early: {fatal}"));
     }
-    let delivered: Vec<&Phase> = run.phases.iter().filter(|p| p.delivery.is_some()).collect();
+    let mut sinks = vec![(Sink::Webhook, Kind::RestAndWebhook)];
+    if args.amqp {
+        sinks.push((Sink::Broker, Kind::RestAndBroker));
+    }
+    for (sink, with_rest) in sinks {
+        judge_sink(args, run, sink, with_rest, &mut verdicts);
+    }
+    let errors: u64 = run
+        .phases
+        .iter()
+        .filter_map(|p| p.rest.map(|r| r.errors))
+        .sum();
+    verdicts.add(errors == 0, format!("REST errors: {errors}"));
+    verdicts
+}
+
+/// The verdicts on one sink: its phases complete and in order, their p99, and REST beside
+/// it (`with_rest` phases) against the baseline.
+fn judge_sink(args: &Args, run: &Run, sink: Sink, with_rest: Kind, verdicts: &mut Verdicts) {
+    let name = sink.name();
+    let delivered: Vec<&Phase> = run
+        .phases
+        .iter()
+        .filter(|p| p.kind.sink() == Some(sink))
+        .collect();
     let (mut lost, mut duplicated, mut out_of_order, mut expected) = (0, 0, 0, 0);
     let mut worst_p99: Option<u32> = None;
     for phase in &delivered {
@@ -40,8 +65,8 @@ pub fn judge(args: &Args, run: &Run) -> Verdicts {
     verdicts.add(
         !delivered.is_empty() && lost == 0 && out_of_order == 0,
         format!(
-            "every delivery complete and in order: {} notifications to the endpoint, {lost} \
-             lost, {out_of_order} out of order ({duplicated} delivered twice)",
+            "{name}: every delivery complete and in order: {} notifications, {lost} lost, \
+             {out_of_order} out of order ({duplicated} delivered twice)",
             thousands(expected)
         ),
     );
@@ -50,19 +75,19 @@ pub fn judge(args: &Args, run: &Run) -> Verdicts {
         p99_ms.is_some_and(|ms| ms < P99_LIMIT_MS),
         args.strict,
         format!(
-            "push-to-receiver p99 < {P99_LIMIT_MS} ms at {}/s: worst phase {} ms",
+            "{name}: push-to-receiver p99 < {P99_LIMIT_MS} ms at {}/s: worst phase {} ms",
             thousands(args.rate),
             us_as_ms(worst_p99)
         ),
     );
     let without = median(rest_rates(run, Kind::Rest));
-    let with = median(rest_rates(run, Kind::RestAndWebhook));
+    let with = median(rest_rates(run, with_rest));
     let kept = if without > 0.0 { with / without } else { 0.0 };
     verdicts.add_with(
         kept >= REST_KEPT,
         args.strict,
         format!(
-            "REST with the webhook delivering >= {:.0}% of without: {:.0} vs {:.0} req/s \
+            "REST with the {name} delivering >= {:.0}% of without: {:.0} vs {:.0} req/s \
              (medians), {:.1}%",
             REST_KEPT * 100.0,
             with,
@@ -70,13 +95,6 @@ pub fn judge(args: &Args, run: &Run) -> Verdicts {
             kept * 100.0
         ),
     );
-    let errors: u64 = run
-        .phases
-        .iter()
-        .filter_map(|p| p.rest.map(|r| r.errors))
-        .sum();
-    verdicts.add(errors == 0, format!("REST errors: {errors}"));
-    verdicts
 }
 
 pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
@@ -84,7 +102,7 @@ pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
     out.push_str("# Events bench\n\n");
     out.push_str(&format!(
         "Command: `{}`. {} notifications/s for {} s a phase, REST at concurrency {}, {} \
-         round(s). Load average {} before, {} after. Plugin idle RSS {} MiB.\n\n",
+         round(s). Load average {} before, {} after. Plugin idle RSS {} MiB{}.\n\n",
         command("events"),
         thousands(args.rate),
         args.seconds,
@@ -93,6 +111,10 @@ pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
         run.load_before.trim(),
         run.load_after.trim(),
         kib_as_mib(run.idle_rss_kib),
+        match run.broker_idle_rss_kib {
+            Some(kib) => format!(" (the broker phases' plugin: {} MiB)", kib_as_mib(kib)),
+            None => String::new(),
+        },
     ));
     out.push_str(
         "| round | phase | REST req/s | REST errors | pushed (rate/s) | delivered | lost | \
