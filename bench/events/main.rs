@@ -38,8 +38,9 @@
 //! the plugin connects; it acknowledges each message after recording it into the same
 //! `arrivals::Arrivals` (the AMQP body is the webhook body), so the broker gets the same
 //! figures and verdicts. Latency is push to consumer: through the plugin's journal and
-//! publisher, RabbitMQ (persistent messages, publisher confirms) and amqprs. The CPU and RSS
-//! columns are the plugin's of the phase, not RabbitMQ's.
+//! publisher, RabbitMQ (persistent messages, publisher confirms) and amqprs. The CPU
+//! and RSS columns are the plugin's; the broker phases add RabbitMQ's CPU (its process
+//! group), which shares the machine's cores with the plugin and the bench.
 //!
 //! Run: `cargo bench --bench events` (options after `--`: `--rate R`, `--seconds S`,
 //! `--concurrency C`, `--rounds N`, `--strict`, `--amqp`). It is not run by `.ci/run`.
@@ -166,7 +167,7 @@ struct BrokerSide {
     idle_rss_kib: u64,
     _consumer: BrokerConsumer,
     /// Dropped last: stops the server.
-    _server: RabbitMq,
+    server: RabbitMq,
 }
 
 async fn start_broker_side(arrivals: Arc<Arrivals>) -> Result<BrokerSide, String> {
@@ -195,7 +196,7 @@ async fn start_broker_side(arrivals: Arc<Arrivals>) -> Result<BrokerSide, String
         pid,
         idle_rss_kib,
         _consumer: consumer,
-        _server: server,
+        server,
     })
 }
 
@@ -256,10 +257,12 @@ async fn orchestrate(args: &Args) -> Run {
     let webhook_plugin = Plugin {
         gateway: &gateway,
         pid,
+        broker_pids: Vec::new(),
     };
     let broker_plugin = broker.as_ref().map(|side| Plugin {
         gateway: &side.gateway,
         pid: side.pid,
+        broker_pids: side.server.processes(),
     });
     // Warm-up: connections made, code paged in.
     for plugin in std::iter::once(&webhook_plugin).chain(broker_plugin.as_ref()) {

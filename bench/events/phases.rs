@@ -81,6 +81,8 @@ impl Kind {
 pub struct Plugin<'a> {
     pub gateway: &'a Gateway,
     pub pid: u32,
+    /// The RabbitMQ server's processes it publishes to (none for the webhook plugin).
+    pub broker_pids: Vec<u32>,
 }
 
 /// What the phases share.
@@ -102,6 +104,8 @@ pub struct Phase {
     pub drain_seconds: f64,
     /// Plugin CPU seconds over the phase, drain included.
     pub plugin_cpu: f64,
+    /// RabbitMQ's CPU seconds over the phase, for a broker phase.
+    pub broker_cpu: Option<f64>,
     pub rss_kib: u64,
 }
 
@@ -114,6 +118,7 @@ pub async fn run(
     first: u64,
 ) -> Result<Phase, String> {
     let cpu_before = cpu_seconds(plugin.pid);
+    let broker_cpu_before = broker_cpu(plugin);
     let rest = kind.has_rest().then(|| {
         tokio::spawn(rest_load::run(
             plugin.gateway.port,
@@ -144,8 +149,17 @@ pub async fn run(
         delivery,
         drain_seconds: drain_started.elapsed().as_secs_f64(),
         plugin_cpu: cpu_seconds(plugin.pid) - cpu_before,
+        broker_cpu: broker_cpu(plugin)
+            .zip(broker_cpu_before)
+            .map(|(after, before)| after - before),
         rss_kib: procfs::status(plugin.pid).rss_kib,
     })
+}
+
+/// RabbitMQ's CPU seconds so far, if the plugin publishes to it.
+fn broker_cpu(plugin: &Plugin<'_>) -> Option<f64> {
+    (!plugin.broker_pids.is_empty())
+        .then(|| plugin.broker_pids.iter().copied().map(cpu_seconds).sum())
 }
 
 /// Waits until notifications `first..first + count` have all arrived, or stopped arriving.

@@ -118,9 +118,12 @@ pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
     ));
     out.push_str(
         "| round | phase | REST req/s | REST errors | pushed (rate/s) | delivered | lost | \
-         dup | out of order | p50 ms | p99 ms | max ms | drain s | plugin CPU s | RSS MiB |\n",
+         dup | out of order | p50 ms | p99 ms | max ms | drain s | plugin CPU s | RabbitMQ CPU s | \
+         RSS MiB |\n",
     );
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
     for p in &run.phases {
         let (rest_rate, rest_errors) = match p.rest {
             Some(r) => (format!("{:.0}", r.per_second()), r.errors.to_string()),
@@ -146,12 +149,13 @@ pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
         };
         out.push_str(&format!(
             "| {} | {} | {rest_rate} | {rest_errors} | {} ({rate:.0}) | {delivered} | {lost} | \
-             {dup} | {ooo} | {p50} | {p99} | {max} | {:.2} | {:.2} | {} |\n",
+             {dup} | {ooo} | {p50} | {p99} | {max} | {:.2} | {:.2} | {} | {} |\n",
             p.round,
             p.kind.label(),
             thousands(p.pushed),
             p.drain_seconds,
             p.plugin_cpu,
+            p.broker_cpu.map_or_else(dash, |cpu| format!("{cpu:.2}")),
             kib_as_mib(p.rss_kib),
         ));
     }

@@ -135,10 +135,32 @@ impl RabbitMq {
         let _ = server.wait();
     }
 
+    /// The server's processes now (its process group: the script, the Erlang VM and its
+    /// helpers), from `/proc`; none if it is not started.
+    pub fn processes(&self) -> Vec<u32> {
+        let Some(group) = self.server.as_ref().map(std::process::Child::id) else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| process_group(*pid) == Some(group))
+            .collect()
+    }
+
     /// `amqp://guest:guest@127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/", self.port)
     }
+}
+
+/// The process group of `pid` (`/proc/<pid>/stat`'s fifth field).
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(2)?.parse().ok()
 }
 
 impl Default for RabbitMq {
