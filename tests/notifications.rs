@@ -927,6 +927,32 @@ async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() 
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
 }
 
+/// Two hundred stalled clients do not get a client that reads cut off: each stalled
+/// connection takes only a little unsent data into the kernel (not the megabytes Linux grows
+/// a send buffer to), so they fall behind and are cut off early, and the plugin's writing goes
+/// to the client that reads. (Before: every client, the reading one too, fell 4 MiB behind
+/// while the plugin filled the stalled sockets, and all were cut off, the reader after about
+/// 1,700 of 5,000.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_stalled_clients_do_not_get_a_reading_client_cut_off() {
+    let gateway = Gateway::start().await;
+    let total = 5_000;
+    let mut stalled = Vec::new();
+    for _ in 0..200 {
+        stalled.push(stalled_client(&gateway, &gateway.rune).await);
+    }
+    let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    for i in 1..=total {
+        let mut payload = numbered_invoice(i);
+        payload["description"] = json!("x".repeat(2048));
+        push(&gateway, "invoice_creation", payload).await;
+    }
+    let got = receive_all(&gateway, "reading client", &fast, "notification", 5_000).await;
+    assert_exact_sequence("reading client", &seqs(&got), 1, total);
+    assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
+    drop(stalled);
+}
+
 // ---------------------------------------------------------------------------------------
 // SSE: GET /v1/notifications.
 // ---------------------------------------------------------------------------------------

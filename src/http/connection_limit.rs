@@ -13,6 +13,9 @@
 //!
 //! Each connection also counts the bytes written to it ([`Connection::written`]): how the
 //! Socket.IO relay learns what a websocket client has taken from its send queue.
+//!
+//! And the kernel holds at most [`UNSENT_LIMIT`] bytes not yet sent for each connection
+//! ([`limit_unsent`]), so what a connection has taken is what its client has (nearly) read.
 
 use axum::body::Body;
 use axum::middleware::AddExtension;
@@ -42,6 +45,24 @@ content-length: 76\r\n\
 
 /// How long we try to deliver the refusal before just closing.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most bytes the kernel queues on a connection beyond what is in flight to its client
+/// (`TCP_NOTSENT_LOWAT`). Without it Linux grows a connection's send buffer up to
+/// `net.ipv4.tcp_wmem`'s maximum (4 MiB by default), and a client that stops reading soaks up
+/// that much before its writes block: with a few hundred stalled Socket.IO clients the plugin
+/// spent its time writing hundreds of MiB nobody would read, every client (the ones reading
+/// too) fell 4 MiB behind and all were cut off as slow consumers (`bench/stalled`). Data in
+/// flight is not counted, so a fast client on a long link is not slowed down.
+pub const UNSENT_LIMIT: u32 = 128 * 1024;
+
+/// Sets [`UNSENT_LIMIT`] on the listening socket; accepted connections inherit it (Linux).
+pub fn limit_unsent(listener: &std::net::TcpListener) -> io::Result<()> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    socket2::SockRef::from(listener).set_tcp_notsent_lowat(UNSENT_LIMIT)?;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = listener;
+    Ok(())
+}
 
 /// The slots: how many are taken, out of how many (for metrics).
 #[derive(Clone)]

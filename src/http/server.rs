@@ -165,6 +165,7 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
     let listen_error = |source| StartError::Listen { addr, source };
     let listener = TcpListener::bind(addr).map_err(listen_error)?;
     listener.set_nonblocking(true).map_err(listen_error)?;
+    crate::http::connection_limit::limit_unsent(&listener).map_err(listen_error)?;
     Ok(listener)
 }
 
