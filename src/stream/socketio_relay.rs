@@ -23,8 +23,11 @@
 //! `http::connection_limit`). The relay puts a notification in the queue only while that is
 //! below [`WINDOW_BYTES`]; otherwise the client falls behind, and what it is owed stays in the
 //! journal, which holds every retained notification once for everyone. The relay feeds a
-//! client that is behind from the journal as its connection takes what is queued (it looks
-//! again every [`REFILL_INTERVAL`]). A stalled websocket client thus holds at most about
+//! client that is behind from the journal as its connection takes what is queued: on every
+//! pass over new notifications and every [`REFILL_INTERVAL`] between them. The window is
+//! larger than a pass's batch of typical notifications, so a client that reads keeps up with
+//! a burst (with 64 KiB and a refill only on the tick, a reading client fell 4 MiB behind in a
+//! burst of 2 KiB notifications and was cut off). A stalled websocket client thus holds at most about
 //! [`WINDOW_BYTES`] (plus one message) of copies, besides its position in the journal.
 //!
 //! The slow-consumer rule counts what a client is owed, queued or still in the journal: more
@@ -61,7 +64,7 @@ pub const QUEUE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// How far the relay fills a websocket client's send queue ahead of what its connection has
 /// taken, in bytes.
-pub const WINDOW_BYTES: u64 = 64 * 1024;
+pub const WINDOW_BYTES: u64 = 128 * 1024;
 
 /// How often the relay looks again at clients that are behind, to feed them from the
 /// journal as their connections take what is queued.
@@ -469,7 +472,15 @@ impl Relaying {
                 joined.owe(notification);
             }
             if from < batch.len() {
-                self.behind.insert(*sid);
+                // Fed from the journal as far as its window allows at once, every pass, not
+                // only on the refill tick: a client that reads keeps up with a burst.
+                if let Err(why) = joined.refill(&state, last.seq) {
+                    dropped.push((*sid, why));
+                    continue;
+                }
+                if joined.behind(last.seq) {
+                    self.behind.insert(*sid);
+                }
             }
             if joined.over_limit() {
                 tracing::info!(
