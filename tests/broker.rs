@@ -140,19 +140,7 @@ async fn start_plugin(broker: &RabbitMq) -> Gateway {
         .plugin_env("CLNREST_AMQP_MAX_BACKOFF_MS", "1000")
         .start()
         .await;
-    assert_eq!(
-        node.init_result(),
-        &json!({}),
-        "the plugin refused to start"
-    );
-    let rune = node.create_rune(Value::Null);
-    Gateway {
-        node,
-        port,
-        base: format!("http://127.0.0.1:{port}"),
-        http: gateway::client(),
-        rune,
-    }
+    Gateway::around(node, port)
 }
 
 /// Sends notifications `range`, topics taking turns, each with its number as `n`.

@@ -203,20 +203,7 @@ async fn start_gateway(env: &[(&str, &str)]) -> Gateway {
     for (name, value) in env {
         builder = builder.plugin_env(name, value);
     }
-    let node = builder.start().await;
-    assert_eq!(
-        node.init_result(),
-        &json!({}),
-        "the plugin refused to start"
-    );
-    let rune = node.create_rune(Value::Null);
-    Gateway {
-        node,
-        port,
-        base: format!("http://127.0.0.1:{port}"),
-        http: gateway::client(),
-        rune,
-    }
+    Gateway::around(builder.start().await, port)
 }
 
 /// Retries after ~20 ms, doubling.

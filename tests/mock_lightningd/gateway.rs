@@ -30,7 +30,12 @@ impl Gateway {
         if let (Some(options), Some(extra)) = (options.as_object_mut(), extra.as_object()) {
             options.extend(extra.clone());
         }
-        let node = MockLightningd::start(options).await;
+        Gateway::around(MockLightningd::start(options).await, port)
+    }
+
+    /// A gateway over a plugin already started (with its own options or environment) on
+    /// `port` over plain HTTP; panics if the plugin refused to start.
+    pub fn around(node: MockLightningd, port: u16) -> Gateway {
         assert_eq!(
             node.init_result(),
             &json!({}),
