@@ -143,6 +143,18 @@ async fn start_plugin(broker: &RabbitMq) -> Gateway {
     Gateway::around(node, port)
 }
 
+/// A consumer on every topic, then the plugin, once it has connected to the broker.
+async fn consumer_and_connected_plugin(broker: &RabbitMq) -> (Consumer, Gateway) {
+    let consumer = Consumer::start(broker, &[]).await;
+    let gateway = start_plugin(broker).await;
+    wait_logged(
+        &gateway,
+        "publishing notifications to AMQP exchange clnrest",
+    )
+    .await;
+    (consumer, gateway)
+}
+
 /// Sends notifications `range`, topics taking turns, each with its number as `n`.
 async fn notify(gateway: &Gateway, range: std::ops::Range<usize>) {
     for n in range {
@@ -223,13 +235,7 @@ async fn ten_thousand_notifications_arrive_complete_and_in_order() {
     let mut broker = RabbitMq::new();
     broker.start().await;
     eprintln!("{:?} broker started", t.elapsed());
-    let consumer = Consumer::start(&broker, &[]).await;
-    let gateway = start_plugin(&broker).await;
-    wait_logged(
-        &gateway,
-        "publishing notifications to AMQP exchange clnrest",
-    )
-    .await;
+    let (consumer, gateway) = consumer_and_connected_plugin(&broker).await;
 
     eprintln!("{:?} plugin connected", t.elapsed());
     notify(&gateway, 0..COUNT).await;
@@ -289,13 +295,7 @@ async fn broker_series(gateway: &Gateway) -> Vec<(String, f64)> {
 async fn a_broker_restart_mid_stream_loses_nothing_confirmed() {
     let mut broker = RabbitMq::new();
     broker.start().await;
-    let consumer = Consumer::start(&broker, &[]).await;
-    let gateway = start_plugin(&broker).await;
-    wait_logged(
-        &gateway,
-        "publishing notifications to AMQP exchange clnrest",
-    )
-    .await;
+    let (consumer, gateway) = consumer_and_connected_plugin(&broker).await;
 
     // The notifications come at ~1,000/s; the broker stops once the consumer has 2,000
     // and starts again a while later, while they still come.

@@ -844,13 +844,17 @@ async fn clients_joining_mid_stream_get_an_unbroken_sequence() {
     assert_no_disconnects(&gateway);
 }
 
-/// An `invoice_creation` payload with about 1 KiB of description, numbered by its label:
-/// 20,000 of them are far more than the kernel's socket buffers hold.
-fn padded_invoice(i: u64) -> Value {
+/// An `invoice_creation` payload numbered by its label, with `description_bytes` of
+/// description.
+fn padded_invoice(i: u64, description_bytes: usize) -> Value {
     let mut payload = numbered_invoice(i);
-    payload["description"] = json!("x".repeat(1024));
+    payload["description"] = json!("x".repeat(description_bytes));
     payload
 }
+
+/// About 1 KiB a notification: 20,000 of them are far more than the kernel's socket buffers
+/// hold.
+const KIB_DESCRIPTION: usize = 1024;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everything() {
@@ -860,7 +864,12 @@ async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everyth
     let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
     let started = Instant::now();
     for i in 1..=total {
-        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+        push(
+            &gateway,
+            "invoice_creation",
+            padded_invoice(i, KIB_DESCRIPTION),
+        )
+        .await;
     }
     let pushed = started.elapsed();
 
@@ -886,13 +895,9 @@ async fn stalled_client_is_cut_off_as_slow_consumer_and_fast_client_gets_everyth
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
 }
 
-/// An `invoice_creation` payload with 256 KiB of description, numbered by its label: 16 of
-/// them are 4 MiB, far fewer messages than a client may have queued.
-fn large_invoice(i: u64) -> Value {
-    let mut payload = numbered_invoice(i);
-    payload["description"] = json!("x".repeat(256 * 1024));
-    payload
-}
+/// 256 KiB a notification: 16 of them are 4 MiB, far fewer messages than a client may have
+/// queued.
+const LARGE_DESCRIPTION: usize = 256 * 1024;
 
 /// A stalled client is cut off once it is owed 4 MiB, long before it is owed 10,000
 /// messages: what it costs is bounded in bytes.
@@ -904,7 +909,12 @@ async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() 
     let _stalled = stalled_client(&gateway, &gateway.rune).await;
     let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
     for i in 1..=total {
-        push(&gateway, "invoice_creation", large_invoice(i)).await;
+        push(
+            &gateway,
+            "invoice_creation",
+            padded_invoice(i, LARGE_DESCRIPTION),
+        )
+        .await;
     }
     let got = receive_all(&gateway, "fast client", &fast, "notification", 100).await;
     assert_exact_sequence("fast client", &seqs(&got), 1, total);
@@ -943,9 +953,7 @@ async fn two_hundred_stalled_clients_do_not_get_a_reading_client_cut_off() {
     }
     let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
     for i in 1..=total {
-        let mut payload = numbered_invoice(i);
-        payload["description"] = json!("x".repeat(2048));
-        push(&gateway, "invoice_creation", payload).await;
+        push(&gateway, "invoice_creation", padded_invoice(i, 2048)).await;
     }
     let got = receive_all(&gateway, "reading client", &fast, "notification", 5_000).await;
     assert_exact_sequence("reading client", &seqs(&got), 1, total);
@@ -1196,7 +1204,12 @@ async fn sse_stalled_stream_whose_rune_is_revoked_gets_disconnect_reason_last() 
     // ~8 MiB: more than the socket buffers hold, less than the journal retains.
     let total = 8_000;
     for i in 1..=total {
-        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+        push(
+            &gateway,
+            "invoice_creation",
+            padded_invoice(i, KIB_DESCRIPTION),
+        )
+        .await;
     }
     for i in 1..=total {
         assert_eq!(id_seq(&witness.next().await), i);
@@ -1230,7 +1243,12 @@ async fn sse_stalled_stream_is_cut_off_as_slow_consumer_and_told_why() {
     let mut fast = SseReader::open(&gateway, &gateway.rune, None, "").await;
     let total = 20_000;
     for i in 1..=total {
-        push(&gateway, "invoice_creation", padded_invoice(i)).await;
+        push(
+            &gateway,
+            "invoice_creation",
+            padded_invoice(i, KIB_DESCRIPTION),
+        )
+        .await;
     }
     for i in 1..=total {
         assert_eq!(id_seq(&fast.next().await), i);
