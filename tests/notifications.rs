@@ -14,7 +14,8 @@ mod clients;
 
 use clients::{
     connect_listener, listen, push, push_fixture, push_wildcard_fixture, read_sse_to_end,
-    stalled_client, stalled_sse, wait_subscribed, Got, Listener, SseEvent, SseReader, WAIT,
+    stalled_client, stalled_sse, stalled_upgraded_client, wait_subscribed, Got, Listener, SseEvent,
+    SseReader, WAIT,
 };
 use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::gateway::{json_of, Gateway};
@@ -904,19 +905,36 @@ const LARGE_DESCRIPTION: usize = 256 * 1024;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() {
     let gateway = Gateway::start().await;
+    let stalled = stalled_client(&gateway, &gateway.rune).await;
+    assert_stalled_cut_off_at_4_mib(&gateway, stalled).await;
+}
+
+/// The same for a client that connected the way socket.io-client and python-socketio do by
+/// default, long-polling first and then upgrading to a websocket on another connection:
+/// without its websocket's byte count, all 25 MiB would be queued for it (100 messages are
+/// far fewer than the 10,000 a client may have queued) and it would never be cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_client_that_upgraded_from_polling_is_cut_off_at_4_mib() {
+    let gateway = Gateway::start().await;
+    let stalled = stalled_upgraded_client(&gateway, &gateway.rune).await;
+    assert_stalled_cut_off_at_4_mib(&gateway, stalled).await;
+}
+
+/// Sends 100 notifications of 256 KiB: a reading client gets all of them, `stalled` (which
+/// never reads) is the only client cut off as a slow consumer.
+async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway, stalled: tokio::net::TcpStream) {
     // 25 MiB: 4 MiB owed plus whatever the kernel's socket buffers take, several times over.
     let total = 100;
-    let _stalled = stalled_client(&gateway, &gateway.rune).await;
-    let fast = listen(&gateway, json!({"rune": gateway.rune, "seq": true})).await;
+    let fast = listen(gateway, json!({"rune": gateway.rune, "seq": true})).await;
     for i in 1..=total {
         push(
-            &gateway,
+            gateway,
             "invoice_creation",
             padded_invoice(i, LARGE_DESCRIPTION),
         )
         .await;
     }
-    let got = receive_all(&gateway, "fast client", &fast, "notification", 100).await;
+    let got = receive_all(gateway, "fast client", &fast, "notification", 100).await;
     assert_exact_sequence("fast client", &seqs(&got), 1, total);
     let cut = gateway
         .node
@@ -926,15 +944,16 @@ async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() 
         cut.is_some(),
         "the stalled client was not cut off after {total} notifications of 256 KiB; plugin \
          log: {:?}",
-        disconnect_logs(&gateway)
+        disconnect_logs(gateway)
     );
     assert_eq!(
-        disconnect_logs(&gateway).len(),
+        disconnect_logs(gateway).len(),
         1,
         "only the stalled client is cut off: {:?}",
-        disconnect_logs(&gateway)
+        disconnect_logs(gateway)
     );
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
+    drop(stalled);
 }
 
 /// Two hundred stalled clients do not get a client that reads cut off: each stalled

@@ -9,7 +9,8 @@ use crate::http::header_deadline::HeaderDeadline;
 use crate::http::{handlers, swagger};
 use crate::metrics::request_layer::RecordRequestsLayer;
 use crate::state::AppState;
-use crate::stream::{socketio, sse};
+use crate::stream::send_window::Upgrades;
+use crate::stream::{socketio, socketio_sessions, sse};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware;
 use axum::response::IntoResponse;
@@ -218,7 +219,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
             ApiError::Internal("the request handler failed; see lightningd's log".into())
                 .into_response()
         }))
-        .layer(middleware::from_fn(socketio::hold_polling_slot))
+        .layer(middleware::from_fn_with_state(
+            Upgrades::default(),
+            socketio_sessions::track_sessions,
+        ))
         .layer(socketio::layer(state.clone()))
         .layer(middleware::from_fn_with_state(
             state,

@@ -14,18 +14,15 @@
 //!   (rune revoked), when it can still be sent.
 //!
 //! A client's send queue is filled only a window ahead of what its connection takes
-//! ([`Window`], explained in `socketio_relay.rs`), during its replay as in the relay. A
-//! long-polling handshake takes a `clnrest-max-connections` slot for the session's lifetime
-//! ([`hold_polling_slot`]).
+//! ([`Window`], explained in `socketio_relay.rs`), during its replay as in the relay. The
+//! middleware in front of it (`socketio_sessions.rs`) gives long-polling sessions a
+//! `clnrest-max-connections` slot and follows them to the connection they upgrade to.
 
-use crate::http::connection_limit::Connection;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Subscription};
 use crate::stream::listeners::{Registration, StreamOptions};
-use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered, Window};
-use axum::extract::Request;
-use axum::middleware::Next as NextLayer;
-use axum::response::Response;
+use crate::stream::send_window::Window;
+use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered};
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -242,35 +239,4 @@ async fn emit_patiently(
         }
         tokio::time::sleep(FULL_BUFFER_RETRY).await;
     }
-}
-
-/// Middleware in front of Socket.IO: a long-polling handshake (`transport=polling`, no
-/// `sid`) takes a `clnrest-max-connections` slot that the session keeps while it lives
-/// (its request's extensions stay with the session); with none left it gets the 503 a
-/// connection beyond the cap gets.
-pub async fn hold_polling_slot(mut request: Request, next: NextLayer) -> Response {
-    if is_polling_handshake(&request) {
-        if let Some(connection) = request.extensions().get::<Connection>() {
-            match connection.session_slot() {
-                Some(slot) => {
-                    request.extensions_mut().insert(slot);
-                }
-                None => return crate::http::connection_limit::refusal(),
-            }
-        }
-    }
-    next.run(request).await
-}
-
-/// Whether `request` opens an engine.io long-polling session: `GET /socket.io/` with
-/// `transport=polling` and no `sid`.
-fn is_polling_handshake(request: &Request) -> bool {
-    let uri = request.uri();
-    if request.method() != http::Method::GET || !uri.path().starts_with("/socket.io") {
-        return false;
-    }
-    let query = uri.query().unwrap_or_default();
-    let mut pairs = query.split('&');
-    let polling = pairs.clone().any(|pair| pair == "transport=polling");
-    polling && !pairs.any(|pair| pair.starts_with("sid="))
 }

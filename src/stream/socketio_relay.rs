@@ -18,33 +18,36 @@
 //! socketioxide gives every client a send queue of its own, and each message in it is that
 //! client's private copy (socketioxide encodes per client; its broadcasts share one copy but
 //! cannot say which client's queue was full). So the relay never lets a queue grow: a
-//! websocket client's [`Window`] is what the relay put in its queue minus what its
-//! connection has taken since (the bytes written to its TCP connection, counted by
+//! websocket client's [`Window`] (`send_window.rs`) is what the relay put in its queue minus
+//! what its connection has taken since (the bytes written to its TCP connection, counted by
 //! `http::connection_limit`). The relay puts a notification in the queue only while that is
-//! below [`WINDOW_BYTES`]; otherwise the client falls behind, and what it is owed stays in the
+//! below `WINDOW_BYTES`; otherwise the client falls behind, and what it is owed stays in the
 //! journal, which holds every retained notification once for everyone. The relay feeds a
 //! client that is behind from the journal as its connection takes what is queued: on every
 //! pass over new notifications and every [`REFILL_INTERVAL`] between them. The window is
 //! larger than a pass's batch of typical notifications, so a client that reads keeps up with
 //! a burst (with 64 KiB and a refill only on the tick, a reading client fell 4 MiB behind in a
-//! burst of 2 KiB notifications and was cut off). A stalled websocket client thus holds at most about
-//! [`WINDOW_BYTES`] (plus one message) of copies, besides its position in the journal.
+//! burst of 2 KiB notifications and was cut off). A stalled websocket client thus holds at
+//! most about `WINDOW_BYTES` (plus one message) of copies, besides its position in the
+//! journal.
 //!
 //! The slow-consumer rule counts what a client is owed, queued or still in the journal: more
 //! than `SUBSCRIBER_QUEUE` messages or more than [`QUEUE_BYTES`] bytes, and it is disconnected
 //! as a slow consumer at once (nobody waits for it), as is one whose send queue is full or
 //! whose next notification the journal no longer retains.
 //!
-//! A long-polling client (engine.io's polling transport) has no connection of its own to
-//! count, so its window is not known: it gets every notification at once, as before, its
-//! queue bounded by `SUBSCRIBER_QUEUE` messages (socketioxide's buffer), and engine.io closes
-//! its session when it stops polling (no pong within the ping interval and timeout). Polling
-//! sessions also take `clnrest-max-connections` slots.
+//! A client that began with long-polling gets a window once it upgrades to a websocket (the
+//! usual case: `send_window.rs` follows it to the upgrade's connection). Until then, or if it
+//! keeps polling, it has no connection of its own to count: it gets every notification at
+//! once, its queue bounded by `SUBSCRIBER_QUEUE` messages (socketioxide's buffer), and
+//! engine.io closes its session when it stops polling (no pong within the ping interval and
+//! timeout). Polling sessions also take `clnrest-max-connections` slots
+//! (`socketio_sessions.rs`).
 
-use crate::http::connection_limit::Connection;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Notification, Position, Sequenced};
 use crate::stream::listeners::StreamOptions;
+use crate::stream::send_window::Window;
 use crate::stream::socketio::SUBSCRIBER_QUEUE;
 use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
@@ -62,10 +65,6 @@ const RELAY_BATCH: usize = 64;
 /// bytes of the events it receives, before it is cut off as a slow consumer.
 pub const QUEUE_BYTES: u64 = 4 * 1024 * 1024;
 
-/// How far the relay fills a websocket client's send queue ahead of what its connection has
-/// taken, in bytes.
-pub const WINDOW_BYTES: u64 = 128 * 1024;
-
 /// How often the relay looks again at clients that are behind, to feed them from the
 /// journal as their connections take what is queued.
 pub const REFILL_INTERVAL: Duration = Duration::from_millis(5);
@@ -73,65 +72,6 @@ pub const REFILL_INTERVAL: Duration = Duration::from_millis(5);
 /// How many notifications the relay reads from the journal at once for a client that is
 /// behind.
 const REFILL_BATCH: u64 = 64;
-
-/// What a client's connection has taken from its send queue, as far as the relay can tell:
-/// the bytes put in the queue minus the bytes written to its connection since.
-pub struct Window {
-    /// The websocket's connection; `None` for a session that began with long-polling.
-    connection: Option<Connection>,
-    /// `connection.written()` when last looked at.
-    written_seen: u64,
-    /// Bytes put in the queue and not written yet (an estimate from above: the framing
-    /// around each message, pings and other packets also count as written).
-    in_flight: u64,
-}
-
-impl Window {
-    /// The window of a client: known when the session was opened as a websocket (its
-    /// request is the upgrade on its own connection).
-    pub fn of(socket: &SocketRef) -> Window {
-        let parts = socket.req_parts();
-        let websocket = parts
-            .uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|pair| pair == "transport=websocket"));
-        let connection = parts
-            .extensions
-            .get::<Connection>()
-            .filter(|_| websocket)
-            .cloned();
-        Window {
-            written_seen: connection.as_ref().map_or(0, Connection::written),
-            connection,
-            in_flight: 0,
-        }
-    }
-
-    /// Whether the relay may put more in the queue now.
-    pub fn has_room(&mut self) -> bool {
-        let Some(connection) = &self.connection else {
-            return true;
-        };
-        let written = connection.written();
-        self.in_flight = self
-            .in_flight
-            .saturating_sub(written.wrapping_sub(self.written_seen));
-        self.written_seen = written;
-        self.in_flight < WINDOW_BYTES
-    }
-
-    /// `bytes` were put in the queue.
-    pub fn sent(&mut self, bytes: usize) {
-        if self.connection.is_some() {
-            self.in_flight += bytes as u64;
-        }
-    }
-
-    /// What was put in the queue and not written yet.
-    fn in_flight(&self) -> u64 {
-        self.in_flight
-    }
-}
 
 /// A client handed over to the relay.
 pub struct Member {

@@ -474,11 +474,9 @@ async fn write_text_frame(stream: &mut TcpStream, text: &str) {
         .expect("the frame is written");
 }
 
-/// Opens a websocket to `/socket.io/?EIO=4&transport=websocket` with a tiny receive buffer,
-/// connects to namespace `/` with `{"rune": rune}`, waits until the plugin subscribed it,
-/// and returns the socket, which the caller then never reads.
-pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
-    let before = subscriptions(gateway);
+/// Opens a websocket to `/socket.io/?{query}` over a raw TCP socket with a tiny receive
+/// buffer and returns it once the plugin answered 101.
+async fn raw_websocket(gateway: &Gateway, query: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().expect("a TCP socket");
     socket
         .set_recv_buffer_size(4096)
@@ -488,7 +486,7 @@ pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
         .await
         .expect("the plugin accepts TCP connections");
     let request = format!(
-        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+        "GET /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
          Upgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
         gateway.port
@@ -505,6 +503,15 @@ pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
     }
     let head = String::from_utf8_lossy(&head);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// Opens a websocket to `/socket.io/?EIO=4&transport=websocket` with a tiny receive buffer,
+/// connects to namespace `/` with `{"rune": rune}`, waits until the plugin subscribed it,
+/// and returns the socket, which the caller then never reads.
+pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
+    let before = subscriptions(gateway);
+    let mut stream = raw_websocket(gateway, "EIO=4&transport=websocket").await;
     let (_, open) = read_frame(&mut stream).await;
     assert!(
         open.starts_with(b"0{"),
@@ -524,6 +531,59 @@ pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
         );
     }
     wait_subscriptions(gateway, before + 1).await;
+    stream
+}
+
+/// Like [`stalled_client`], but the way socket.io-client and python-socketio connect by
+/// default: an engine.io long-polling session connects to namespace `/`, then upgrades to a
+/// websocket on another connection (`2probe`, `3probe`, `5`); that websocket is returned and
+/// never read.
+pub async fn stalled_upgraded_client(gateway: &Gateway, rune: &str) -> TcpStream {
+    let before = subscriptions(gateway);
+    let http = reqwest::Client::new();
+    let polling = format!(
+        "http://127.0.0.1:{}/socket.io/?EIO=4&transport=polling",
+        gateway.port
+    );
+    let text = |response: reqwest::Response| async move {
+        assert_eq!(response.status(), 200, "an engine.io polling request");
+        response.text().await.expect("a polling response body")
+    };
+    let open = text(http.get(&polling).send().await.expect("a handshake")).await;
+    let sid = open
+        .strip_prefix('0')
+        .and_then(|json| serde_json::from_str::<Value>(json).ok())
+        .and_then(|open| open["sid"].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("engine.io open: {open}"));
+    let session = format!("{polling}&sid={sid}");
+    let connect = http
+        .post(&session)
+        .body(format!("40{}", json!({ "rune": rune })))
+        .send()
+        .await
+        .expect("a namespace connect");
+    assert_eq!(text(connect).await, "ok");
+    // Polls until the namespace connect is answered, answering engine.io's pings.
+    loop {
+        let polled = text(http.get(&session).send().await.expect("a poll")).await;
+        let packets: Vec<&str> = polled.split('\x1e').collect();
+        if packets.contains(&"2") {
+            let pong = http.post(&session).body("3").send().await.expect("a pong");
+            assert_eq!(text(pong).await, "ok");
+        }
+        if let Some(refused) = packets.iter().find(|p| p.starts_with("44")) {
+            panic!("the stalled client was refused: {refused}");
+        }
+        if packets.iter().any(|p| p.starts_with("40")) {
+            break;
+        }
+    }
+    wait_subscriptions(gateway, before + 1).await;
+    let mut stream = raw_websocket(gateway, &format!("EIO=4&transport=websocket&sid={sid}")).await;
+    write_text_frame(&mut stream, "2probe").await;
+    let (_, probe) = read_frame(&mut stream).await;
+    assert_eq!(String::from_utf8_lossy(&probe), "3probe");
+    write_text_frame(&mut stream, "5").await;
     stream
 }
 

@@ -1,0 +1,166 @@
+//! engine.io sessions as the connections under them see them: the middleware in front of
+//! Socket.IO that gives a long-polling session a `clnrest-max-connections` slot for its
+//! lifetime, and follows it to the connection it upgrades to (see `send_window.rs`).
+//!
+//! A long-polling handshake (`GET /socket.io/?transport=polling` without `sid`) takes a slot
+//! that the session keeps while it lives (its request's extensions stay with the session);
+//! with none left it gets the 503 a connection beyond the cap gets. Its response names the
+//! session (`0{"sid":"...",...}`, after a length prefix for engine.io v3), which is
+//! remembered so that its upgrade (`transport=websocket&sid=...`) on another connection can
+//! tell the session's send window which connection to count.
+
+use crate::http::connection_limit::Connection;
+use crate::stream::send_window::{UpgradedTo, Upgrades};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use serde::Deserialize;
+
+/// The most of a handshake's response read to find its session id.
+const HANDSHAKE_RESPONSE_LIMIT: usize = 64 * 1024;
+
+/// The middleware (`axum::middleware::from_fn_with_state`).
+pub async fn track_sessions(
+    State(upgrades): State<Upgrades>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let connection = request.extensions().get::<Connection>().cloned();
+    match (EngineRequest::of(&request), connection) {
+        (EngineRequest::PollingHandshake, Some(connection)) => {
+            let Some(slot) = connection.session_slot() else {
+                return crate::http::connection_limit::refusal();
+            };
+            let upgrade = UpgradedTo::default();
+            request.extensions_mut().insert(slot);
+            request.extensions_mut().insert(upgrade.clone());
+            let response = next.run(request).await;
+            remember_session(response, &upgrades, &upgrade).await
+        }
+        (EngineRequest::Upgrade(sid), Some(connection)) => {
+            let response = next.run(request).await;
+            if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                upgrades.upgraded(&sid, &connection);
+            }
+            response
+        }
+        _ => next.run(request).await,
+    }
+}
+
+/// What an engine.io request is, as far as sessions go.
+#[derive(Debug, PartialEq)]
+enum EngineRequest {
+    /// `GET /socket.io/` with `transport=polling` and no `sid`: opens a session.
+    PollingHandshake,
+    /// `GET /socket.io/` with `transport=websocket` and the `sid` of a polling session.
+    Upgrade(String),
+    Other,
+}
+
+impl EngineRequest {
+    fn of(request: &Request) -> EngineRequest {
+        let uri = request.uri();
+        if request.method() != http::Method::GET || !uri.path().starts_with("/socket.io") {
+            return EngineRequest::Other;
+        }
+        let (mut transport, mut sid) = (None, None);
+        for pair in uri.query().unwrap_or_default().split('&') {
+            if let Some(value) = pair.strip_prefix("transport=") {
+                transport = Some(value);
+            } else if let Some(value) = pair.strip_prefix("sid=") {
+                sid = Some(value);
+            }
+        }
+        match (transport, sid) {
+            (Some("polling"), None) => EngineRequest::PollingHandshake,
+            (Some("websocket"), Some(sid)) => EngineRequest::Upgrade(sid.to_string()),
+            _ => EngineRequest::Other,
+        }
+    }
+}
+
+/// Reads the handshake's response for the session id it opened, remembers it, and passes the
+/// response on unchanged.
+async fn remember_session(
+    response: Response,
+    upgrades: &Upgrades,
+    upgrade: &UpgradedTo,
+) -> Response {
+    if !response.status().is_success() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, HANDSHAKE_RESPONSE_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            tracing::debug!("engine.io handshake response unreadable: {error}");
+            return Response::from_parts(parts, Body::empty());
+        }
+    };
+    if let Some(sid) = session_id(&bytes) {
+        upgrades.opened(sid, upgrade);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// The engine.io open packet's payload.
+#[derive(Deserialize)]
+struct Open {
+    sid: String,
+}
+
+/// The `sid` of the open packet at the start of a handshake's response: `0{...}` (engine.io
+/// v4) or `<length>:0{...}` (v3), possibly followed by more packets.
+fn session_id(body: &[u8]) -> Option<String> {
+    let start = body.iter().position(|&b| b == b'{')?;
+    let open = serde_json::Deserializer::from_slice(&body[start..])
+        .into_iter::<Open>()
+        .next()?
+        .ok()?;
+    Some(open.sid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str) -> Request {
+        Request::get(uri)
+            .body(Body::empty())
+            .expect("valid request")
+    }
+
+    #[test]
+    fn tells_handshakes_and_upgrades_apart() {
+        let of = |uri| EngineRequest::of(&request(uri));
+        assert_eq!(
+            of("/socket.io/?EIO=4&transport=polling&t=x"),
+            EngineRequest::PollingHandshake
+        );
+        assert_eq!(
+            of("/socket.io/?EIO=4&transport=polling&sid=abc"),
+            EngineRequest::Other
+        );
+        assert_eq!(
+            of("/socket.io/?EIO=4&transport=websocket&sid=abc"),
+            EngineRequest::Upgrade("abc".into())
+        );
+        assert_eq!(
+            of("/socket.io/?EIO=4&transport=websocket"),
+            EngineRequest::Other
+        );
+        assert_eq!(of("/v1/getinfo?transport=polling"), EngineRequest::Other);
+    }
+
+    #[test]
+    fn finds_the_session_id_in_both_protocols() {
+        let v4 = br#"0{"sid":"AbC-123","upgrades":["websocket"],"pingInterval":25000}"#;
+        assert_eq!(session_id(v4).as_deref(), Some("AbC-123"));
+        let v3 = br#"97:0{"sid":"xyz","upgrades":["websocket"],"pingTimeout":20000}2:40"#;
+        assert_eq!(session_id(v3).as_deref(), Some("xyz"));
+        assert_eq!(session_id(b"0{\"sid\":"), None);
+        assert_eq!(session_id(b"garbage"), None);
+    }
+}
