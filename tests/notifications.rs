@@ -953,7 +953,27 @@ async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway, stalled: tokio::net:
         disconnect_logs(gateway)
     );
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
-    drop(stalled);
+    assert_closed_by_the_plugin(stalled).await;
+}
+
+/// Reads `stream` (a websocket the plugin cut off) to its end: the plugin closes it a few
+/// seconds after the cut-off, well before engine.io's own timeout (ping interval 25 s plus
+/// ping timeout 20 s) would, even though the client never reads the disconnect packet.
+async fn assert_closed_by_the_plugin(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; 64 * 1024];
+    let drained = tokio::time::timeout(WAIT, async {
+        while let Ok(read) = stream.read(&mut buffer).await {
+            if read == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(
+        drained.is_ok(),
+        "the plugin did not close the cut-off client's connection within {WAIT:?}"
+    );
 }
 
 /// Two hundred stalled clients do not get a client that reads cut off: each stalled

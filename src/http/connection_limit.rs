@@ -16,12 +16,17 @@
 //!
 //! And the kernel holds at most [`UNSENT_LIMIT`] bytes not yet sent for each connection
 //! ([`limit_unsent`]), so what a connection has taken is what its client has (nearly) read.
+//!
+//! A connection can be closed from outside ([`Connection::abort`]): its reads and writes
+//! then fail, waking whatever waits on them, so the server drops it even when its client
+//! reads nothing (a Socket.IO client cut off as a slow consumer).
 
 use axum::body::Body;
 use axum::middleware::AddExtension;
 use axum::response::Response;
 use axum_server::accept::Accept;
 use futures::future::BoxFuture;
+use futures::task::AtomicWaker;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,6 +143,7 @@ where
                         slot_lent: AtomicBool::new(false),
                         slots,
                         written: AtomicU64::new(0),
+                        abort: Abort::default(),
                     }));
                     let stream = Permitted {
                         inner: stream,
@@ -171,6 +177,29 @@ struct ConnectionShared {
     slots: ConnectionSlots,
     /// Bytes written to the connection so far (after TLS, before encryption).
     written: AtomicU64,
+    abort: Abort,
+}
+
+/// Whether the connection was aborted, and the tasks to wake when it is.
+#[derive(Default)]
+struct Abort {
+    aborted: AtomicBool,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl Abort {
+    /// Remembers `waker` as the reader's or the writer's; an error once aborted.
+    fn check(&self, side: &AtomicWaker, waker: &std::task::Waker) -> io::Result<()> {
+        side.register(waker);
+        if self.aborted.load(Ordering::Acquire) {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by the server",
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Connection {
@@ -178,6 +207,14 @@ impl Connection {
     /// client's socket (or, once that is full, nothing more) has taken.
     pub fn written(&self) -> u64 {
         self.0.written.load(Ordering::Relaxed)
+    }
+
+    /// Closes the connection: its pending and future reads and writes fail.
+    pub fn abort(&self) {
+        let abort = &self.0.abort;
+        abort.aborted.store(true, Ordering::Release);
+        abort.reader.wake();
+        abort.writer.wake();
     }
 
     /// A slot for a long-polling session whose handshake came on this connection: this
@@ -219,6 +256,11 @@ pub struct Permitted<S> {
 }
 
 impl<S> Permitted<S> {
+    fn check_writable(&self, cx: &Context<'_>) -> io::Result<()> {
+        let abort = &self.connection.0.abort;
+        abort.check(&abort.writer, cx.waker())
+    }
+
     fn count(&self, written: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = written {
             self.connection
@@ -235,6 +277,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Permitted<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        let abort = &self.connection.0.abort;
+        abort.check(&abort.reader, cx.waker())?;
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
@@ -245,6 +289,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Permitted<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        self.check_writable(cx)?;
         let written = Pin::new(&mut self.inner).poll_write(cx, buf);
         self.count(&written);
         written
@@ -255,6 +300,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Permitted<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.check_writable(cx)?;
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.count(&written);
         written
@@ -265,6 +311,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Permitted<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.check_writable(cx)?;
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
@@ -287,6 +334,38 @@ mod tests {
         assert_eq!(body["code"], -32603);
     }
 
+    #[tokio::test]
+    async fn abort_fails_a_pending_read_and_later_writes() {
+        use tokio::io::AsyncReadExt;
+        let slots = ConnectionSlots::new(1);
+        let connection = Connection(Arc::new(ConnectionShared {
+            slot: Arc::new(slots.take().expect("a free slot")),
+            slot_lent: AtomicBool::new(false),
+            slots: slots.clone(),
+            written: AtomicU64::new(0),
+            abort: Abort::default(),
+        }));
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut stream = Permitted {
+            inner: ours,
+            connection: connection.clone(),
+        };
+        let (mut reader, mut writer) = tokio::io::split(&mut stream);
+        let read = async {
+            let mut byte = [0u8; 1];
+            reader.read(&mut byte).await
+        };
+        let abort = async {
+            tokio::task::yield_now().await;
+            connection.abort();
+        };
+        let (read, ()) = tokio::join!(read, abort);
+        let error = read.expect_err("the pending read fails");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
+        let error = writer.write_all(b"x").await.expect_err("writes fail");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
+    }
+
     #[test]
     fn the_first_polling_session_shares_its_connection_slot_the_next_takes_one() {
         let slots = ConnectionSlots::new(2);
@@ -295,6 +374,7 @@ mod tests {
             slot_lent: AtomicBool::new(false),
             slots: slots.clone(),
             written: AtomicU64::new(0),
+            abort: Abort::default(),
         }));
         let shared = connection
             .session_slot()

@@ -106,6 +106,15 @@ impl Window {
     }
 }
 
+/// The connection carrying `socket`'s websocket: its own, or the one its long-polling
+/// session upgraded to; `None` while it polls.
+pub fn websocket_connection(socket: &SocketRef) -> Option<Connection> {
+    match Window::of(socket).connection {
+        Carrier::Websocket(connection) => Some(connection),
+        Carrier::Polling(_) | Carrier::Unknown => None,
+    }
+}
+
 /// The connection a long-polling session upgraded to, set by its upgrade request (an
 /// extension of the session's handshake request, which engine.io keeps with the session).
 #[derive(Clone, Default)]

@@ -135,10 +135,13 @@ fn on_connect(socket: SocketRef, relay: Relay) {
     let closed = CancellationToken::new();
     let on_close = closed.clone();
     let leave = relay.clone();
-    socket.on_disconnect(move |socket: SocketRef, _: DisconnectReason| {
+    socket.on_disconnect(move |socket: SocketRef, reason: DisconnectReason| {
         // Cancelled before the relay hears of it: a join still on its way is then ignored.
         on_close.cancel();
         leave.leave(socket.id);
+        if reason == DisconnectReason::ServerNSDisconnect {
+            crate::stream::socketio_sessions::close_after_disconnect(&socket);
+        }
         async {}
     });
     tracing::debug!(

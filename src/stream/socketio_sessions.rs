@@ -8,14 +8,23 @@
 //! session (`0{"sid":"...",...}`, after a length prefix for engine.io v3), which is
 //! remembered so that its upgrade (`transport=websocket&sid=...`) on another connection can
 //! tell the session's send window which connection to count.
+//!
+//! When the server disconnects a client from its namespace (slow consumer, revoked rune),
+//! socketioxide leaves the engine.io session open; a well-behaved client closes it on the
+//! disconnect packet, a stalled one never reads it. [`close_after_disconnect`] closes the
+//! websocket's connection after [`DISCONNECT_GRACE`], so a client that was cut off holds
+//! nothing in the plugin beyond that (a session still polling is closed by engine.io once it
+//! stops polling).
 
 use crate::http::connection_limit::Connection;
-use crate::stream::send_window::{UpgradedTo, Upgrades};
+use crate::stream::send_window::{websocket_connection, UpgradedTo, Upgrades};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Deserialize;
+use socketioxide::extract::SocketRef;
+use std::time::Duration;
 
 /// The most of a handshake's response read to find its session id.
 const HANDSHAKE_RESPONSE_LIMIT: usize = 64 * 1024;
@@ -47,6 +56,21 @@ pub async fn track_sessions(
         }
         _ => next.run(request).await,
     }
+}
+
+/// How long a client disconnected by the server has to close its websocket itself.
+pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
+
+/// Closes the connection of `socket`'s websocket, if it has one, [`DISCONNECT_GRACE`] from
+/// now: for a client the server disconnected from its namespace.
+pub fn close_after_disconnect(socket: &SocketRef) {
+    let Some(connection) = websocket_connection(socket) else {
+        return;
+    };
+    tokio::spawn(async move {
+        tokio::time::sleep(DISCONNECT_GRACE).await;
+        connection.abort();
+    });
 }
 
 /// What an engine.io request is, as far as sessions go.
