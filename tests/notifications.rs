@@ -14,8 +14,8 @@ mod clients;
 
 use clients::{
     connect_listener, listen, push, push_fixture, push_wildcard_fixture, read_sse_to_end,
-    stalled_client, stalled_sse, stalled_upgraded_client, wait_subscribed, Got, Listener, SseEvent,
-    SseReader, WAIT,
+    stalled_client, stalled_polling_client, stalled_sse, stalled_upgraded_client, wait_subscribed,
+    Got, Listener, SseEvent, SseReader, WAIT,
 };
 use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::gateway::{json_of, Gateway};
@@ -906,7 +906,8 @@ const LARGE_DESCRIPTION: usize = 256 * 1024;
 async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() {
     let gateway = Gateway::start().await;
     let stalled = stalled_client(&gateway, &gateway.rune).await;
-    assert_stalled_cut_off_at_4_mib(&gateway, stalled).await;
+    assert_stalled_cut_off_at_4_mib(&gateway).await;
+    assert_closed_by_the_plugin(stalled).await;
 }
 
 /// The same for a client that connected the way socket.io-client and python-socketio do by
@@ -917,12 +918,23 @@ async fn stalled_client_owed_4_mib_is_cut_off_and_fast_client_gets_everything() 
 async fn stalled_client_that_upgraded_from_polling_is_cut_off_at_4_mib() {
     let gateway = Gateway::start().await;
     let stalled = stalled_upgraded_client(&gateway, &gateway.rune).await;
-    assert_stalled_cut_off_at_4_mib(&gateway, stalled).await;
+    assert_stalled_cut_off_at_4_mib(&gateway).await;
+    assert_closed_by_the_plugin(stalled).await;
 }
 
-/// Sends 100 notifications of 256 KiB: a reading client gets all of them, `stalled` (which
-/// never reads) is the only client cut off as a slow consumer.
-async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway, stalled: tokio::net::TcpStream) {
+/// The same for a client on long-polling only that stops polling: what its polls took is
+/// counted, so it too is cut off once owed 4 MiB (before, 25 MiB were queued for it until
+/// engine.io's ping timeout closed its session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_polling_client_is_cut_off_at_4_mib() {
+    let gateway = Gateway::start().await;
+    stalled_polling_client(&gateway, &gateway.rune).await;
+    assert_stalled_cut_off_at_4_mib(&gateway).await;
+}
+
+/// Sends 100 notifications of 256 KiB: a reading client gets all of them, and the stalled
+/// client (which never reads) is the only client cut off as a slow consumer.
+async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway) {
     // 25 MiB: 4 MiB owed plus whatever the kernel's socket buffers take, several times over.
     let total = 100;
     let fast = listen(gateway, json!({"rune": gateway.rune, "seq": true})).await;
@@ -953,7 +965,6 @@ async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway, stalled: tokio::net:
         disconnect_logs(gateway)
     );
     assert!(!fast.snapshot().lifecycle.contains(&Got::Closed));
-    assert_closed_by_the_plugin(stalled).await;
 }
 
 /// Reads `stream` (a websocket the plugin cut off) to its end: the plugin closes it a few

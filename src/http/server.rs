@@ -9,7 +9,7 @@ use crate::http::header_deadline::HeaderDeadline;
 use crate::http::{handlers, swagger};
 use crate::metrics::request_layer::RecordRequestsLayer;
 use crate::state::AppState;
-use crate::stream::send_window::Upgrades;
+use crate::stream::send_window::PollingSessions;
 use crate::stream::{socketio, socketio_sessions, sse};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware;
@@ -220,7 +220,7 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .into_response()
         }))
         .layer(middleware::from_fn_with_state(
-            Upgrades::default(),
+            PollingSessions::default(),
             socketio_sessions::track_sessions,
         ))
         .layer(socketio::layer(state.clone()))

@@ -1,21 +1,23 @@
 //! How far ahead of its connection a Socket.IO client's send queue may be filled: the
-//! [`Window`] of bytes queued for a client and not yet written to its TCP connection, and
-//! the [`Upgrades`] that tell a session begun with long-polling which connection it moved
-//! to when it upgraded to a websocket.
+//! [`Window`] of bytes queued for a client and not yet taken by its client, and the
+//! [`PollingSessions`] that say what a long-polling session has taken and which connection it
+//! moved to when it upgraded to a websocket.
 //!
 //! A websocket client's window is known from its first request, the upgrade on its own
 //! connection (`http::connection_limit` counts the bytes written to each connection). Most
 //! clients (socket.io-client's and python-socketio's default) start with long-polling and
-//! upgrade a moment later, on another connection: the handshake's response names the
-//! engine.io session (`sid`), the upgrade request names it again, so the middleware in
-//! `socketio_sessions.rs` records the upgrade's connection under that `sid` and the window of
-//! the session's client picks it up. Until then (and for a client that keeps polling) the
-//! window is unknown and always has room; such a client is bounded by its send queue's
-//! length alone.
+//! upgrade a moment later, on another connection; some stay on long-polling. The handshake's
+//! response names the engine.io session (`sid`) and every later request names it again, so
+//! the middleware in `socketio_sessions.rs` adds up the bodies of the session's poll
+//! responses and records the connection its upgrade arrives on: the window of the session's
+//! client counts what it polled, then what its websocket's connection takes. Only a session
+//! the middleware did not see open (none today) has no window; it is bounded by its send
+//! queue's length alone.
 
 use crate::http::connection_limit::Connection;
 use socketioxide::extract::SocketRef;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// How far the relay fills a websocket client's send queue ahead of what its connection has
@@ -33,12 +35,12 @@ pub struct Window {
     in_flight: u64,
 }
 
-/// The connection that carries a client's websocket, as far as it is known.
+/// What takes a client's messages, as far as it is known.
 enum Carrier {
     Websocket(Connection),
-    /// A long-polling session: the connection it upgrades to, once it does.
-    Polling(UpgradedTo),
-    /// A long-polling session that cannot be followed (no handshake seen by the middleware).
+    /// A long-polling session: its poll responses, until it upgrades.
+    Polling(PollingSession),
+    /// A session the middleware did not see open.
     Unknown,
 }
 
@@ -54,8 +56,8 @@ impl Window {
             .is_some_and(|q| q.split('&').any(|pair| pair == "transport=websocket"));
         let connection = match parts.extensions.get::<Connection>() {
             Some(connection) if websocket => Carrier::Websocket(connection.clone()),
-            _ => match parts.extensions.get::<UpgradedTo>() {
-                Some(upgrade) => Carrier::Polling(upgrade.clone()),
+            _ => match parts.extensions.get::<PollingSession>() {
+                Some(session) => Carrier::Polling(session.clone()),
                 None => Carrier::Unknown,
             },
         };
@@ -64,38 +66,45 @@ impl Window {
             written_seen: 0,
             in_flight: 0,
         };
-        window.follow_upgrade();
+        window.written_seen = window.taken().unwrap_or(0);
         window
     }
 
-    /// Starts counting on the websocket's connection once a polling session upgraded. What
-    /// was queued before (sent at once, as to a polling client) is not counted.
-    fn follow_upgrade(&mut self) {
-        if let Carrier::Polling(upgrade) = &self.connection {
-            if let Some(connection) = upgrade.0.get() {
-                self.written_seen = connection.written();
-                self.connection = Carrier::Websocket(connection.clone());
-            }
+    /// What the client's carrier has taken so far: the bytes written to its websocket's
+    /// connection, or the bodies of its poll responses until it upgrades. An upgrade starts
+    /// the count afresh from that connection's; what was queued and not polled then goes out
+    /// on the websocket and still counts as in flight.
+    fn taken(&mut self) -> Option<u64> {
+        match &self.connection {
+            Carrier::Websocket(connection) => Some(connection.written()),
+            Carrier::Polling(session) => match session.0.upgraded.get() {
+                Some(connection) => {
+                    let connection = connection.clone();
+                    self.written_seen = connection.written();
+                    self.connection = Carrier::Websocket(connection);
+                    Some(self.written_seen)
+                }
+                None => Some(session.0.polled.load(Ordering::Relaxed)),
+            },
+            Carrier::Unknown => None,
         }
     }
 
     /// Whether the relay may put more in the queue now.
     pub fn has_room(&mut self) -> bool {
-        self.follow_upgrade();
-        let Carrier::Websocket(connection) = &self.connection else {
+        let Some(taken) = self.taken() else {
             return true;
         };
-        let written = connection.written();
         self.in_flight = self
             .in_flight
-            .saturating_sub(written.wrapping_sub(self.written_seen));
-        self.written_seen = written;
+            .saturating_sub(taken.wrapping_sub(self.written_seen));
+        self.written_seen = taken;
         self.in_flight < WINDOW_BYTES
     }
 
     /// `bytes` were put in the queue.
     pub fn sent(&mut self, bytes: usize) {
-        if let Carrier::Websocket(_) = self.connection {
+        if !matches!(self.connection, Carrier::Unknown) {
             self.in_flight += bytes as u64;
         }
     }
@@ -109,24 +118,33 @@ impl Window {
 /// The connection carrying `socket`'s websocket: its own, or the one its long-polling
 /// session upgraded to; `None` while it polls.
 pub fn websocket_connection(socket: &SocketRef) -> Option<Connection> {
-    match Window::of(socket).connection {
+    let mut window = Window::of(socket);
+    window.taken();
+    match window.connection {
         Carrier::Websocket(connection) => Some(connection),
         Carrier::Polling(_) | Carrier::Unknown => None,
     }
 }
 
-/// The connection a long-polling session upgraded to, set by its upgrade request (an
-/// extension of the session's handshake request, which engine.io keeps with the session).
+/// A long-polling session as the middleware sees it: the bytes of its poll responses and the
+/// connection it upgraded to (an extension of the session's handshake request, which
+/// engine.io keeps with the session).
 #[derive(Clone, Default)]
-pub struct UpgradedTo(Arc<OnceLock<Connection>>);
+pub struct PollingSession(Arc<SessionTraffic>);
 
-/// Long-polling sessions that may still upgrade, by engine.io session id.
+#[derive(Default)]
+struct SessionTraffic {
+    polled: AtomicU64,
+    upgraded: OnceLock<Connection>,
+}
+
+/// Long-polling sessions by engine.io session id.
 #[derive(Clone, Default)]
-pub struct Upgrades(Arc<Mutex<Sessions>>);
+pub struct PollingSessions(Arc<Mutex<Sessions>>);
 
 #[derive(Default)]
 struct Sessions {
-    by_sid: HashMap<String, Weak<OnceLock<Connection>>>,
+    by_sid: HashMap<String, Weak<SessionTraffic>>,
     /// Ended sessions are swept out when the map reaches this size.
     sweep_at: usize,
 }
@@ -134,30 +152,37 @@ struct Sessions {
 /// Sessions are swept no more often than every this many new ones.
 const SWEEP_MIN: usize = 1024;
 
-impl Upgrades {
+impl PollingSessions {
     /// Remembers a new polling session under its engine.io `sid`.
-    pub fn opened(&self, sid: String, upgrade: &UpgradedTo) {
+    pub fn opened(&self, sid: String, session: &PollingSession) {
         let Ok(mut sessions) = self.0.lock() else {
             return;
         };
         if sessions.by_sid.len() >= sessions.sweep_at {
-            sessions.by_sid.retain(|_, cell| cell.strong_count() > 0);
+            sessions
+                .by_sid
+                .retain(|_, traffic| traffic.strong_count() > 0);
             sessions.sweep_at = (sessions.by_sid.len() * 2).max(SWEEP_MIN);
         }
-        sessions.by_sid.insert(sid, Arc::downgrade(&upgrade.0));
+        sessions.by_sid.insert(sid, Arc::downgrade(&session.0));
+    }
+
+    /// The session `sid` took `bytes` in a poll response.
+    pub fn polled(&self, sid: &str, bytes: u64) {
+        if let Some(traffic) = self.find(sid) {
+            traffic.polled.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     /// The session `sid` upgraded to a websocket on `connection`.
     pub fn upgraded(&self, sid: &str, connection: &Connection) {
-        let cell = self
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut sessions| sessions.by_sid.remove(sid))
-            .and_then(|cell| cell.upgrade());
-        if let Some(cell) = cell {
-            let _ = cell.set(connection.clone());
+        if let Some(traffic) = self.find(sid) {
+            let _ = traffic.upgraded.set(connection.clone());
         }
+    }
+
+    fn find(&self, sid: &str) -> Option<Arc<SessionTraffic>> {
+        self.0.lock().ok()?.by_sid.get(sid)?.upgrade()
     }
 
     /// How many sessions are remembered (ended ones included until the next sweep).
@@ -173,18 +198,15 @@ mod tests {
 
     #[test]
     fn ended_sessions_are_swept() {
-        let upgrades = Upgrades::default();
-        let live = UpgradedTo::default();
-        upgrades.opened("live".into(), &live);
+        let sessions = PollingSessions::default();
+        let live = PollingSession::default();
+        sessions.opened("live".into(), &live);
         for i in 0..3 * SWEEP_MIN {
-            upgrades.opened(format!("gone{i}"), &UpgradedTo::default());
+            sessions.opened(format!("gone{i}"), &PollingSession::default());
         }
-        assert!(upgrades.len() <= SWEEP_MIN + 1, "{}", upgrades.len());
-        assert!(upgrades
-            .0
-            .lock()
-            .expect("not poisoned")
-            .by_sid
-            .contains_key("live"));
+        assert!(sessions.len() <= SWEEP_MIN + 1, "{}", sessions.len());
+        sessions.polled("live", 10);
+        sessions.polled("gone1", 10);
+        assert_eq!(live.0.polled.load(Ordering::Relaxed), 10);
     }
 }

@@ -6,8 +6,9 @@
 //! that the session keeps while it lives (its request's extensions stay with the session);
 //! with none left it gets the 503 a connection beyond the cap gets. Its response names the
 //! session (`0{"sid":"...",...}`, after a length prefix for engine.io v3), which is
-//! remembered so that its upgrade (`transport=websocket&sid=...`) on another connection can
-//! tell the session's send window which connection to count.
+//! remembered: the bodies of the session's polls (`transport=polling&sid=...`) are added up,
+//! and its upgrade (`transport=websocket&sid=...`) on another connection tells the session's
+//! send window which connection to count from then on.
 //!
 //! When the server disconnects a client from its namespace (slow consumer, revoked rune),
 //! socketioxide leaves the engine.io session open; a well-behaved client closes it on the
@@ -17,8 +18,8 @@
 //! stops polling).
 
 use crate::http::connection_limit::Connection;
-use crate::stream::send_window::{websocket_connection, UpgradedTo, Upgrades};
-use axum::body::Body;
+use crate::stream::send_window::{websocket_connection, PollingSession, PollingSessions};
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -31,7 +32,7 @@ const HANDSHAKE_RESPONSE_LIMIT: usize = 64 * 1024;
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn track_sessions(
-    State(upgrades): State<Upgrades>,
+    State(sessions): State<PollingSessions>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -41,16 +42,22 @@ pub async fn track_sessions(
             let Some(slot) = connection.session_slot() else {
                 return crate::http::connection_limit::refusal();
             };
-            let upgrade = UpgradedTo::default();
+            let session = PollingSession::default();
             request.extensions_mut().insert(slot);
-            request.extensions_mut().insert(upgrade.clone());
+            request.extensions_mut().insert(session.clone());
             let response = next.run(request).await;
-            remember_session(response, &upgrades, &upgrade).await
+            remember_session(response, &sessions, &session).await
+        }
+        (EngineRequest::Poll(sid), _) => {
+            let response = next.run(request).await;
+            let size = response.body().size_hint();
+            sessions.polled(&sid, size.exact().unwrap_or(size.lower()));
+            response
         }
         (EngineRequest::Upgrade(sid), Some(connection)) => {
             let response = next.run(request).await;
             if response.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-                upgrades.upgraded(&sid, &connection);
+                sessions.upgraded(&sid, &connection);
             }
             response
         }
@@ -78,6 +85,8 @@ pub fn close_after_disconnect(socket: &SocketRef) {
 enum EngineRequest {
     /// `GET /socket.io/` with `transport=polling` and no `sid`: opens a session.
     PollingHandshake,
+    /// `GET /socket.io/` with `transport=polling` and a `sid`: a poll of that session.
+    Poll(String),
     /// `GET /socket.io/` with `transport=websocket` and the `sid` of a polling session.
     Upgrade(String),
     Other,
@@ -99,6 +108,7 @@ impl EngineRequest {
         }
         match (transport, sid) {
             (Some("polling"), None) => EngineRequest::PollingHandshake,
+            (Some("polling"), Some(sid)) => EngineRequest::Poll(sid.to_string()),
             (Some("websocket"), Some(sid)) => EngineRequest::Upgrade(sid.to_string()),
             _ => EngineRequest::Other,
         }
@@ -109,8 +119,8 @@ impl EngineRequest {
 /// response on unchanged.
 async fn remember_session(
     response: Response,
-    upgrades: &Upgrades,
-    upgrade: &UpgradedTo,
+    sessions: &PollingSessions,
+    session: &PollingSession,
 ) -> Response {
     if !response.status().is_success() {
         return response;
@@ -124,7 +134,7 @@ async fn remember_session(
         }
     };
     if let Some(sid) = session_id(&bytes) {
-        upgrades.opened(sid, upgrade);
+        sessions.opened(sid, session);
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -165,7 +175,7 @@ mod tests {
         );
         assert_eq!(
             of("/socket.io/?EIO=4&transport=polling&sid=abc"),
-            EngineRequest::Other
+            EngineRequest::Poll("abc".into())
         );
         assert_eq!(
             of("/socket.io/?EIO=4&transport=websocket&sid=abc"),

@@ -534,11 +534,9 @@ pub async fn stalled_client(gateway: &Gateway, rune: &str) -> TcpStream {
     stream
 }
 
-/// Like [`stalled_client`], but the way socket.io-client and python-socketio connect by
-/// default: an engine.io long-polling session connects to namespace `/`, then upgrades to a
-/// websocket on another connection (`2probe`, `3probe`, `5`); that websocket is returned and
-/// never read.
-pub async fn stalled_upgraded_client(gateway: &Gateway, rune: &str) -> TcpStream {
+/// A client on engine.io long-polling that connects to namespace `/` with `{"rune": rune}`
+/// and then never polls again; returns its session id once the plugin subscribed it.
+pub async fn stalled_polling_client(gateway: &Gateway, rune: &str) -> String {
     let before = subscriptions(gateway);
     let http = reqwest::Client::new();
     let polling = format!(
@@ -579,6 +577,15 @@ pub async fn stalled_upgraded_client(gateway: &Gateway, rune: &str) -> TcpStream
         }
     }
     wait_subscriptions(gateway, before + 1).await;
+    sid
+}
+
+/// Like [`stalled_client`], but the way socket.io-client and python-socketio connect by
+/// default: an engine.io long-polling session connects to namespace `/`, then upgrades to a
+/// websocket on another connection (`2probe`, `3probe`, `5`); that websocket is returned and
+/// never read.
+pub async fn stalled_upgraded_client(gateway: &Gateway, rune: &str) -> TcpStream {
+    let sid = stalled_polling_client(gateway, rune).await;
     let mut stream = raw_websocket(gateway, &format!("EIO=4&transport=websocket&sid={sid}")).await;
     write_text_frame(&mut stream, "2probe").await;
     let (_, probe) = read_frame(&mut stream).await;
