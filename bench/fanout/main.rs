@@ -27,7 +27,7 @@
 //! Everything is bounded: connection, warm-up, each phase and its drain have deadlines.
 //!
 //! With `--lightningd PATH` it runs instead inside a real regtest lightningd, with real
-//! `invoice` calls, and `--compare PATH` runs a second plugin binary interleaved with ours
+//! `invoice` calls, and `--compare PATH` runs other plugin binaries interleaved with ours
 //! (`real_node.rs`).
 //!
 //! Modules: `record` (what the clients record), `clients` (the clients), `phases` (pushing
@@ -82,8 +82,10 @@ pub struct Args {
     pub plugin_threads: Option<u64>,
     /// `--lightningd`: the real-node mode (`real_node.rs`).
     pub lightningd: Option<PathBuf>,
-    /// `--compare`: a second plugin binary, real-node mode only.
-    pub compare: Option<PathBuf>,
+    /// `--plugin`: the plugin binary run as ours instead of this tree's build.
+    pub plugin: Option<PathBuf>,
+    /// `--compare` (repeatable): more plugin binaries, real-node mode only.
+    pub compare: Vec<PathBuf>,
     /// Real-node mode: invoices created at `rate` per run, and runs per plugin.
     pub invoices: u64,
     pub rounds: usize,
@@ -92,12 +94,14 @@ pub struct Args {
 
 const USAGE: &str = "usage: cargo bench --bench fanout [-- [--clients N] [--seconds S] [--rate R] \
 [--burst M] [--client-threads T] [--plugin-threads P]]
-   or: cargo bench --bench fanout -- --lightningd PATH [--compare PATH] [--clients N] \
-[--invoices N] [--rate R] [--rounds N] [--client-threads T] [--node-dir DIR]
+   or: cargo bench --bench fanout -- --lightningd PATH [--plugin PATH] [--compare PATH]... \
+[--clients N] [--invoices N] [--rate R] [--rounds N] [--client-threads T] [--node-dir DIR]
   --lightningd PATH  the plugin inside a real regtest lightningd; `invoice` calls at --rate
                      (default 100/s), --invoices of them (default 200) per run
-  --compare PATH     also run this plugin binary (e.g. CLN's clnrest), runs interleaved
-                     A B, B A, ... (--rounds, default 2, at most 20)
+  --plugin PATH      run this binary as ours instead of this tree's build (e.g. a copy
+                     made before a change, so another build cannot replace it mid-run)
+  --compare PATH     also run this plugin binary (e.g. CLN's clnrest; repeatable), runs
+                     interleaved A B, B A, ... (--rounds, default 2, at most 20)
   --node-dir DIR     where the nodes live (default /dev/shm)";
 
 fn parse_args() -> Result<Args, ArgError> {
@@ -109,7 +113,8 @@ fn parse_args() -> Result<Args, ArgError> {
         client_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
         plugin_threads: None,
         lightningd: None,
-        compare: None,
+        plugin: None,
+        compare: Vec::new(),
         invoices: 200,
         rounds: 2,
         node_dir: None,
@@ -124,7 +129,8 @@ fn parse_args() -> Result<Args, ArgError> {
             "--client-threads" => args.client_threads = line.number()? as usize,
             "--plugin-threads" => args.plugin_threads = Some(line.number()?),
             "--lightningd" => args.lightningd = Some(PathBuf::from(line.value()?)),
-            "--compare" => args.compare = Some(PathBuf::from(line.value()?)),
+            "--plugin" => args.plugin = Some(PathBuf::from(line.value()?)),
+            "--compare" => args.compare.push(PathBuf::from(line.value()?)),
             "--invoices" => args.invoices = line.number()?,
             "--rounds" => args.rounds = line.number()? as usize,
             "--node-dir" => args.node_dir = Some(PathBuf::from(line.value()?)),
@@ -144,8 +150,8 @@ fn parse_args() -> Result<Args, ArgError> {
     if args.invoices == 0 || args.invoices > 100_000 || !(1..=20).contains(&args.rounds) {
         return Err("bounded: 1 ≤ --invoices ≤ 100000, 1 ≤ --rounds ≤ 20".into());
     }
-    if args.compare.is_some() && args.lightningd.is_none() {
-        return Err("--compare needs --lightningd".into());
+    if (args.plugin.is_some() || !args.compare.is_empty()) && args.lightningd.is_none() {
+        return Err("--plugin and --compare need --lightningd".into());
     }
     Ok(args)
 }

@@ -12,9 +12,9 @@
 //! The plugin's CPU (utime + stime of /proc/<pid>/stat) is read before the first call and
 //! after every client has every notification (or deliveries stalled).
 //!
-//! With `--compare`, runs go A B, B A, A B, ... for `--rounds` rounds; the report has every
-//! run, then per plugin the medians over its runs and, for the compared one, its figures over
-//! ours.
+//! With `--compare` (repeatable), runs go A B C, C B A, A B C, ... for `--rounds` rounds; the
+//! report has every run, then per plugin the medians over its runs and, for the compared ones,
+//! their figures over ours. `--plugin` names the binary run as ours.
 
 use crate::clients::{self, label, Target};
 use crate::phases::{measured_phase, PhaseRun};
@@ -85,7 +85,7 @@ impl Measurement {
 /// Runs every round and returns the report.
 pub fn run(args: &Args, lightningd: &Path) -> Result<String, String> {
     let lightningd = use_lightningd(lightningd)?;
-    let subjects = subjects(args.compare.as_deref())?;
+    let subjects = plugins(args)?;
     let machine = Machine::read();
     let load_before = load_average("unknown");
     let began = Instant::now();
@@ -141,6 +141,24 @@ pub fn run(args: &Args, lightningd: &Path) -> Result<String, String> {
         subjects: &subjects,
         measurements: &measurements,
     }))
+}
+
+/// Ours (this tree's build, or `--plugin`), then every `--compare` binary.
+fn plugins(args: &Args) -> Result<Vec<Subject>, String> {
+    let mut plugins = subjects(None)?;
+    if let Some(plugin) = &args.plugin {
+        let binary = plugin
+            .canonicalize()
+            .map_err(|e| format!("--plugin {}: {e}", plugin.display()))?;
+        plugins[0] = Subject {
+            label: format!("ours: {}", binary.display()),
+            binary,
+        };
+    }
+    for compare in &args.compare {
+        plugins.extend(subjects(Some(compare))?.into_iter().skip(1));
+    }
+    Ok(plugins)
 }
 
 /// One plugin, one node, one run.
