@@ -1,7 +1,9 @@
 //! Stalled-clients benchmark: what Socket.IO clients that stop reading cost the plugin.
 //!
 //! `--clients` (default 1,000) Socket.IO clients connect over websockets with a 4 KiB
-//! receive buffer and then never read again; one steady client (`seq: true`) reads
+//! receive buffer and then never read again (`--transport upgrade`: long-polling first, then
+//! the upgrade to a websocket, as socket.io-client and python-socketio do by default;
+//! `--transport polling`: long-polling, never polled again); one steady client (`seq: true`) reads
 //! everything. The mock lightningd then pushes `--burst` (default 10,000) `invoice_creation`
 //! notifications as fast as it can write them (`--padding` bytes of description each,
 //! default 0: ~200 bytes of JSON). The plugin's VmRSS is sampled every 20 ms throughout and
@@ -10,7 +12,7 @@
 //! notification in order.
 //!
 //! Run: `cargo bench --bench stalled` (options after `--`: `--clients N`, `--burst M`,
-//! `--padding B`). `CLNREST_BIN=<path>` runs another plugin binary (e.g. an older build);
+//! `--padding B`, `--transport websocket|upgrade|polling`). `CLNREST_BIN=<path>` runs another plugin binary (e.g. an older build);
 //! `STALLED_LOG=1` prints the plugin's log at the end. The steady client reads on a thread
 //! of its own.
 //! Target: peak RSS below 512 MiB with 1,000 stalled clients and a 10,000 burst.
@@ -46,16 +48,18 @@ struct Args {
     clients: usize,
     burst: u64,
     padding: usize,
+    transport: clients::Transport,
 }
 
-const USAGE: &str =
-    "usage: cargo bench --bench stalled [-- [--clients N] [--burst M] [--padding B]]";
+const USAGE: &str = "usage: cargo bench --bench stalled [-- [--clients N] [--burst M] \
+                     [--padding B] [--transport websocket|upgrade|polling]]";
 
 fn parse_args() -> Result<Args, ArgError> {
     let mut args = Args {
         clients: 1000,
         burst: 10_000,
         padding: 0,
+        transport: clients::Transport::Websocket,
     };
     let mut line = CommandLine::from_env();
     while let Some(name) = line.next_option()? {
@@ -63,6 +67,11 @@ fn parse_args() -> Result<Args, ArgError> {
             "--clients" => args.clients = line.number()? as usize,
             "--burst" => args.burst = line.number()?,
             "--padding" => args.padding = line.number()? as usize,
+            "--transport" => {
+                let name = line.value()?;
+                args.transport = clients::Transport::parse(&name)
+                    .ok_or("--transport: websocket, upgrade or polling")?;
+            }
             _ => return Err(line.unknown()),
         }
     }
@@ -94,9 +103,9 @@ async fn run(args: &Args) -> Outcome {
     let mut failed = 0;
     let mut pending = tokio::task::JoinSet::new();
     for n in 0..args.clients {
-        let rune = rune.clone();
+        let (rune, transport) = (rune.clone(), args.transport);
         pending.spawn(async move {
-            tokio::time::timeout(CONNECT_TIMEOUT, clients::stalled(port, &rune))
+            tokio::time::timeout(CONNECT_TIMEOUT, clients::stalled(port, &rune, transport))
                 .await
                 .unwrap_or_else(|_| Err("timed out".into()))
         });
@@ -212,11 +221,14 @@ fn mib(kib: u64) -> String {
 fn report(args: &Args, outcome: &Outcome) -> (String, bool) {
     let mut text = format!(
         "## Stalled Socket.IO clients\n\n\
-         `cargo bench --bench stalled -- --clients {} --burst {} --padding {}`\n\n\
+         `cargo bench --bench stalled -- --clients {} --burst {} --padding {} --transport {}`\n\n\
          | stalled clients connected | burst | RSS before the burst | peak RSS sampled | \
          VmHWM | RSS after | cut off as slow consumers | steady client |\n\
          |---|---|---|---|---|---|---|---|\n",
-        args.clients, args.burst, args.padding
+        args.clients,
+        args.burst,
+        args.padding,
+        args.transport.name()
     );
     let steady = &outcome.steady;
     text += &format!(
