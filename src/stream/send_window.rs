@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 /// taken, in bytes.
 pub const WINDOW_BYTES: u64 = 128 * 1024;
 
-/// What a client's connection has taken from its send queue, as far as the relay can tell:
-/// the bytes put in the queue minus the bytes written to its connection since.
+/// What a client has not yet taken from its send queue, as far as the relay can tell: the
+/// bytes put in the queue minus the bytes its carrier took since.
 pub struct Window {
-    connection: Carrier,
-    /// `connection.written()` when last looked at.
+    carrier: Carrier,
+    /// What the carrier had taken when last looked at.
     written_seen: u64,
     /// Bytes put in the queue and not written yet (an estimate from above: the framing
     /// around each message, pings and other packets also count as written).
@@ -54,7 +54,7 @@ impl Window {
             .uri
             .query()
             .is_some_and(|q| q.split('&').any(|pair| pair == "transport=websocket"));
-        let connection = match parts.extensions.get::<Connection>() {
+        let carrier = match parts.extensions.get::<Connection>() {
             Some(connection) if websocket => Carrier::Websocket(connection.clone()),
             _ => match parts.extensions.get::<PollingSession>() {
                 Some(session) => Carrier::Polling(session.clone()),
@@ -62,7 +62,7 @@ impl Window {
             },
         };
         let mut window = Window {
-            connection,
+            carrier,
             written_seen: 0,
             in_flight: 0,
         };
@@ -75,13 +75,13 @@ impl Window {
     /// the count afresh from that connection's; what was queued and not polled then goes out
     /// on the websocket and still counts as in flight.
     fn taken(&mut self) -> Option<u64> {
-        match &self.connection {
+        match &self.carrier {
             Carrier::Websocket(connection) => Some(connection.written()),
             Carrier::Polling(session) => match session.0.upgraded.get() {
                 Some(connection) => {
                     let connection = connection.clone();
                     self.written_seen = connection.written();
-                    self.connection = Carrier::Websocket(connection);
+                    self.carrier = Carrier::Websocket(connection);
                     Some(self.written_seen)
                 }
                 None => Some(session.0.polled.load(Ordering::Relaxed)),
@@ -104,7 +104,7 @@ impl Window {
 
     /// `bytes` were put in the queue.
     pub fn sent(&mut self, bytes: usize) {
-        if !matches!(self.connection, Carrier::Unknown) {
+        if !matches!(self.carrier, Carrier::Unknown) {
             self.in_flight += bytes as u64;
         }
     }
@@ -118,9 +118,7 @@ impl Window {
 /// The connection carrying `socket`'s websocket: its own, or the one its long-polling
 /// session upgraded to; `None` while it polls.
 pub fn websocket_connection(socket: &SocketRef) -> Option<Connection> {
-    let mut window = Window::of(socket);
-    window.taken();
-    match window.connection {
+    match Window::of(socket).carrier {
         Carrier::Websocket(connection) => Some(connection),
         Carrier::Polling(_) | Carrier::Unknown => None,
     }
