@@ -13,6 +13,11 @@
 //! joins ahead of it (its own subscription ran ahead of the relay) waits until the relay
 //! reaches it.
 //!
+//! What a delivery costs is mostly its client's write (a `sendto` per flush in engineioxide's
+//! writer task, which sends everything queued when it runs). So while notifications keep
+//! coming the relay hands them out at most once per [`RELAY_HOLD`], several to a client at
+//! once; a lone notification goes at once.
+//!
 //! # What a slow client costs
 //!
 //! socketioxide gives every client a send queue of its own, and each message in it is that
@@ -45,7 +50,7 @@
 //! (`socketio_sessions.rs`).
 
 use crate::state::AppState;
-use crate::stream::journal::{Next, Notification, Position, Sequenced};
+use crate::stream::journal::{Next, Notification, Position, Sequenced, Subscription};
 use crate::stream::listeners::StreamOptions;
 use crate::stream::send_window::Window;
 use crate::stream::socketio::SUBSCRIBER_QUEUE;
@@ -60,6 +65,12 @@ use tokio_util::sync::CancellationToken;
 
 /// How many ready notifications the relay hands out before letting other tasks run.
 const RELAY_BATCH: usize = 64;
+
+/// The relay hands out new notifications at most once per this long while they keep coming
+/// (a full batch goes at once): at 100 notifications/s each client gets two per write
+/// instead of one, which is what a delivery costs most (docs/performance.md, issue 17).
+/// Slower streams are not delayed; one notification waits at most this long.
+pub const RELAY_HOLD: Duration = Duration::from_millis(20);
 
 /// The most a client may be owed (queued for it, or waiting for it in the journal), in
 /// bytes of the events it receives, before it is cut off as a slow consumer.
@@ -297,6 +308,7 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
         behind: HashSet::new(),
         waiting: Vec::new(),
     };
+    let mut last_relay = tokio::time::Instant::now();
     let mut refill = tokio::time::interval(REFILL_INTERVAL);
     refill.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -316,30 +328,20 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
                 // Take what else is ready too (up to a batch): each client then gets the
                 // whole batch at once, and its writer sends several messages per write.
                 let mut batch = Vec::new();
-                let mut next = Some(next);
-                while let Some(ready) = next.take() {
-                    match ready {
-                        Next::Notification(notification) => batch.push(notification),
-                        Next::Lagged => {
-                            relaying.relay(&batch);
-                            batch.clear();
-                            // The relay itself fell a whole queue behind: pick up from the
-                            // journal.
-                            subscription = relaying
-                                .state
-                                .journal()
-                                .subscribe(Some(Position::Seq(relaying.relayed)));
-                            if let Some(gap) = subscription.take_gap() {
-                                relaying.lost(gap.oldest - 1);
-                            }
-                        }
-                        Next::Closed => return,
-                    }
-                    if batch.len() < RELAY_BATCH {
-                        next = subscription.try_next();
+                if !relaying.take(&mut subscription, Some(next), &mut batch) {
+                    return;
+                }
+                // Notifications coming faster than one per `RELAY_HOLD`: wait for more, so
+                // that each client gets them in one write.
+                let until = last_relay + RELAY_HOLD;
+                if batch.len() < RELAY_BATCH && tokio::time::Instant::now() < until {
+                    tokio::time::sleep_until(until).await;
+                    if !relaying.take(&mut subscription, None, &mut batch) {
+                        return;
                     }
                 }
                 relaying.relay(&batch);
+                last_relay = tokio::time::Instant::now();
                 tokio::task::yield_now().await;
             }
         }
@@ -347,6 +349,40 @@ async fn run(state: AppState, mut commands: mpsc::UnboundedReceiver<Command>) {
 }
 
 impl Relaying {
+    /// Adds `first` (if any) and whatever else the subscription has ready to `batch`, up to
+    /// [`RELAY_BATCH`]; relays what it holds and resubscribes when the relay lagged. False
+    /// when the journal closed.
+    fn take(
+        &mut self,
+        subscription: &mut Subscription,
+        first: Option<Next>,
+        batch: &mut Vec<Notification>,
+    ) -> bool {
+        let mut next = first.or_else(|| subscription.try_next());
+        while let Some(ready) = next.take() {
+            match ready {
+                Next::Notification(notification) => batch.push(notification),
+                Next::Lagged => {
+                    self.relay(batch);
+                    batch.clear();
+                    // The relay itself fell a whole queue behind: pick up from the journal.
+                    *subscription = self
+                        .state
+                        .journal()
+                        .subscribe(Some(Position::Seq(self.relayed)));
+                    if let Some(gap) = subscription.take_gap() {
+                        self.lost(gap.oldest - 1);
+                    }
+                }
+                Next::Closed => return false,
+            }
+            if batch.len() < RELAY_BATCH {
+                next = subscription.try_next();
+            }
+        }
+        true
+    }
+
     fn admit(&mut self, member: Member) {
         if member.closed.is_cancelled() {
             return;
