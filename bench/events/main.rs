@@ -3,13 +3,16 @@
 //! HTTP, with a webhook receiver in this process (`receiver`: hyper on 127.0.0.1, answering
 //! `200`).
 //!
-//! Each round runs three phases of `--seconds` (10) each, numbered notifications pushed at
+//! Each round runs four phases of `--seconds` (10) each, numbered notifications pushed at
 //! `--rate` all the while, each carrying its push time:
 //! - **REST, no endpoint**: `POST /v1/getinfo` at `--concurrency` (8) keep-alive connections
 //!   (a minimal client, as bench/rest's) beside the notifications: the baseline;
 //! - **REST + webhook**: the same, with a webhook endpoint (`clnrest-webhook-add`, topic
 //!   `invoice_creation`, `allow_http`) taking every notification;
-//! - **webhook, no REST**: deliveries alone.
+//! - **webhook, no REST**: deliveries alone;
+//! - **notifications alone** (no REST, no endpoint): what reading them costs the plugin.
+//!   The report's CPU per delivery of a sink is its no-REST phase's plugin CPU less this
+//!   one's, per notification (medians over rounds).
 //!
 //! Odd rounds run them in that order, even rounds in the reverse one (the endpoint is added
 //! before its first phase and removed after its last), so that a machine getting busier
@@ -28,7 +31,7 @@
 //!   private RabbitMQ server (`mock_lightningd::rabbitmq`, Debian's `rabbitmq-server`);
 //! - **notifications + broker, no REST**: publishing alone.
 //!
-//! Odd rounds then run the five phases in the order above, even rounds in the reverse one.
+//! Odd rounds then run the six phases in the order above, even rounds in the reverse one.
 //! `clnrest-amqp-url` is read at start, so the broker phases run against a second plugin
 //! (its own mock lightningd) started with it, both plugins up all along and each pushed
 //! notifications only in its own phases: the baseline's plugin publishes nothing, and the
@@ -280,7 +283,12 @@ async fn orchestrate(args: &Args) -> Run {
         duration: Duration::from_secs(args.seconds),
         concurrency: args.concurrency,
     };
-    let mut kinds = vec![Kind::Rest, Kind::RestAndWebhook, Kind::Webhook];
+    let mut kinds = vec![
+        Kind::Rest,
+        Kind::Notifications,
+        Kind::RestAndWebhook,
+        Kind::Webhook,
+    ];
     if broker_plugin.is_some() {
         kinds.extend([Kind::RestAndBroker, Kind::Broker]);
     }

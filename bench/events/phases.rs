@@ -35,6 +35,9 @@ impl Sink {
 pub enum Kind {
     /// REST load and notifications, no webhook endpoint: the baseline.
     Rest,
+    /// Notifications alone, no REST, no endpoint: what reading them costs the plugin, for
+    /// the CPU per delivery of the sinks' phases.
+    Notifications,
     /// REST load and notifications, delivered to the webhook endpoint.
     RestAndWebhook,
     /// Notifications delivered to the webhook endpoint, no REST load.
@@ -56,7 +59,7 @@ impl Kind {
     /// Where the notifications go, if anywhere.
     pub fn sink(self) -> Option<Sink> {
         match self {
-            Kind::Rest => None,
+            Kind::Rest | Kind::Notifications => None,
             Kind::RestAndWebhook | Kind::Webhook => Some(Sink::Webhook),
             Kind::RestAndBroker | Kind::Broker => Some(Sink::Broker),
         }
@@ -69,6 +72,7 @@ impl Kind {
     pub fn label(self) -> &'static str {
         match self {
             Kind::Rest => "REST + notifications, no endpoint",
+            Kind::Notifications => "notifications, no REST, no endpoint",
             Kind::RestAndWebhook => "REST + notifications + webhook",
             Kind::Webhook => "notifications + webhook, no REST",
             Kind::RestAndBroker => "REST + notifications + broker",
@@ -106,6 +110,9 @@ pub struct Phase {
     pub plugin_cpu: f64,
     /// RabbitMQ's CPU seconds over the phase, for a broker phase.
     pub broker_cpu: Option<f64>,
+    /// The plugin's context switches (all threads, voluntary and not) over the phase: its
+    /// wake-ups, a measure of its work that a busy machine disturbs less than CPU time.
+    pub switches: u64,
     pub rss_kib: u64,
 }
 
@@ -118,6 +125,7 @@ pub async fn run(
     first: u64,
 ) -> Result<Phase, String> {
     let cpu_before = cpu_seconds(plugin.pid);
+    let switches_before = context_switches(plugin.pid);
     let broker_cpu_before = broker_cpu(plugin);
     let rest = kind.has_rest().then(|| {
         tokio::spawn(rest_load::run(
@@ -149,11 +157,30 @@ pub async fn run(
         delivery,
         drain_seconds: drain_started.elapsed().as_secs_f64(),
         plugin_cpu: cpu_seconds(plugin.pid) - cpu_before,
+        switches: context_switches(plugin.pid).saturating_sub(switches_before),
         broker_cpu: broker_cpu(plugin)
             .zip(broker_cpu_before)
             .map(|(after, before)| after - before),
         rss_kib: procfs::status(plugin.pid).rss_kib,
     })
+}
+
+/// The context switches of every thread of `pid` so far (`/proc/<pid>/task/*/status`).
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
 }
 
 /// RabbitMQ's CPU seconds so far, if the plugin publishes to it.

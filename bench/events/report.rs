@@ -159,7 +159,48 @@ pub fn render(args: &Args, run: &Run, verdicts: &Verdicts) -> String {
             kib_as_mib(p.rss_kib),
         ));
     }
+    out.push_str(&cpu_per_notification(args, run));
     out.push_str("\nVerdicts:\n\n");
     out.push_str(&verdicts.lines());
+    out
+}
+
+/// The plugin's CPU (microseconds) and context switches per notification, medians over
+/// rounds, in the no-REST phases of `kind`.
+fn cpu_us_per_notification(run: &Run, kind: Kind) -> Option<(f64, f64)> {
+    let phases: Vec<&Phase> = run
+        .phases
+        .iter()
+        .filter(|p| p.kind == kind && p.pushed > 0)
+        .collect();
+    let cpu = phases.iter().map(|p| p.plugin_cpu * 1e6 / p.pushed as f64);
+    let switches = phases.iter().map(|p| p.switches as f64 / p.pushed as f64);
+    (!phases.is_empty()).then(|| (median(cpu.collect()), median(switches.collect())))
+}
+
+/// What reading notifications costs the plugin alone, and what each sink adds per delivery.
+fn cpu_per_notification(args: &Args, run: &Run) -> String {
+    let Some((alone, alone_switches)) = cpu_us_per_notification(run, Kind::Notifications) else {
+        return String::new();
+    };
+    let mut out = format!(
+        "\nPlugin CPU (context switches) per notification, no REST (medians): read alone \
+         {alone:.0} us ({alone_switches:.2})"
+    );
+    let mut sinks = vec![(Sink::Webhook, Kind::Webhook)];
+    if args.amqp {
+        sinks.push((Sink::Broker, Kind::Broker));
+    }
+    for (sink, kind) in sinks {
+        if let Some((with, switches)) = cpu_us_per_notification(run, kind) {
+            out.push_str(&format!(
+                "; with the {} {with:.0} us ({switches:.2}), +{:.0} us (+{:.2}) a delivery",
+                sink.name(),
+                with - alone,
+                switches - alone_switches
+            ));
+        }
+    }
+    out.push_str(".\n");
     out
 }
