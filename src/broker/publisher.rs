@@ -24,6 +24,7 @@ use amqprs::channel::{
     BasicPublishArguments, Channel, ConfirmSelectArguments, ExchangeDeclareArguments,
 };
 use amqprs::connection::Connection;
+use amqprs::tls::TlsAdaptor;
 use amqprs::{
     Ack, BasicProperties, Cancel, Close, CloseChannel, Nack, Return, DELIVERY_MODE_PERSISTENT,
 };
@@ -34,6 +35,9 @@ use tokio::sync::mpsc;
 
 /// Most messages published and not yet confirmed.
 pub const WINDOW: usize = 1024;
+/// While notifications keep coming, those that arrived are published together this often
+/// (the most it adds to a message's latency).
+pub const BATCH_LINGER: Duration = Duration::from_millis(5);
 /// How long connecting may take: TCP, TLS, the AMQP handshake, the channel, the exchange.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection must have lasted for the backoff to start again from the first
@@ -178,8 +182,15 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
     let mut failures: u32 = 0;
     let mut down = false;
     let mut ever_connected = false;
+    // Read the system's CA certificates once, not at every reconnection.
+    let tls = publisher
+        .settings
+        .url
+        .tls_adaptor()
+        .map_err(|e| format!("TLS setup: {e}"));
     loop {
-        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, connect(&publisher.settings));
+        let connecting =
+            tokio::time::timeout(CONNECT_TIMEOUT, connect(&publisher.settings, tls.as_ref()));
         match connecting.await {
             Ok(Ok(session)) => {
                 publisher.stats.set_connected(true);
@@ -257,11 +268,12 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
 /// Opens the connection and the publishing channel, and makes sure the exchange exists: an
 /// existing one is used as it is (whatever its type); a missing one is created as a durable
 /// topic exchange.
-async fn connect(settings: &AmqpSettings) -> Result<Session, String> {
-    let arguments = settings
-        .url
-        .connection_arguments()
-        .map_err(|e| format!("TLS setup: {e}"))?;
+async fn connect(
+    settings: &AmqpSettings,
+    tls: Result<&Option<TlsAdaptor>, &String>,
+) -> Result<Session, String> {
+    let tls = tls.map_err(Clone::clone)?;
+    let arguments = settings.url.connection_arguments(tls.as_ref());
     let connection = Connection::open(&arguments)
         .await
         .map_err(|e| e.to_string())?;
@@ -337,6 +349,11 @@ fn closed_channel(events: &mut mpsc::UnboundedReceiver<Event>) -> Option<(u16, S
 
 impl Publisher {
     /// Publishes from `settled` on until the session fails or the journal closes.
+    ///
+    /// A notification that comes after a quiet spell is published at once; then, while more
+    /// keep coming, those that arrived are published together every [`BATCH_LINGER`] (one
+    /// wake-up of this task, of the client's writer and, mostly, one multiple confirm from
+    /// the broker per batch, instead of one of each per message).
     async fn publish(&mut self, mut session: Session) -> End {
         let after = self.settled;
         let mut subscription = self
@@ -346,14 +363,22 @@ impl Publisher {
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         self.note_gap(&mut subscription, after, &in_flight);
         let mut next_tag: u64 = 1;
+        let batch = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(batch);
+        // Gathering: the subscription is read when `batch` is over, not as notifications come.
+        let mut gathering = false;
         let end = {
             let closed = session.connection.listen_network_io_failure();
             tokio::pin!(closed);
             loop {
-                tokio::select! {
+                let room = in_flight.len() < WINDOW;
+                let outcome = tokio::select! {
                     biased;
                     event = session.events.recv() => match event {
-                        Some(Event::Ack { tag, multiple }) => self.confirm(&mut in_flight, tag, multiple),
+                        Some(Event::Ack { tag, multiple }) => {
+                            self.confirm(&mut in_flight, tag, multiple);
+                            continue;
+                        }
                         Some(Event::Nack { tag }) => {
                             let seq = in_flight.iter().find(|f| f.tag == tag).map_or(0, |f| f.seq);
                             break End::Lost(format!(
@@ -370,43 +395,94 @@ impl Publisher {
                         None => break End::Lost("the client stopped".to_string()),
                     },
                     _ = &mut closed => break End::Lost("connection closed".to_string()),
-                    next = subscription.next(), if in_flight.len() < WINDOW => match next {
-                        Next::Notification(notification) => {
-                            match self.send(&session.channel, &notification).await {
-                                Ok(true) => {
-                                    in_flight.push_back(InFlight {
-                                        tag: next_tag,
-                                        seq: notification.seq,
-                                        sent: Instant::now(),
-                                        confirmed: false,
-                                    });
-                                    next_tag += 1;
-                                    self.stats.published(in_flight.len());
-                                self.waiting_since.get_or_insert_with(Instant::now);
-                                self.report_backlog();
-                                }
-                                Ok(false) if in_flight.is_empty() => self.settle_to(notification.seq, 0),
-                                Ok(false) => {}
-                                Err(reason) => break End::Lost(reason),
+                    () = &mut batch, if gathering && room => {
+                        let mut sent = 0;
+                        let mut outcome = Ok(());
+                        while in_flight.len() < WINDOW {
+                            let Some(next) = subscription.try_next() else {
+                                break;
+                            };
+                            outcome = self
+                                .handle(next, &session, &mut subscription, &mut in_flight, &mut next_tag)
+                                .await
+                                .map(|published| sent += usize::from(published));
+                            if outcome.is_err() {
+                                break;
                             }
                         }
-                        Next::Lagged => {
-                            let after = subscription.position();
-                            subscription = self
-                                .state
-                                .journal()
-                                .subscribe(Position::in_epoch(&self.epoch, after));
-                            self.note_gap(&mut subscription, after, &in_flight);
-                        }
-                        Next::Closed => break End::JournalClosed,
+                        // Quiet: back to publishing the next notification as it comes.
+                        gathering = sent > 0;
+                        outcome
                     },
+                    next = subscription.next(), if !gathering && room => {
+                        gathering = true;
+                        self.handle(next, &session, &mut subscription, &mut in_flight, &mut next_tag)
+                            .await
+                            .map(|_| ())
+                    },
+                };
+                if let Err(end) = outcome {
+                    break end;
                 }
+                if gathering {
+                    batch
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + BATCH_LINGER);
+                }
+                self.report_backlog();
             }
         };
         if session.connection.is_open() {
             let _ = tokio::time::timeout(Duration::from_secs(1), session.connection.close()).await;
         }
         end
+    }
+
+    /// Publishes a notification the subscription gave (`Ok(true)`), or follows it past a
+    /// gap; `Err` ends the session.
+    async fn handle(
+        &mut self,
+        next: Next,
+        session: &Session,
+        subscription: &mut Subscription,
+        in_flight: &mut VecDeque<InFlight>,
+        next_tag: &mut u64,
+    ) -> Result<bool, End> {
+        match next {
+            Next::Notification(notification) => {
+                match self.send(&session.channel, &notification).await {
+                    Ok(true) => {
+                        in_flight.push_back(InFlight {
+                            tag: *next_tag,
+                            seq: notification.seq,
+                            sent: Instant::now(),
+                            confirmed: false,
+                        });
+                        *next_tag += 1;
+                        self.stats.published(in_flight.len());
+                        self.waiting_since.get_or_insert_with(Instant::now);
+                        Ok(true)
+                    }
+                    Ok(false) => {
+                        if in_flight.is_empty() {
+                            self.settle_to(notification.seq, 0);
+                        }
+                        Ok(false)
+                    }
+                    Err(reason) => Err(End::Lost(reason)),
+                }
+            }
+            Next::Lagged => {
+                let after = subscription.position();
+                *subscription = self
+                    .state
+                    .journal()
+                    .subscribe(Position::in_epoch(&self.epoch, after));
+                self.note_gap(subscription, after, in_flight);
+                Ok(false)
+            }
+            Next::Closed => Err(End::JournalClosed),
+        }
     }
 
     /// Publishes one notification; `Ok(false)` if it cannot be encoded (logged, skipped).

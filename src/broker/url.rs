@@ -13,6 +13,7 @@ use amqprs::connection::OpenConnectionArguments;
 use amqprs::tls::TlsAdaptor;
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use std::fmt;
+use std::sync::Arc;
 
 /// What [`AmqpUrl`]'s `Display` escapes in the user and the vhost (RFC 3986's unreserved
 /// characters are left as they are).
@@ -121,21 +122,30 @@ impl AmqpUrl {
         })
     }
 
-    /// What the client connects with; for `amqps`, TLS checked against the webpki (Mozilla)
-    /// roots and the URL's host name.
-    pub fn connection_arguments(&self) -> std::io::Result<OpenConnectionArguments> {
+    /// What the client connects with; `tls` is [`AmqpUrl::tls_adaptor`]'s, for `amqps`.
+    pub fn connection_arguments(&self, tls: Option<&TlsAdaptor>) -> OpenConnectionArguments {
         let mut arguments =
             OpenConnectionArguments::new(&self.host, self.port, &self.user, &self.password);
         arguments
             .virtual_host(&self.vhost)
             .heartbeat(self.heartbeat)
             .connection_name(concat!("clnrest/", env!("CARGO_PKG_VERSION")));
-        if self.tls {
-            arguments
-                .scheme("amqps")
-                .tls_adaptor(TlsAdaptor::without_client_auth(None, self.host.clone())?);
+        if let Some(tls) = tls {
+            arguments.scheme("amqps").tls_adaptor(tls.clone());
         }
-        Ok(arguments)
+        arguments
+    }
+
+    /// For `amqps`, TLS that checks the broker's certificate against the system's CA
+    /// certificates, as webhook deliveries do (`crate::webhooks::client_tls`), and the URL's
+    /// host name; `None` for `amqp`. Build it once: it reads the system's store.
+    pub fn tls_adaptor(&self) -> Result<Option<TlsAdaptor>, rustls::Error> {
+        if !self.tls {
+            return Ok(None);
+        }
+        let config = crate::webhooks::client_tls::config("AMQP broker")?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        Ok(Some(TlsAdaptor::new(connector, self.host.clone())))
     }
 }
 
@@ -210,6 +220,17 @@ mod tests {
             AmqpUrl::parse("amqp://[::1]:5672").unwrap().to_string(),
             "amqp://guest@[::1]:5672/%2F"
         );
+    }
+
+    #[test]
+    fn amqps_gets_tls_with_the_system_roots_and_amqp_none() {
+        let tls = AmqpUrl::parse("amqps://broker.example").unwrap();
+        let adaptor = tls.tls_adaptor().unwrap();
+        assert!(adaptor.is_some());
+        // Builds (the roots themselves: client_tls's test).
+        let _ = tls.connection_arguments(adaptor.as_ref());
+        let plain = AmqpUrl::parse("amqp://broker.example").unwrap();
+        assert!(plain.tls_adaptor().unwrap().is_none());
     }
 
     #[test]
