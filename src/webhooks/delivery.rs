@@ -8,18 +8,23 @@
 //! `clnrest-webhook-list` and the log); it keeps being retried at the longest delay, the
 //! backlog bounded in bytes, and the first success clears the mark.
 
-use super::client::DeliveryClient;
+use super::client::{DeliveryClient, EndpointClient, Target};
 use super::signature;
 use super::store::{EndpointConfig, Event, Spool};
 use super::Settings;
 use crate::state::AppState;
 use crate::stream::journal::{Next, Position, Sequenced, Subscription};
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderValue};
+use http::header::{HeaderName, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
 use ring::hmac;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
+
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// The longest wait between two attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(3600);
@@ -27,6 +32,8 @@ pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 /// One endpoint at run time, shared by its two tasks and the RPC methods.
 pub struct Endpoint {
     pub config: EndpointConfig,
+    /// The URL, parsed once; why it cannot be called if it cannot.
+    target: Result<Target, String>,
     key: hmac::Key,
     spool: Mutex<Spool>,
     /// Wakes the sender when an event is spooled.
@@ -57,8 +64,10 @@ impl Endpoint {
     /// `None` if the stored secret is not a `whsec_` secret.
     pub fn new(config: EndpointConfig, spool: Spool) -> Option<Endpoint> {
         let key = signature::key_of(&config.secret)?;
+        let target = Target::parse(&config.url).map_err(|e| e.to_string());
         Some(Endpoint {
             config,
+            target,
             key,
             spool: Mutex::new(spool),
             spooled: Notify::new(),
@@ -170,23 +179,44 @@ async fn read_journal(endpoint: Arc<Endpoint>, state: AppState, mut subscription
 }
 
 /// Delivers the oldest pending event until it is acknowledged, then the next, forever.
+/// Acknowledgements are recorded in the pending file at most every
+/// [`super::store::ACK_RECORD_INTERVAL`]: the last one of a burst once that has passed
+/// with nothing to send.
 async fn send_in_order(endpoint: Arc<Endpoint>, client: DeliveryClient, settings: Settings) {
+    let mut client = EndpointClient::new(client);
+    let record = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(record);
     loop {
-        let next = lock(&endpoint.spool).front().cloned();
+        let (next, ack_due) = {
+            let spool = lock(&endpoint.spool);
+            (spool.front().cloned(), spool.ack_due())
+        };
         let Some(event) = next else {
             endpoint.meter.set_in_delivery_since(None);
-            endpoint.spooled.notified().await;
+            match ack_due {
+                Some(due) => {
+                    let due = tokio::time::Instant::from_std(due);
+                    if record.deadline() != due {
+                        record.as_mut().reset(due);
+                    }
+                    tokio::select! {
+                        () = endpoint.spooled.notified() => {}
+                        () = &mut record => lock(&endpoint.spool).record_ack(),
+                    }
+                }
+                None => endpoint.spooled.notified().await,
+            }
             continue;
         };
         endpoint.meter.set_in_delivery_since(Some(Instant::now()));
-        deliver_until_acknowledged(&endpoint, &client, &settings, &event).await;
+        deliver_until_acknowledged(&endpoint, &mut client, &settings, &event).await;
         lock(&endpoint.spool).ack(&event.id);
     }
 }
 
 async fn deliver_until_acknowledged(
     endpoint: &Endpoint,
-    client: &DeliveryClient,
+    client: &mut EndpointClient,
     settings: &Settings,
     event: &Event,
 ) {
@@ -246,29 +276,25 @@ async fn deliver_until_acknowledged(
 /// One signed POST; `Err` says why it did not count as acknowledged.
 async fn attempt(
     endpoint: &Endpoint,
-    client: &DeliveryClient,
+    client: &mut EndpointClient,
     settings: &Settings,
     event: &Event,
 ) -> Result<(), String> {
-    let timestamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let signature = signature::sign(&endpoint.key, &event.id, timestamp, &event.body);
-    let mut headers = HeaderMap::with_capacity(4);
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+    let target = endpoint.target.as_ref().map_err(Clone::clone)?;
+    let timestamp = HeaderValue::from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs(),
     );
-    for (name, value) in [
-        ("webhook-id", event.id.clone()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ] {
-        let value = HeaderValue::try_from(value).map_err(|e| format!("{name}: {e}"))?;
-        headers.insert(name, value);
-    }
-    let exchange = client.post(&endpoint.config.url, headers, event.body.clone());
+    let signature = signature::sign(&endpoint.key, &event.id, timestamp.as_bytes(), &event.body);
+    let id = HeaderValue::from_str(&event.id).map_err(|e| format!("webhook-id: {e}"))?;
+    let mut headers = HeaderMap::with_capacity(6);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(WEBHOOK_ID, id);
+    headers.insert(WEBHOOK_TIMESTAMP, timestamp);
+    headers.insert(WEBHOOK_SIGNATURE, signature);
+    let exchange = client.post(target, headers, &event.body);
     match tokio::time::timeout(settings.timeout, exchange).await {
         Ok(Ok(status)) if status.is_success() => Ok(()),
         Ok(Ok(status)) => Err(format!("HTTP {}", status.as_u16())),

@@ -7,29 +7,38 @@
 //! Pending file, `<lightning-dir>/clnrest-webhooks/<id>.jsonl`, one JSON object a line,
 //! appended as things happen:
 //! - `{"id":"<epoch>-<seq>","body":{...}}`: an event to deliver, its body exactly as it is
-//!   sent (and signed);
+//!   sent (and signed), written as soon as it is queued;
 //! - `{"acked":"<epoch>-<seq>"}`: the receiver acknowledged that event (and, deliveries
-//!   being in order, every one before it).
+//!   being in order, every one before it). Acknowledgements are recorded at most every
+//!   [`ACK_RECORD_INTERVAL`] (the last one of a burst at most that long after it came), not
+//!   one line per event: a plugin stopped in between re-delivers the events acknowledged
+//!   since the last record, which at-least-once delivery allows (receivers de-duplicate on
+//!   `webhook-id`).
 //!
 //! Reading it back replays both, which leaves the events still to deliver, in order. The
-//! file is emptied whenever nothing is pending and rewritten with only the pending events
-//! when acknowledged ones make up most of it, so it stays about the size of the backlog,
-//! which is bounded in bytes ([`Spool::push`]).
+//! file is emptied when nothing is pending and it has grown past [`COMPACT_BYTES`], and
+//! rewritten with only the pending events when acknowledged ones make up most of it, so it
+//! stays about the size of the backlog, which is bounded in bytes ([`Spool::push`]).
 
 use crate::lightningd::rpc::LightningRpc;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The datastore key under which every endpoint has its entry.
 pub const DATASTORE_KEY: [&str; 2] = ["clnrest", "webhooks"];
 /// The folder of pending files, in the lightning directory.
 pub const PENDING_DIR: &str = "clnrest-webhooks";
+/// The longest an acknowledgement waits to be recorded in the pending file.
+pub const ACK_RECORD_INTERVAL: Duration = Duration::from_millis(100);
+/// A pending file with nothing pending is emptied once it is this large.
+pub const COMPACT_BYTES: u64 = 1024 * 1024;
 
 /// One endpoint as stored.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -124,6 +133,12 @@ pub struct Spool {
     dropped: u64,
     /// The file could not be written: said once in the log.
     memory_only: bool,
+    /// The last event acknowledged, if that is not recorded in the file yet.
+    unrecorded_ack: Option<String>,
+    /// When an acknowledgement was last recorded.
+    ack_recorded_at: Instant,
+    /// Lines are built here, then appended (one write each).
+    line: Vec<u8>,
 }
 
 /// One line of a pending file.
@@ -153,6 +168,9 @@ impl Spool {
             max_bytes,
             dropped: 0,
             memory_only: false,
+            unrecorded_ack: None,
+            ack_recorded_at: Instant::now(),
+            line: Vec::new(),
         };
         match std::fs::read(&spool.path) {
             Ok(text) => spool.replay(&text),
@@ -219,15 +237,10 @@ impl Spool {
         self.dropped
     }
 
-    /// Queues `event` after the others. If the backlog then holds more than its bound, the
-    /// oldest events after the first (which may be in flight) are dropped, down to three
-    /// quarters of it; returns how many.
+    /// Queues `event` after the others and appends it to the file. If the backlog then holds
+    /// more than its bound, the oldest events after the first (which may be in flight) are
+    /// dropped, down to three quarters of it; returns how many.
     pub fn push(&mut self, event: Event) -> usize {
-        let line = format!(
-            "{{\"id\":{},\"body\":{}}}\n",
-            serde_json::Value::String(event.id.clone()),
-            String::from_utf8_lossy(&event.body)
-        );
         self.pending_bytes += event.body.len();
         self.queue.push_back(event);
         if self.pending_bytes > self.max_bytes && self.queue.len() > 2 {
@@ -243,33 +256,68 @@ impl Spool {
             self.rewrite();
             return dropped;
         }
-        self.append(line.as_bytes());
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        if let Some(event) = self.queue.back() {
+            event_line(&mut line, event);
+        }
+        self.append(&line);
+        self.line = line;
         0
     }
 
     /// The receiver acknowledged `id`: if it is the oldest event, it is no longer pending.
-    pub fn ack(&mut self, id: &str) {
+    /// That is recorded in the file now if the last record is [`ACK_RECORD_INTERVAL`] old,
+    /// else later ([`Spool::record_ack`]); `true` if it waits to be.
+    pub fn ack(&mut self, id: &str) -> bool {
         if self.queue.front().is_none_or(|e| e.id != id) {
-            return;
+            return self.unrecorded_ack.is_some();
         }
         if let Some(event) = self.queue.pop_front() {
             self.pending_bytes -= event.body.len();
+            self.unrecorded_ack = Some(event.id);
         }
-        if self.queue.is_empty() {
+        if self.ack_recorded_at.elapsed() >= ACK_RECORD_INTERVAL {
+            self.record_ack();
+        }
+        self.unrecorded_ack.is_some()
+    }
+
+    /// When the acknowledgement waiting to be recorded is due (`None` if none waits).
+    pub fn ack_due(&self) -> Option<Instant> {
+        self.unrecorded_ack
+            .as_ref()
+            .map(|_| self.ack_recorded_at + ACK_RECORD_INTERVAL)
+    }
+
+    /// Records the last acknowledgement in the file, if it is not yet: an `acked` line, or,
+    /// when the acknowledged events make up most of the file, a shorter file.
+    pub fn record_ack(&mut self) {
+        let Some(id) = self.unrecorded_ack.take() else {
+            return;
+        };
+        self.ack_recorded_at = Instant::now();
+        if self.queue.is_empty() && self.file_bytes >= COMPACT_BYTES {
             self.truncate();
         } else if self.file.is_some()
-            && self.file_bytes > 2 * self.pending_bytes as u64 + 1024 * 1024
+            && self.file_bytes > 2 * self.pending_bytes as u64 + COMPACT_BYTES
         {
             self.rewrite();
         } else {
-            let line = format!("{{\"acked\":{}}}\n", Value::String(id.to_string()));
-            self.append(line.as_bytes());
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            line.extend_from_slice(b"{\"acked\":");
+            json_string(&mut line, &id);
+            line.extend_from_slice(b"}\n");
+            self.append(&line);
+            self.line = line;
         }
     }
 
     /// Deletes the file (the endpoint was removed).
     pub fn remove_file(&mut self) {
         self.file = None;
+        self.unrecorded_ack = None;
         if let Err(e) = std::fs::remove_file(&self.path) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!("cannot remove {}: {e}", self.path.display());
@@ -300,11 +348,7 @@ impl Spool {
         let temporary = self.path.with_extension("jsonl.tmp");
         let mut text = Vec::with_capacity(self.pending_bytes + 64 * self.queue.len());
         for event in &self.queue {
-            text.extend_from_slice(b"{\"id\":");
-            text.extend_from_slice(Value::String(event.id.clone()).to_string().as_bytes());
-            text.extend_from_slice(b",\"body\":");
-            text.extend_from_slice(&event.body);
-            text.extend_from_slice(b"}\n");
+            event_line(&mut text, event);
         }
         let written = std::fs::write(&temporary, &text)
             .and_then(|()| std::fs::rename(&temporary, &self.path))
@@ -331,6 +375,29 @@ impl Spool {
     }
 }
 
+/// An acknowledgement not recorded yet is recorded when the spool goes (its endpoint's tasks
+/// stop with the runtime); a process killed before that re-delivers it.
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.record_ack();
+    }
+}
+
+/// Appends `{"id":"<id>","body":<body>}` and a newline to `out`.
+fn event_line(out: &mut Vec<u8>, event: &Event) {
+    out.extend_from_slice(b"{\"id\":");
+    json_string(out, &event.id);
+    out.extend_from_slice(b",\"body\":");
+    out.extend_from_slice(&event.body);
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends `text` as a JSON string to `out`.
+fn json_string(out: &mut Vec<u8>, text: &str) {
+    // Writing to a Vec fails only on a serializer error, which a str cannot cause.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +410,11 @@ mod tests {
                 "y".repeat(10)
             )),
         }
+    }
+
+    /// Acks wait to be recorded however slow the machine is.
+    fn hold_acks(spool: &mut Spool) {
+        spool.ack_recorded_at = Instant::now() + Duration::from_secs(3600);
     }
 
     fn ids(spool: &Spool) -> Vec<String> {
@@ -367,10 +439,63 @@ mod tests {
         spool.ack("e-3");
         spool.ack("e-4");
         assert!(spool.is_empty());
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
         spool.push(event(5));
         drop(spool);
         assert_eq!(ids(&Spool::open(path, usize::MAX)), ["e-5"]);
+    }
+
+    #[test]
+    fn acks_are_recorded_at_most_every_interval_and_a_kill_redelivers_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Spool::path(dir.path(), "w4");
+        let mut spool = Spool::open(path.clone(), usize::MAX);
+        for seq in 1..=4 {
+            spool.push(event(seq));
+        }
+        let size = std::fs::metadata(&path).unwrap().len();
+        hold_acks(&mut spool);
+        assert!(spool.ack("e-1"), "waits to be recorded");
+        assert!(spool.ack("e-2"));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+        assert!(spool.ack_due().is_some());
+        spool.record_ack();
+        assert_eq!(spool.ack_due(), None);
+        hold_acks(&mut spool);
+        // Killed with e-3 acknowledged but not recorded: it is delivered again.
+        assert!(spool.ack("e-3"));
+        std::mem::forget(spool);
+        assert_eq!(ids(&Spool::open(path.clone(), usize::MAX)), ["e-3", "e-4"]);
+        // An ack made once the interval has passed is recorded at once.
+        let mut spool = Spool::open(path.clone(), usize::MAX);
+        spool.ack_recorded_at = Instant::now() - ACK_RECORD_INTERVAL;
+        assert!(!spool.ack("e-3"));
+        std::mem::forget(spool);
+        assert_eq!(ids(&Spool::open(path, usize::MAX)), ["e-4"]);
+    }
+
+    #[test]
+    fn a_file_with_nothing_pending_is_emptied_once_large() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Spool::path(dir.path(), "w5");
+        let mut spool = Spool::open(path.clone(), usize::MAX);
+        let mut seq = 0;
+        while std::fs::metadata(&path).unwrap().len() < COMPACT_BYTES {
+            seq += 1;
+            spool.push(event(seq));
+            spool.ack(&format!("e-{seq}"));
+            spool.record_ack();
+        }
+        seq += 1;
+        spool.push(event(seq));
+        spool.ack(&format!("e-{seq}"));
+        spool.record_ack();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+        spool.push(event(seq + 1));
+        drop(spool);
+        assert_eq!(
+            ids(&Spool::open(path, usize::MAX)),
+            [format!("e-{}", seq + 1)]
+        );
     }
 
     #[test]
