@@ -60,10 +60,13 @@ const PING_INTERVAL: Duration = Duration::from_secs(25);
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 
+/// socketioxide's layer with [`detached`] in front of it.
+pub type Layer = Stack<SocketIoLayer, MapRequestLayer<fn(Request) -> Request>>;
+
 /// The tower layer that serves `/socket.io/` next to the REST routes (each request first
 /// [`detached`] from the buffer hyper read it into); starts the relay task that feeds
 /// caught-up clients.
-pub fn layer(state: AppState) -> Stack<SocketIoLayer, MapRequestLayer<fn(Request) -> Request>> {
+pub fn layer(state: AppState) -> Layer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
         // The stream's keep-alive: engine.io pings every 25 s (clients answer with pongs).
