@@ -1,6 +1,6 @@
-//! Delivery to one endpoint: a task reads the journal by position and spools the events the
-//! endpoint wants ([`read_journal`]); another sends the oldest pending one, one at a time,
-//! until the endpoint acknowledges it, then the next ([`send_in_order`]).
+//! Delivery to one endpoint: one task ([`run`]) reads the journal by position and spools the
+//! events the endpoint wants, and sends the oldest pending one, one at a time, until the
+//! endpoint acknowledges it, then the next.
 //!
 //! A 2xx acknowledges; any other status, a connection error or the timeout is a failure,
 //! retried after an exponential backoff with jitter while later events wait behind it. An
@@ -18,9 +18,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
 use ring::hmac;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::sync::Notify;
 
 const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -29,15 +30,13 @@ const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature
 /// The longest wait between two attempts.
 pub const MAX_DELAY: Duration = Duration::from_secs(3600);
 
-/// One endpoint at run time, shared by its two tasks and the RPC methods.
+/// One endpoint at run time, shared by its task and the RPC methods.
 pub struct Endpoint {
     pub config: EndpointConfig,
     /// The URL, parsed once; why it cannot be called if it cannot.
     target: Result<Target, String>,
     key: hmac::Key,
     spool: Mutex<Spool>,
-    /// Wakes the sender when an event is spooled.
-    spooled: Notify,
     status: Mutex<Status>,
     /// What `GET /metrics` reports: failed attempts, deliveries, how long the event being
     /// delivered has been in delivery.
@@ -70,7 +69,6 @@ impl Endpoint {
             target,
             key,
             spool: Mutex::new(spool),
-            spooled: Notify::new(),
             status: Mutex::new(Status::default()),
             meter: Default::default(),
         })
@@ -107,29 +105,30 @@ impl Endpoint {
                 self.config.id
             );
         }
-        self.spooled.notify_one();
     }
 }
 
-/// Runs both tasks of `endpoint` until they are aborted (`clnrest-webhook-remove`) or the
-/// process exits.
+/// An event's delivery in progress: it gives the client back once the event is
+/// acknowledged.
+type Delivery = Pin<Box<dyn Future<Output = EndpointClient> + Send>>;
+
+/// Delivers to `endpoint` until its task is aborted (`clnrest-webhook-remove`) or the process
+/// exits: one loop that spools every notification the endpoint wants as it comes
+/// ([`spool_next`]) and sends the oldest pending event, one at a time, until it is
+/// acknowledged, then the next ([`deliver`]).
+///
+/// Both in one `select!` rather than two futures woken through a `Notify`: a notification
+/// spooled for an idle endpoint starts its delivery in the same poll, with no wake-up of
+/// the task by itself (which has tokio wake the other worker thread). Acknowledgements are
+/// recorded in the pending file at most every [`super::store::ACK_RECORD_INTERVAL`]: the
+/// last one of a burst once that has passed with nothing to send.
 pub async fn run(
     endpoint: Arc<Endpoint>,
     state: AppState,
-    subscription: Subscription,
+    mut subscription: Subscription,
     client: DeliveryClient,
     settings: Settings,
 ) {
-    tokio::join!(
-        read_journal(endpoint.clone(), state, subscription),
-        send_in_order(endpoint, client, settings),
-    );
-}
-
-/// Spools every notification the endpoint wants, from the subscription's position on. The
-/// spool never waits on the endpoint, so this keeps up with the journal; should it fall
-/// out of it anyway, it resumes from the oldest retained notification and logs the gap.
-async fn read_journal(endpoint: Arc<Endpoint>, state: AppState, mut subscription: Subscription) {
     let epoch = state.journal().epoch().to_string();
     if let Some(gap) = subscription.take_gap() {
         tracing::warn!(
@@ -138,80 +137,117 @@ async fn read_journal(endpoint: Arc<Endpoint>, state: AppState, mut subscription
             gap.oldest
         );
     }
+    let mut client = Some(EndpointClient::new(client));
+    let mut delivery: Option<Delivery> = None;
+    let mut journal_open = true;
+    let record = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(record);
     loop {
-        match subscription.next().await {
-            Next::Notification(notification) => {
-                if !endpoint.wants(notification.topic()) {
-                    continue;
+        let mut ack_due = None;
+        if delivery.is_none() {
+            let (next, due) = {
+                let spool = lock(&endpoint.spool);
+                (spool.front().cloned(), spool.ack_due())
+            };
+            match (next, client.take()) {
+                (Some(event), Some(idle)) => {
+                    delivery = Some(Box::pin(deliver(
+                        endpoint.clone(),
+                        idle,
+                        settings.clone(),
+                        event,
+                    )));
                 }
-                let body = match serde_json::to_vec(&Sequenced::new(&notification, &epoch)) {
-                    Ok(body) => Bytes::from(body),
-                    Err(e) => {
-                        tracing::warn!(
-                            "webhook {}: cannot encode notification {}: {e}",
-                            endpoint.config.id,
-                            notification.seq
-                        );
-                        continue;
-                    }
-                };
-                endpoint.spool(Event {
-                    id: format!("{epoch}-{}", notification.seq),
-                    body,
-                });
-            }
-            Next::Lagged => {
-                let after = subscription.position();
-                subscription = state.journal().subscribe(Position::in_epoch(&epoch, after));
-                if let Some(gap) = subscription.take_gap() {
-                    tracing::warn!(
-                        "webhook {}: fell behind the journal: notifications {}..{} are lost \
-                         to it",
-                        endpoint.config.id,
-                        after + 1,
-                        gap.oldest
-                    );
+                (_, idle) => {
+                    client = idle;
+                    endpoint.meter.set_in_delivery_since(None);
+                    ack_due = due.map(tokio::time::Instant::from_std);
                 }
             }
-            Next::Closed => return,
+        }
+        if let Some(due) = ack_due {
+            if record.deadline() != due {
+                record.as_mut().reset(due);
+            }
+        }
+        let delivering = async {
+            match delivery.as_mut() {
+                Some(delivery) => delivery.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            idle = delivering => {
+                client = Some(idle);
+                delivery = None;
+            }
+            () = &mut record, if ack_due.is_some() => lock(&endpoint.spool).record_ack(),
+            next = subscription.next(), if journal_open => {
+                journal_open = spool_next(&endpoint, &state, &epoch, &mut subscription, next);
+            }
         }
     }
 }
 
-/// Delivers the oldest pending event until it is acknowledged, then the next, forever.
-/// Acknowledgements are recorded in the pending file at most every
-/// [`super::store::ACK_RECORD_INTERVAL`]: the last one of a burst once that has passed
-/// with nothing to send.
-async fn send_in_order(endpoint: Arc<Endpoint>, client: DeliveryClient, settings: Settings) {
-    let mut client = EndpointClient::new(client);
-    let record = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(record);
-    loop {
-        let (next, ack_due) = {
-            let spool = lock(&endpoint.spool);
-            (spool.front().cloned(), spool.ack_due())
-        };
-        let Some(event) = next else {
-            endpoint.meter.set_in_delivery_since(None);
-            match ack_due {
-                Some(due) => {
-                    let due = tokio::time::Instant::from_std(due);
-                    if record.deadline() != due {
-                        record.as_mut().reset(due);
-                    }
-                    tokio::select! {
-                        () = endpoint.spooled.notified() => {}
-                        () = &mut record => lock(&endpoint.spool).record_ack(),
-                    }
-                }
-                None => endpoint.spooled.notified().await,
+/// Spools what the subscription gave, if the endpoint wants it. The spool never waits on
+/// the endpoint, so this keeps up with the journal; should it fall out of it anyway, it
+/// resumes from the oldest retained notification and logs the gap. `false` once the journal
+/// is closed (the plugin is stopping).
+fn spool_next(
+    endpoint: &Endpoint,
+    state: &AppState,
+    epoch: &str,
+    subscription: &mut Subscription,
+    next: Next,
+) -> bool {
+    match next {
+        Next::Notification(notification) => {
+            if !endpoint.wants(notification.topic()) {
+                return true;
             }
-            continue;
-        };
-        endpoint.meter.set_in_delivery_since(Some(Instant::now()));
-        deliver_until_acknowledged(&endpoint, &mut client, &settings, &event).await;
-        lock(&endpoint.spool).ack(&event.id);
+            match serde_json::to_vec(&Sequenced::new(&notification, epoch)) {
+                Ok(body) => endpoint.spool(Event {
+                    id: format!("{epoch}-{}", notification.seq),
+                    body: Bytes::from(body),
+                }),
+                Err(e) => tracing::warn!(
+                    "webhook {}: cannot encode notification {}: {e}",
+                    endpoint.config.id,
+                    notification.seq
+                ),
+            }
+            true
+        }
+        Next::Lagged => {
+            let after = subscription.position();
+            *subscription = state.journal().subscribe(Position::in_epoch(epoch, after));
+            if let Some(gap) = subscription.take_gap() {
+                tracing::warn!(
+                    "webhook {}: fell behind the journal: notifications {}..{} are lost to it",
+                    endpoint.config.id,
+                    after + 1,
+                    gap.oldest
+                );
+            }
+            true
+        }
+        Next::Closed => false,
     }
+}
+
+/// Delivers `event` until it is acknowledged, takes it off the spool, and gives the client
+/// back.
+async fn deliver(
+    endpoint: Arc<Endpoint>,
+    mut client: EndpointClient,
+    settings: Settings,
+    event: Event,
+) -> EndpointClient {
+    endpoint.meter.set_in_delivery_since(Some(Instant::now()));
+    deliver_until_acknowledged(&endpoint, &mut client, &settings, &event).await;
+    lock(&endpoint.spool).ack(&event.id);
+    client
 }
 
 async fn deliver_until_acknowledged(

@@ -4,7 +4,7 @@
 //! - [`methods`]: `clnrest-webhook-add`, `-list`, `-remove` (refused through REST).
 //! - [`store`]: definitions in lightningd's datastore, pending deliveries in a file per
 //!   endpoint under `<lightning-dir>/clnrest-webhooks/`.
-//! - [`delivery`]: per endpoint, one task reading the journal by position and one sending,
+//! - [`delivery`]: per endpoint, one task reading the journal by position and sending,
 //!   in order, one at a time, with retries.
 //! - [`client`]: the HTTP client (hyper, rustls).
 //! - [`client_tls`]: the TLS client configuration (the system's CA certificates), which the
