@@ -41,13 +41,11 @@
 //! as a slow consumer at once (nobody waits for it), as is one whose send queue is full or
 //! whose next notification the journal no longer retains.
 //!
-//! A client that began with long-polling gets a window once it upgrades to a websocket (the
-//! usual case: `send_window.rs` follows it to the upgrade's connection). Until then, or if it
-//! keeps polling, it has no connection of its own to count: it gets every notification at
-//! once, its queue bounded by `SUBSCRIBER_QUEUE` messages (socketioxide's buffer), and
-//! engine.io closes its session when it stops polling (no pong within the ping interval and
-//! timeout). Polling sessions also take `clnrest-max-connections` slots
-//! (`socketio_sessions.rs`).
+//! A client on long-polling has the same window, counted in what its polls took, and once it
+//! upgrades to a websocket (the clients' default) in what that connection takes
+//! (`send_window.rs`, fed by the middleware in `socketio_sessions.rs`). Polling sessions also
+//! take `clnrest-max-connections` slots, and engine.io closes a session that stops polling
+//! (no pong within the ping interval and timeout).
 
 use crate::state::AppState;
 use crate::stream::journal::{Next, Notification, Position, Sequenced, Subscription};
