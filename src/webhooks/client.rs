@@ -27,6 +27,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tower::Service;
@@ -145,13 +146,29 @@ impl Connection {
     }
 
     /// Waits for `future` (the answer, a frame of its body) while driving the connection.
+    ///
+    /// Only the connection's progress completes `future`, so `future` is polled with a waker
+    /// that does nothing, after the connection each time: the connection completing it (hyper
+    /// fills the answer's channel while it reads) then does not wake this task while it runs,
+    /// which tokio would answer by waking the other worker thread. The connection is polled
+    /// with the task's waker, so the socket's readiness wakes the task.
     async fn drive<F: Future>(&mut self, future: F) -> F::Output {
         tokio::pin!(future);
         if let Some(driver) = self.driver.as_mut() {
-            tokio::select! {
-                biased;
-                output = &mut future => return output,
-                ended = driver.as_mut() => self.end(ended),
+            let progress = std::future::poll_fn(|cx| {
+                let mut quiet = Context::from_waker(Waker::noop());
+                if let Poll::Ready(output) = future.as_mut().poll(&mut quiet) {
+                    return Poll::Ready(Ok(output));
+                }
+                match driver.as_mut().poll(cx) {
+                    Poll::Ready(ended) => Poll::Ready(Err(ended)),
+                    Poll::Pending => future.as_mut().poll(&mut quiet).map(Ok),
+                }
+            })
+            .await;
+            match progress {
+                Ok(output) => return output,
+                Err(ended) => self.end(ended),
             }
         }
         // What the connection delivered before it ended (an answer and the close may come in
