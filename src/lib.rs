@@ -7,9 +7,10 @@
 //! - [`config`]: the `clnrest-*` options, validated once at `init`.
 //! - [`http`]: the server, the route handlers, routes other plugins register, OpenAPI and
 //!   Swagger UI, connection guards. A request goes `http::server` → `http::handlers` →
-//!   [`lightningd::rune`] (checkrune) → [`lightningd::rpc`] (the method) → [`format`] (the
-//!   answer in the format asked for); every failure becomes a status in [`error`].
-//! - [`format`]: request bodies in and responses out (JSON, YAML, XML, form).
+//!   [`lightningd::rune`] (checkrune) → [`lightningd::rpc`] (the method) →
+//!   [`format`](mod@format) (the answer in the format asked for); every failure becomes a
+//!   status in [`error`].
+//! - [`format`](mod@format): request bodies in and responses out (JSON, YAML, XML, form).
 //! - [`lightningd`]: the RPC client, rune checks, the plugin's own RPC methods, incoming
 //!   notifications, the plugin's stdout and logs.
 //! - [`stream`]: a notification goes `lightningd::notifications` → [`stream::journal`]
@@ -28,7 +29,10 @@
 //! `docs/ARCHITECTURE.md` draws the same with the path of a request and of a notification.
 //!
 //! Public are only the modules `main.rs`, the tests, the benches and the fuzz targets use; the
-//! handlers, the error mapping, the streams and the webhook internals are `pub(crate)`.
+//! handlers, the error mapping, the streams and the webhook internals are `pub(crate)`. The
+//! module docs link to those too: read them with `cargo doc --document-private-items`.
+
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod broker;
 pub mod config;
