@@ -26,8 +26,6 @@ use crate::stream::journal::{Next, Subscription};
 use crate::stream::listeners::{Registration, StreamOptions};
 use crate::stream::send_window::Window;
 use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered};
-use axum::extract::{OriginalUri, Request};
-use http::{HeaderValue, Uri};
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
@@ -37,8 +35,6 @@ use socketioxide::{SendError, SocketError, SocketIo};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower::layer::util::Stack;
-use tower::util::MapRequestLayer;
 
 /// How many messages a client may be owed (in its send queue or still in the journal)
 /// before it is cut off as a slow consumer; socketioxide's queue holds at most this many.
@@ -49,9 +45,6 @@ pub const SUBSCRIBER_QUEUE: usize = 10_000;
 /// lives (engineioxide's default is 4 KiB: ~3.5 MiB more with 1,000 idle clients).
 const WS_READ_BUFFER: usize = 512;
 
-/// Where socketioxide serves (its default `req_path`).
-const SOCKETIO_PATH: &str = "/socket.io/";
-
 /// How often engine.io pings each client (a keep-alive well inside 30 s).
 const PING_INTERVAL: Duration = Duration::from_secs(25);
 
@@ -60,13 +53,10 @@ const PING_INTERVAL: Duration = Duration::from_secs(25);
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 
-/// socketioxide's layer with [`detached`] in front of it.
-pub type Layer = Stack<SocketIoLayer, MapRequestLayer<fn(Request) -> Request>>;
-
-/// The tower layer that serves `/socket.io/` next to the REST routes (each request first
-/// [`detached`] from the buffer hyper read it into); starts the relay task that feeds
-/// caught-up clients.
-pub fn layer(state: AppState) -> Layer {
+/// The tower layer that serves `/socket.io/` next to the REST routes; starts the relay task
+/// that feeds caught-up clients. (The middleware in front of it, `socketio_sessions.rs`,
+/// copies each request's head out of hyper's read buffer.)
+pub fn layer(state: AppState) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
         // The stream's keep-alive: engine.io pings every 25 s (clients answer with pongs).
@@ -91,56 +81,9 @@ pub fn layer(state: AppState) -> Layer {
         async move { on_connect(socket, relay) }
     };
     io.ns("/", connect.with(authorize));
-    Stack::new(
-        layer,
-        MapRequestLayer::new(detached as fn(Request) -> Request),
-    )
+    layer
 }
 
-/// A Socket.IO request whose URI, original URI and header values no longer point into the
-/// buffer hyper read the request into. hyper hands them out as slices of that buffer (16 KiB
-/// once it has grown), and engine.io keeps the request's head for as long as the session
-/// lives: without the copies every connected client keeps its whole read buffer.
-fn detached(mut request: Request) -> Request {
-    if !request.uri().path().starts_with(SOCKETIO_PATH) {
-        return request;
-    }
-    if let Some(uri) = copied(request.uri()) {
-        *request.uri_mut() = uri;
-    }
-    if let Some(OriginalUri(original)) = request.extensions_mut().get_mut::<OriginalUri>() {
-        if let Some(uri) = copied(original) {
-            *original = uri;
-        }
-    }
-    let shared = std::mem::take(request.headers_mut());
-    let headers = request.headers_mut();
-    headers.reserve(shared.len());
-    let mut name = None;
-    for (next_name, value) in shared {
-        // Further values of a header come with `None` for their name.
-        if next_name.is_some() {
-            name = next_name;
-        }
-        let Some(name) = &name else {
-            continue;
-        };
-        let value = match HeaderValue::from_bytes(value.as_bytes()) {
-            Ok(mut copied) => {
-                copied.set_sensitive(value.is_sensitive());
-                copied
-            }
-            Err(_) => value,
-        };
-        headers.append(name, value);
-    }
-    request
-}
-
-/// `uri` in memory of its own.
-fn copied(uri: &Uri) -> Option<Uri> {
-    Uri::try_from(uri.to_string()).ok()
-}
 /// The rune: the `rune` request header, or else the auth payload's `rune`.
 fn rune_of(socket: &SocketRef, auth: &Value) -> Option<String> {
     let header = socket.req_parts().headers.get("rune");

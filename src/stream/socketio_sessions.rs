@@ -10,6 +10,10 @@
 //! and its upgrade (`transport=websocket&sid=...`) on another connection tells the session's
 //! send window which connection to count from then on.
 //!
+//! engine.io keeps a session's first request (its head: URI, headers, extensions) for as
+//! long as the session lives, so the middleware first gives every Socket.IO request a head
+//! of its own ([`detached`]) instead of slices of the 16 KiB buffer hyper read it into.
+//!
 //! When the server disconnects a client from its namespace (slow consumer, revoked rune),
 //! socketioxide leaves the engine.io session open; a well-behaved client closes it on the
 //! disconnect packet, a stalled one never reads it. [`close_after_disconnect`] closes the
@@ -20,9 +24,10 @@
 use crate::http::connection_limit::Connection;
 use crate::stream::send_window::{websocket_connection, PollingSession, PollingSessions};
 use axum::body::{Body, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use http::{HeaderValue, Uri};
 use serde::Deserialize;
 use socketioxide::extract::SocketRef;
 use std::time::Duration;
@@ -33,9 +38,13 @@ const HANDSHAKE_RESPONSE_LIMIT: usize = 64 * 1024;
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn track_sessions(
     State(sessions): State<PollingSessions>,
-    mut request: Request,
+    request: Request,
     next: Next,
 ) -> Response {
+    if !request.uri().path().starts_with("/socket.io") {
+        return next.run(request).await;
+    }
+    let mut request = detached(request);
     let connection = request.extensions().get::<Connection>().cloned();
     match (EngineRequest::of(&request), connection) {
         (EngineRequest::PollingHandshake, Some(connection)) => {
@@ -80,6 +89,47 @@ pub fn close_after_disconnect(socket: &SocketRef) {
     });
 }
 
+/// A Socket.IO request whose URI, original URI and header values no longer point into the
+/// buffer hyper read the request into. hyper hands them out as slices of that buffer (16 KiB
+/// once it has grown), and engine.io keeps the request's head for as long as the session
+/// lives: without the copies every connected client keeps its whole read buffer.
+fn detached(mut request: Request) -> Request {
+    if let Some(uri) = copied(request.uri()) {
+        *request.uri_mut() = uri;
+    }
+    if let Some(OriginalUri(original)) = request.extensions_mut().get_mut::<OriginalUri>() {
+        if let Some(uri) = copied(original) {
+            *original = uri;
+        }
+    }
+    let shared = std::mem::take(request.headers_mut());
+    let headers = request.headers_mut();
+    headers.reserve(shared.len());
+    let mut name = None;
+    for (next_name, value) in shared {
+        // Further values of a header come with `None` for their name.
+        if next_name.is_some() {
+            name = next_name;
+        }
+        let Some(name) = &name else {
+            continue;
+        };
+        let value = match HeaderValue::from_bytes(value.as_bytes()) {
+            Ok(mut copied) => {
+                copied.set_sensitive(value.is_sensitive());
+                copied
+            }
+            Err(_) => value,
+        };
+        headers.append(name, value);
+    }
+    request
+}
+
+/// `uri` in memory of its own.
+fn copied(uri: &Uri) -> Option<Uri> {
+    Uri::try_from(uri.to_string()).ok()
+}
 /// What an engine.io request is, as far as sessions go.
 #[derive(Debug, PartialEq)]
 enum EngineRequest {
@@ -186,6 +236,25 @@ mod tests {
             EngineRequest::Other
         );
         assert_eq!(of("/v1/getinfo?transport=polling"), EngineRequest::Other);
+    }
+
+    #[test]
+    fn a_detached_request_keeps_its_uri_and_every_header_value() {
+        let uri = "/socket.io/?EIO=4&transport=polling&t=x";
+        let request = Request::get(uri)
+            .header("rune", "secret")
+            .header("x-many", "one")
+            .header("x-many", "two")
+            .extension(OriginalUri(Uri::from_static(uri)))
+            .body(Body::empty())
+            .expect("valid request");
+        let request = detached(request);
+        assert_eq!(request.uri(), uri);
+        let original = request.extensions().get::<OriginalUri>();
+        assert_eq!(original.map(|o| o.0.to_string()).as_deref(), Some(uri));
+        assert_eq!(request.headers()["rune"], "secret");
+        let many: Vec<_> = request.headers().get_all("x-many").iter().collect();
+        assert_eq!(many, ["one", "two"]);
     }
 
     #[test]
