@@ -549,9 +549,7 @@ impl Publisher {
             self.settled = message.seq;
             self.stats
                 .confirmed(count, message.seq, message.sent.elapsed());
-            for _ in 0..count {
-                self.meter.record_delivered();
-            }
+            self.meter.record_delivered(count);
             self.waiting_since = in_flight.front().map(|f| f.sent);
             self.report_backlog();
         }

@@ -64,9 +64,9 @@ impl DeliveryMeter {
         self.failures.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// An event was acknowledged (2xx, publisher confirm).
-    pub fn record_delivered(&self) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+    /// `count` events were acknowledged (a 2xx, a publisher confirm of one or several).
+    pub fn record_delivered(&self, count: u64) {
+        self.delivered.fetch_add(count, Ordering::Relaxed);
     }
 
     /// The event at the head of the line started being delivered at `since`; `None`: nothing
@@ -153,7 +153,7 @@ mod tests {
         meter.set_backlog(3, 300);
         meter.record_failure();
         meter.record_failure();
-        meter.record_delivered();
+        meter.record_delivered(1);
         meter.set_in_delivery_since(Some(Instant::now()));
         std::thread::sleep(Duration::from_millis(30));
         let readings = publishers.read();

@@ -197,6 +197,15 @@ enum Failure {
     Other(DeliveryError),
 }
 
+impl Failure {
+    fn into_error(self) -> DeliveryError {
+        match self {
+            Failure::NoAnswer(why) => DeliveryError::Exchange(why),
+            Failure::Other(error) => error,
+        }
+    }
+}
+
 impl EndpointClient {
     pub fn new(client: DeliveryClient) -> EndpointClient {
         EndpointClient {
@@ -218,19 +227,15 @@ impl EndpointClient {
             .connection
             .take()
             .and_then(|mut c| c.usable().then_some(c));
-        let again = kept.as_ref().map(|_| headers.clone());
-        match self.exchange(kept, target, headers, body).await {
-            Ok(status) => Ok(status),
-            Err(Failure::NoAnswer(_)) if again.is_some() => {
-                let headers = again.unwrap_or_default();
-                match self.exchange(None, target, headers, body).await {
-                    Ok(status) => Ok(status),
-                    Err(Failure::NoAnswer(e)) => Err(DeliveryError::Exchange(e)),
-                    Err(Failure::Other(e)) => Err(e),
-                }
-            }
-            Err(Failure::NoAnswer(e)) => Err(DeliveryError::Exchange(e)),
-            Err(Failure::Other(e)) => Err(e),
+        let retry_headers = kept.as_ref().map(|_| headers.clone());
+        let first = self.exchange(kept, target, headers, body).await;
+        match (first, retry_headers) {
+            (Ok(status), _) => Ok(status),
+            (Err(Failure::NoAnswer(_)), Some(headers)) => self
+                .exchange(None, target, headers, body)
+                .await
+                .map_err(Failure::into_error),
+            (Err(failure), _) => Err(failure.into_error()),
         }
     }
 

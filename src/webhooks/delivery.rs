@@ -262,7 +262,7 @@ async fn deliver_until_acknowledged(
     loop {
         match attempt(endpoint, client, settings, event).await {
             Ok(()) => {
-                endpoint.meter.record_delivered();
+                endpoint.meter.record_delivered(1);
                 let mut status = lock(&endpoint.status);
                 if status.failing {
                     tracing::info!("webhook {id}: delivering again");

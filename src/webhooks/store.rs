@@ -257,21 +257,19 @@ impl Spool {
             return dropped;
         }
         let mut line = std::mem::take(&mut self.line);
-        line.clear();
         if let Some(event) = self.queue.back() {
             event_line(&mut line, event);
         }
-        self.append(&line);
-        self.line = line;
+        self.append_line(line);
         0
     }
 
     /// The receiver acknowledged `id`: if it is the oldest event, it is no longer pending.
     /// That is recorded in the file now if the last record is [`ACK_RECORD_INTERVAL`] old,
-    /// else later ([`Spool::record_ack`]); `true` if it waits to be.
-    pub fn ack(&mut self, id: &str) -> bool {
+    /// else later ([`Spool::ack_due`], [`Spool::record_ack`]).
+    pub fn ack(&mut self, id: &str) {
         if self.queue.front().is_none_or(|e| e.id != id) {
-            return self.unrecorded_ack.is_some();
+            return;
         }
         if let Some(event) = self.queue.pop_front() {
             self.pending_bytes -= event.body.len();
@@ -280,7 +278,6 @@ impl Spool {
         if self.ack_recorded_at.elapsed() >= ACK_RECORD_INTERVAL {
             self.record_ack();
         }
-        self.unrecorded_ack.is_some()
     }
 
     /// When the acknowledgement waiting to be recorded is due (`None` if none waits).
@@ -305,12 +302,10 @@ impl Spool {
             self.rewrite();
         } else {
             let mut line = std::mem::take(&mut self.line);
-            line.clear();
             line.extend_from_slice(b"{\"acked\":");
             json_string(&mut line, &id);
             line.extend_from_slice(b"}\n");
-            self.append(&line);
-            self.line = line;
+            self.append_line(line);
         }
     }
 
@@ -325,13 +320,17 @@ impl Spool {
         }
     }
 
-    fn append(&mut self, line: &[u8]) {
+    /// Appends `line` (built in the spool's reused buffer, taken out of `self.line`) to the
+    /// file in one write, and gives the buffer back.
+    fn append_line(&mut self, mut line: Vec<u8>) {
         if let Some(file) = self.file.as_mut() {
-            match file.write_all(line) {
+            match file.write_all(&line) {
                 Ok(()) => self.file_bytes += line.len() as u64,
                 Err(e) => self.give_up_file(e),
             }
         }
+        line.clear();
+        self.line = line;
     }
 
     fn truncate(&mut self) {
@@ -454,21 +453,25 @@ mod tests {
         }
         let size = std::fs::metadata(&path).unwrap().len();
         hold_acks(&mut spool);
-        assert!(spool.ack("e-1"), "waits to be recorded");
-        assert!(spool.ack("e-2"));
+        spool.ack("e-1");
+        assert!(spool.ack_due().is_some(), "waits to be recorded");
+        spool.ack("e-2");
+        assert!(spool.ack_due().is_some());
         assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
         assert!(spool.ack_due().is_some());
         spool.record_ack();
         assert_eq!(spool.ack_due(), None);
         hold_acks(&mut spool);
         // Killed with e-3 acknowledged but not recorded: it is delivered again.
-        assert!(spool.ack("e-3"));
+        spool.ack("e-3");
+        assert!(spool.ack_due().is_some());
         std::mem::forget(spool);
         assert_eq!(ids(&Spool::open(path.clone(), usize::MAX)), ["e-3", "e-4"]);
         // An ack made once the interval has passed is recorded at once.
         let mut spool = Spool::open(path.clone(), usize::MAX);
         spool.ack_recorded_at = Instant::now() - ACK_RECORD_INTERVAL;
-        assert!(!spool.ack("e-3"));
+        spool.ack("e-3");
+        assert!(spool.ack_due().is_none());
         std::mem::forget(spool);
         assert_eq!(ids(&Spool::open(path, usize::MAX)), ["e-4"]);
     }
