@@ -112,13 +112,7 @@ fn quantile(sorted: &[Duration], q: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{}", e.with_usage(USAGE));
-            return ExitCode::from(2);
-        }
-    };
+    let args = support::args::or_exit(parse_args(), USAGE);
     let shape = AttackShape {
         http1_clients: args.clients / 2,
         http2_connections: args.clients / 2 / STREAMS_PER_CONNECTION,

@@ -347,13 +347,7 @@ async fn orchestrate(args: &Args) -> Run {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{}", e.with_usage(USAGE));
-            return ExitCode::from(2);
-        }
-    };
+    let args = support::args::or_exit(parse_args(), USAGE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("events")
         .enable_all()

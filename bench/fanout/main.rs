@@ -288,13 +288,7 @@ async fn orchestrate(args: &Args) -> (Run, Vec<ClientResult>) {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{}", e.with_usage(USAGE));
-            std::process::exit(2);
-        }
-    };
+    let args = support::args::or_exit(parse_args(), USAGE);
     if let Some(lightningd) = &args.lightningd {
         match real_node::run(&args, lightningd) {
             Ok(report) => println!("{report}"),

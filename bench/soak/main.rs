@@ -132,13 +132,7 @@ pub fn parse_args() -> Result<Args, ArgError> {
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{}", e.with_usage(USAGE));
-            return ExitCode::from(2);
-        }
-    };
+    let args = support::args::or_exit(parse_args(), USAGE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("soak")
         .enable_all()

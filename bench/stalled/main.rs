@@ -271,13 +271,7 @@ fn report(args: &Args, outcome: &Outcome) -> (String, bool) {
 }
 
 fn main() {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{}", e.with_usage(USAGE));
-            std::process::exit(2);
-        }
-    };
+    let args = support::args::or_exit(parse_args(), USAGE);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

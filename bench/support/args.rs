@@ -34,6 +34,14 @@ impl ArgError {
     }
 }
 
+/// The parsed command line; else what is wrong and `usage` on stderr, and exit status 2.
+pub fn or_exit<T>(parsed: Result<T, ArgError>, usage: &str) -> T {
+    parsed.unwrap_or_else(|e| {
+        eprintln!("{}", e.with_usage(usage));
+        std::process::exit(2)
+    })
+}
+
 impl From<String> for ArgError {
     fn from(message: String) -> ArgError {
         ArgError::Invalid(message)
