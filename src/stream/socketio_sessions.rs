@@ -11,8 +11,9 @@
 //! send window which connection to count from then on.
 //!
 //! engine.io keeps a session's first request (its head: URI, headers, extensions) for as
-//! long as the session lives, so the middleware first gives every Socket.IO request a head
-//! of its own ([`detached`]) instead of slices of the 16 KiB buffer hyper read it into.
+//! long as the session lives, so the middleware first gives each request that opens a
+//! session or a websocket a head of its own ([`detached`]) instead of slices of the 16 KiB
+//! buffer hyper read it into (the polls of an open session are left as they are).
 //!
 //! When the server disconnects a client from its namespace (slow consumer, revoked rune),
 //! socketioxide leaves the engine.io session open; a well-behaved client closes it on the
@@ -44,9 +45,14 @@ pub async fn track_sessions(
     if !request.uri().path().starts_with("/socket.io") {
         return next.run(request).await;
     }
-    let mut request = detached(request);
+    let engine = EngineRequest::of(&request);
+    let mut request = if engine.keeps_head() {
+        detached(request)
+    } else {
+        request
+    };
     let connection = request.extensions().get::<Connection>().cloned();
-    match (EngineRequest::of(&request), connection) {
+    match (engine, connection) {
         (EngineRequest::PollingHandshake, Some(connection)) => {
             let Some(slot) = connection.session_slot() else {
                 return crate::http::connection_limit::refusal();
@@ -137,6 +143,8 @@ enum EngineRequest {
     PollingHandshake,
     /// `GET /socket.io/` with `transport=polling` and a `sid`: a poll of that session.
     Poll(String),
+    /// Another request of a polling session (a `POST` of the client's packets).
+    ToSession,
     /// `GET /socket.io/` with `transport=websocket` and the `sid` of a polling session.
     Upgrade(String),
     Other,
@@ -145,9 +153,10 @@ enum EngineRequest {
 impl EngineRequest {
     fn of(request: &Request) -> EngineRequest {
         let uri = request.uri();
-        if request.method() != http::Method::GET || !uri.path().starts_with("/socket.io") {
+        if !uri.path().starts_with("/socket.io") {
             return EngineRequest::Other;
         }
+        let get = request.method() == http::Method::GET;
         let (mut transport, mut sid) = (None, None);
         for pair in uri.query().unwrap_or_default().split('&') {
             if let Some(value) = pair.strip_prefix("transport=") {
@@ -156,12 +165,20 @@ impl EngineRequest {
                 sid = Some(value);
             }
         }
-        match (transport, sid) {
-            (Some("polling"), None) => EngineRequest::PollingHandshake,
-            (Some("polling"), Some(sid)) => EngineRequest::Poll(sid.to_string()),
-            (Some("websocket"), Some(sid)) => EngineRequest::Upgrade(sid.to_string()),
+        match (get, transport, sid) {
+            (true, Some("polling"), None) => EngineRequest::PollingHandshake,
+            (true, Some("polling"), Some(sid)) => EngineRequest::Poll(sid.to_string()),
+            (false, Some("polling"), Some(_)) => EngineRequest::ToSession,
+            (true, Some("websocket"), Some(sid)) => EngineRequest::Upgrade(sid.to_string()),
             _ => EngineRequest::Other,
         }
+    }
+
+    /// Whether engine.io may keep the request's head for the session's lifetime (a request
+    /// that opens a session or a websocket); the many requests of a polling session that is
+    /// open already are not [`detached`].
+    fn keeps_head(&self) -> bool {
+        !matches!(self, EngineRequest::Poll(_) | EngineRequest::ToSession)
     }
 }
 
@@ -236,6 +253,12 @@ mod tests {
             EngineRequest::Other
         );
         assert_eq!(of("/v1/getinfo?transport=polling"), EngineRequest::Other);
+        let post = Request::post("/socket.io/?EIO=4&transport=polling&sid=abc")
+            .body(Body::empty())
+            .expect("valid request");
+        assert_eq!(EngineRequest::of(&post), EngineRequest::ToSession);
+        assert!(!EngineRequest::ToSession.keeps_head());
+        assert!(EngineRequest::PollingHandshake.keeps_head());
     }
 
     #[test]
