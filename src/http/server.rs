@@ -10,6 +10,9 @@ use crate::http::{handlers, swagger};
 use crate::metrics::request_layer::RecordRequestsLayer;
 use crate::state::AppState;
 use crate::stream::send_window::PollingSessions;
+use crate::stream::socketio_relay::Relay;
+use crate::stream::socketio_sessions::SocketIoFront;
+use crate::stream::socketio_websocket::WebsocketEndpoint;
 use crate::stream::{socketio, socketio_sessions, sse};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware;
@@ -202,6 +205,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
     // The layers wrap the whole router once. (`Router::layer` would wrap every route in every
     // layer, and each request would clone that boxed stack level by level: ~10,000
     // instructions and 34 allocations per request.) Outermost first.
+    // Socket.IO clients caught up with the journal are fed by one relay task, whichever
+    // server holds their connection (socketioxide's, or our endpoint for websockets).
+    let relay = Relay::start(state.clone());
+    let websockets = WebsocketEndpoint::new(state.clone(), relay.clone());
     let layered = tower::ServiceBuilder::new()
         // Outermost: every request is counted, whatever answers it.
         .layer(RecordRequestsLayer::new(
@@ -220,10 +227,10 @@ pub fn router(state: AppState, config: &Config) -> Router {
                 .into_response()
         }))
         .layer(middleware::from_fn_with_state(
-            PollingSessions::default(),
+            SocketIoFront::new(PollingSessions::default(), websockets),
             socketio_sessions::track_sessions,
         ))
-        .layer(socketio::layer(state.clone()))
+        .layer(socketio::layer(state.clone(), relay))
         .layer(middleware::from_fn_with_state(
             state,
             handlers::dispatch_registered,

@@ -90,6 +90,17 @@ impl Window {
         }
     }
 
+    /// The window of a client whose websocket is on `connection` from its first request
+    /// (our own endpoint's clients).
+    pub fn on_connection(connection: Connection) -> Window {
+        let written_seen = connection.written();
+        Window {
+            carrier: Carrier::Websocket(connection),
+            written_seen,
+            in_flight: 0,
+        }
+    }
+
     /// Whether the relay may put more in the queue now.
     pub fn has_room(&mut self) -> bool {
         let Some(taken) = self.taken() else {

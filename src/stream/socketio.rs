@@ -25,13 +25,14 @@ use crate::state::AppState;
 use crate::stream::journal::{Next, Subscription};
 use crate::stream::listeners::{Registration, StreamOptions};
 use crate::stream::send_window::Window;
-use crate::stream::socketio_relay::{Encoded, Member, Relay, Undelivered};
+use crate::stream::socketio_client::{Client, Undelivered};
+use crate::stream::socketio_relay::{Encoded, Member, Relay};
 use serde_json::{json, Value};
 use socketioxide::extract::{SocketRef, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
-use socketioxide::{SendError, SocketError, SocketIo};
+use socketioxide::SocketIo;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -45,18 +46,20 @@ pub const SUBSCRIBER_QUEUE: usize = 10_000;
 /// lives (engineioxide's default is 4 KiB: ~3.5 MiB more with 1,000 idle clients).
 const WS_READ_BUFFER: usize = 512;
 
-/// How often engine.io pings each client (a keep-alive well inside 30 s).
-const PING_INTERVAL: Duration = Duration::from_secs(25);
+/// How often engine.io pings each client (a keep-alive well inside 30 s); our websocket
+/// endpoint pings as often.
+const PING_INTERVAL: Duration = crate::stream::socketio_websocket::PING_INTERVAL;
 
 /// How long a replaying client's send queue may stay full (or its window without room)
 /// before it counts as a slow consumer.
 const FULL_BUFFER_PATIENCE: Duration = Duration::from_secs(2);
 const FULL_BUFFER_RETRY: Duration = Duration::from_millis(5);
 
-/// The tower layer that serves `/socket.io/` next to the REST routes; starts the relay task
-/// that feeds caught-up clients. (The middleware in front of it, `socketio_sessions.rs`,
-/// copies each request's head out of hyper's read buffer.)
-pub fn layer(state: AppState) -> SocketIoLayer {
+/// The tower layer that serves `/socket.io/` next to the REST routes, handing caught-up
+/// clients to `relay`. (The middleware in front of it, `socketio_sessions.rs`, copies each
+/// request's head out of hyper's read buffer and sends websockets opened directly by v5
+/// clients to our own endpoint, `socketio_websocket.rs`.)
+pub fn layer(state: AppState, relay: Relay) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .max_buffer_size(SUBSCRIBER_QUEUE)
         // The stream's keep-alive: engine.io pings every 25 s (clients answer with pongs).
@@ -65,15 +68,21 @@ pub fn layer(state: AppState) -> SocketIoLayer {
         // whole frame's length for a larger one.
         .ws_read_buffer_size(WS_READ_BUFFER)
         .build_layer();
-    let relay = Relay::start(state.clone());
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = state.clone();
         async move {
-            let refusal = authorize(&state, &socket, &auth.unwrap_or(Value::Null)).await;
-            if let Err(reason) = &refusal {
-                tracing::info!("Socket.IO client {} refused: {reason}", socket.id);
+            let header = rune_header(&socket);
+            match authorize(&state, header.as_deref(), &auth.unwrap_or(Value::Null)).await {
+                Ok(listener) => {
+                    let prepared = Prepared(Arc::new(Mutex::new(Some(listener))));
+                    socket.extensions.insert(prepared);
+                    Ok(())
+                }
+                Err(reason) => {
+                    tracing::info!("Socket.IO client {} refused: {reason}", socket.id);
+                    Err(reason)
+                }
             }
-            refusal
         }
     };
     let connect = move |socket: SocketRef| {
@@ -84,21 +93,30 @@ pub fn layer(state: AppState) -> SocketIoLayer {
     layer
 }
 
-/// The rune: the `rune` request header, or else the auth payload's `rune`.
-fn rune_of(socket: &SocketRef, auth: &Value) -> Option<String> {
-    let header = socket.req_parts().headers.get("rune");
+/// The `rune` header of a socketioxide client's first request.
+fn rune_header(socket: &SocketRef) -> Option<String> {
+    let header = socket.req_parts().headers.get("rune")?;
+    Some(String::from_utf8_lossy(header.as_bytes()).into_owned())
+}
+
+/// The rune a client connects with: the `rune` request header, or else the auth payload's.
+fn rune_of(header: Option<&str>, auth: &Value) -> Option<String> {
     match header {
-        Some(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        Some(header) => Some(header.to_string()),
         None => auth.get("rune").and_then(Value::as_str).map(str::to_string),
     }
 }
 
-/// Connect middleware: refused clients get a connect error carrying lightningd's reason.
-/// An accepted client is subscribed here, before socketioxide confirms the connection, so a
-/// notification sent right after the client sees that confirmation is not missed.
-async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result<(), String> {
+/// The connect check of both servers: a refused client gets a connect error carrying
+/// lightningd's reason. An accepted client is subscribed here, before it is told it is
+/// connected, so a notification sent right after it sees that is not missed.
+pub async fn authorize(
+    state: &AppState,
+    rune_header: Option<&str>,
+    auth: &Value,
+) -> Result<Listener, String> {
     let options = StreamOptions::from_auth(auth)?;
-    let rune = rune_of(socket, auth).ok_or("Not authorized: Missing rune")?;
+    let rune = rune_of(rune_header, auth).ok_or("Not authorized: Missing rune")?;
     crate::stream::listeners::authorize(state.rpc(), &rune)
         .await
         .map_err(|e| match e {
@@ -114,14 +132,11 @@ async fn authorize(state: &AppState, socket: &SocketRef, auth: &Value) -> Result
         options,
         rune,
     };
-    socket
-        .extensions
-        .insert(Prepared(Arc::new(Mutex::new(Some(listener)))));
-    Ok(())
+    Ok(listener)
 }
 
-/// What the middleware prepared for the connect handler.
-struct Listener {
+/// An accepted client's subscription and options, for its delivery task.
+pub struct Listener {
     subscription: Subscription,
     /// The journal's epoch, for `notification` events.
     epoch: String,
@@ -156,18 +171,23 @@ fn on_connect(socket: SocketRef, relay: Relay) {
         }
         async {}
     });
+    start_delivery(Client::Engine(socket), listener, relay, closed);
+}
+
+/// Starts a connected client's delivery task; `closed` is cancelled when the client goes.
+pub fn start_delivery(client: Client, listener: Listener, relay: Relay, closed: CancellationToken) {
     tracing::debug!(
         "Socket.IO client {} connected with {}",
-        socket.id,
+        client.id(),
         crate::lightningd::rune::log_name(&listener.rune)
     );
-    tokio::spawn(deliver(socket, listener, relay, closed));
+    tokio::spawn(deliver(client, listener, relay, closed));
 }
 
 /// One client's delivery task: replays what the client asked to resume (and what arrives
 /// meanwhile) at the client's pace, hands the client to the relay once caught up, then
 /// waits for the client to go or for its rune to be revoked.
-async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: CancellationToken) {
+async fn deliver(client: Client, listener: Listener, relay: Relay, closed: CancellationToken) {
     let Listener {
         mut subscription,
         mut registration,
@@ -175,22 +195,22 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
         epoch,
         ..
     } = listener;
-    let mut window = Window::of(&socket);
+    let mut window = client.window();
     if let Some(gap) = subscription.take_gap() {
-        let gap = emit_patiently(&socket, &mut window, |s| s.emit("gap", &gap).map(|()| 0));
+        let gap = emit_patiently(&client, &mut window, |c| c.emit_value("gap", &gap));
         if gap.await.is_err() {
             return;
         }
     }
     let caught_up = tokio::select! {
-        caught_up = catch_up(&socket, &mut window, &mut subscription, &options, &epoch) => caught_up,
+        caught_up = catch_up(&client, &mut window, &mut subscription, &options, &epoch) => caught_up,
         _ = closed.cancelled() => return,
     };
     if let Err(undelivered) = caught_up {
-        return undelivered.end(socket);
+        return undelivered.end(client);
     }
     relay.join(Member {
-        socket: socket.clone(),
+        client: client.clone(),
         options,
         delivered: subscription.position(),
         closed: closed.clone(),
@@ -201,8 +221,8 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
     tokio::select! {
         reason = &mut registration.revoked => {
             let reason = format!("rune revoked: {}", reason.unwrap_or_default());
-            let _ = socket.emit("disconnect_reason", &json!({ "reason": reason }));
-            crate::stream::socketio_relay::disconnect(socket, &reason);
+            let _ = client.emit_value("disconnect_reason", &json!({ "reason": reason }));
+            crate::stream::socketio_client::disconnect(client, &reason);
         }
         _ = closed.cancelled() => {}
     }
@@ -211,7 +231,7 @@ async fn deliver(socket: SocketRef, listener: Listener, relay: Relay, closed: Ca
 /// Emits everything the subscription has ready, waiting for room in the client's send
 /// queue as needed, until nothing more is ready.
 async fn catch_up(
-    socket: &SocketRef,
+    client: &Client,
     window: &mut Window,
     subscription: &mut Subscription,
     options: &StreamOptions,
@@ -224,7 +244,7 @@ async fn catch_up(
             Next::Closed => return Err(Undelivered::Closed),
         };
         let mut encoded = Encoded::new(&notification, epoch);
-        emit_patiently(socket, window, |s| encoded.emit(s, options)).await?;
+        emit_patiently(client, window, |c| encoded.emit(c, options)).await?;
     }
     Ok(())
 }
@@ -233,20 +253,20 @@ async fn catch_up(
 /// [`FULL_BUFFER_PATIENCE`]) for room in the client's window and send queue: a client
 /// replaying a long backlog fills them in a burst but drains them quickly.
 async fn emit_patiently(
-    socket: &SocketRef,
+    client: &Client,
     window: &mut Window,
-    mut emit: impl FnMut(&SocketRef) -> Result<usize, SendError>,
+    mut emit: impl FnMut(&Client) -> Result<usize, Undelivered>,
 ) -> Result<(), Undelivered> {
     let started = tokio::time::Instant::now();
     loop {
         if window.has_room() {
-            match emit(socket) {
+            match emit(client) {
                 Ok(bytes) => {
                     window.sent(bytes);
                     return Ok(());
                 }
-                Err(SendError::Socket(SocketError::InternalChannelFull)) => {}
-                Err(_) => return Err(Undelivered::Closed),
+                Err(Undelivered::SlowConsumer) => {}
+                Err(Undelivered::Closed) => return Err(Undelivered::Closed),
             }
         }
         if started.elapsed() > FULL_BUFFER_PATIENCE {

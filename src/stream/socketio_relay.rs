@@ -52,13 +52,13 @@ use crate::stream::journal::{Next, Notification, Position, Sequenced, Subscripti
 use crate::stream::listeners::StreamOptions;
 use crate::stream::send_window::Window;
 use crate::stream::socketio::SUBSCRIBER_QUEUE;
+use crate::stream::socketio_client::{event_packet, Client, Undelivered};
 use serde_json::value::RawValue;
-use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
-use socketioxide::{SendError, SocketError};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 /// How many ready notifications the relay hands out before letting other tasks run.
@@ -84,7 +84,7 @@ const REFILL_BATCH: u64 = 64;
 
 /// A client handed over to the relay.
 pub struct Member {
-    pub socket: SocketRef,
+    pub client: Client,
     pub options: StreamOptions,
     /// The last sequence number the client received.
     pub delivered: u64,
@@ -124,40 +124,20 @@ impl Relay {
     }
 }
 
-/// Why a client could not be given a notification.
-pub enum Undelivered {
-    /// It is owed too much, or its send queue is full.
-    SlowConsumer,
-    /// It is gone.
-    Closed,
-}
-
-impl Undelivered {
-    /// What follows for the client: a slow consumer is disconnected, a gone one forgotten.
-    pub fn end(self, socket: SocketRef) {
-        match self {
-            Undelivered::SlowConsumer => disconnect(socket, "slow consumer"),
-            Undelivered::Closed => {}
-        }
-    }
-}
-
-impl From<SendError> for Undelivered {
-    fn from(error: SendError) -> Undelivered {
-        match error {
-            SendError::Socket(SocketError::InternalChannelFull) => Undelivered::SlowConsumer,
-            _ => Undelivered::Closed,
-        }
-    }
-}
-
-/// One notification encoded once in each event shape, as clients receive it.
+/// One notification encoded once in each event shape, as clients receive it: the event's
+/// data for socketioxide's clients, the whole packet for ours.
 pub struct Encoded<'a> {
     notification: &'a Notification,
     /// The journal's epoch, which `notification` events carry.
     epoch: &'a str,
-    message: Option<Box<RawValue>>,
-    sequenced: Option<Box<RawValue>>,
+    message: Option<Shape>,
+    sequenced: Option<Shape>,
+}
+
+/// An event's data and, once one of our websocket clients wanted it, its packet.
+struct Shape {
+    data: Box<RawValue>,
+    packet: Option<Utf8Bytes>,
 }
 
 /// The bytes of a Socket.IO event around its data: `42["notification",` and `]`.
@@ -176,24 +156,27 @@ impl<'a> Encoded<'a> {
     /// Puts the notification in `socket`'s send queue as the event `options` asked for
     /// (`notification` with a sequence number, else `message`), unless its topic is filtered
     /// out. Never waits. Returns the bytes queued (0 when filtered out).
-    pub fn emit(
-        &mut self,
-        socket: &SocketRef,
-        options: &StreamOptions,
-    ) -> Result<usize, SendError> {
+    pub fn emit(&mut self, client: &Client, options: &StreamOptions) -> Result<usize, Undelivered> {
         if !options.wants(self.notification.topic()) {
             return Ok(0);
         }
         let (notification, epoch) = (self.notification, self.epoch);
-        let data = if options.seq {
-            let data = cached(&mut self.sequenced, || Sequenced::new(notification, epoch));
-            socket.emit("notification", data)?;
-            data
+        let (event, shape) = if options.seq {
+            let shape = cached(&mut self.sequenced, || Sequenced::new(notification, epoch));
+            ("notification", shape)
         } else {
-            let data = cached(&mut self.message, || notification.params());
-            socket.emit("message", data)?;
-            data
+            (
+                "message",
+                cached(&mut self.message, || notification.params()),
+            )
         };
+        let Shape { data, packet } = shape;
+        let packet = || {
+            packet
+                .get_or_insert_with(|| event_packet(event, data.get()))
+                .clone()
+        };
+        client.emit(event, data, packet)?;
         Ok(data.get().len() + EVENT_FRAMING)
     }
 }
@@ -206,13 +189,11 @@ fn weight(notification: &Notification) -> u64 {
 }
 
 /// The JSON text of `make()`, computed on first use.
-fn cached<T: serde::Serialize>(
-    slot: &mut Option<Box<RawValue>>,
-    make: impl FnOnce() -> T,
-) -> &RawValue {
-    slot.get_or_insert_with(|| {
+fn cached<T: serde::Serialize>(slot: &mut Option<Shape>, make: impl FnOnce() -> T) -> &mut Shape {
+    slot.get_or_insert_with(|| Shape {
         // Both shapes are a string key and JSON text lightningd sent: encoding cannot fail.
-        serde_json::value::to_raw_value(&make()).unwrap_or_default()
+        data: serde_json::value::to_raw_value(&make()).unwrap_or_default(),
+        packet: None,
     })
 }
 
@@ -253,7 +234,7 @@ impl Joined {
             if !member.window.has_room() {
                 return Ok(false);
             }
-            let bytes = notification.emit(&member.socket, &member.options)?;
+            let bytes = notification.emit(&member.client, &member.options)?;
             member.window.sent(bytes);
         }
         member.delivered = notification.notification.seq;
@@ -395,9 +376,9 @@ impl Relaying {
             .journal()
             .retained_between(member.delivered, self.relayed)
         else {
-            return Undelivered::SlowConsumer.end(member.socket);
+            return Undelivered::SlowConsumer.end(member.client);
         };
-        let sid = member.socket.id;
+        let sid = member.client.id();
         let mut joined = Joined {
             member,
             owed: 0,
@@ -409,7 +390,7 @@ impl Relaying {
         drop(missed);
         if joined.behind(self.relayed) {
             if let Err(why) = joined.refill(&self.state, self.relayed) {
-                return why.end(joined.member.socket);
+                return why.end(joined.member.client);
             }
             if joined.behind(self.relayed) {
                 self.behind.insert(sid);
@@ -496,7 +477,7 @@ impl Relaying {
         for (sid, why) in dropped {
             self.behind.remove(&sid);
             if let Some(joined) = self.members.remove(&sid) {
-                why.end(joined.member.socket);
+                why.end(joined.member.client);
             }
         }
     }
@@ -524,27 +505,9 @@ impl Relaying {
         );
         self.behind.clear();
         for (_, joined) in self.members.drain() {
-            Undelivered::SlowConsumer.end(joined.member.socket);
+            Undelivered::SlowConsumer.end(joined.member.client);
         }
         self.relayed = through;
         self.admit_waiting();
     }
-}
-
-/// How long we keep trying to disconnect a client whose send buffer is full.
-const DISCONNECT_RETRY: Duration = Duration::from_millis(100);
-const DISCONNECT_ATTEMPTS: u32 = 600;
-
-/// Disconnects a client. Its send buffer may be full, which makes socketioxide refuse the
-/// disconnect packet: retry in the background until there is room or the transport closes.
-pub fn disconnect(socket: SocketRef, reason: &str) {
-    tracing::info!("disconnecting Socket.IO client {}: {reason}", socket.id);
-    tokio::spawn(async move {
-        for _ in 0..DISCONNECT_ATTEMPTS {
-            if !socket.connected() || socket.clone().disconnect().is_ok() {
-                return;
-            }
-            tokio::time::sleep(DISCONNECT_RETRY).await;
-        }
-    });
 }

@@ -1,6 +1,7 @@
 //! engine.io sessions as the connections under them see them: the middleware in front of
-//! Socket.IO that gives a long-polling session a `clnrest-max-connections` slot for its
-//! lifetime, and follows it to the connection it upgrades to (see `send_window.rs`).
+//! Socket.IO that sends websockets opened directly by v5 clients to our own endpoint
+//! (`socketio_websocket.rs`), gives a long-polling session a `clnrest-max-connections` slot
+//! for its lifetime, and follows it to the connection it upgrades to (see `send_window.rs`).
 //!
 //! A long-polling handshake (`GET /socket.io/?transport=polling` without `sid`) takes a slot
 //! that the session keeps while it lives (its request's extensions stay with the session);
@@ -24,6 +25,7 @@
 
 use crate::http::connection_limit::Connection;
 use crate::stream::send_window::{websocket_connection, PollingSession, PollingSessions};
+use crate::stream::socketio_websocket::WebsocketEndpoint;
 use axum::body::{Body, HttpBody};
 use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
@@ -36,17 +38,40 @@ use std::time::Duration;
 /// The most of a handshake's response read to find its session id.
 const HANDSHAKE_RESPONSE_LIMIT: usize = 64 * 1024;
 
+/// What the middleware needs: the polling sessions it follows and our endpoint for
+/// websockets opened directly.
+#[derive(Clone)]
+pub struct SocketIoFront {
+    sessions: PollingSessions,
+    websockets: WebsocketEndpoint,
+}
+
+impl SocketIoFront {
+    pub fn new(sessions: PollingSessions, websockets: WebsocketEndpoint) -> SocketIoFront {
+        SocketIoFront {
+            sessions,
+            websockets,
+        }
+    }
+}
+
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn track_sessions(
-    State(sessions): State<PollingSessions>,
-    request: Request,
+    State(front): State<SocketIoFront>,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if !request.uri().path().starts_with("/socket.io") {
         return next.run(request).await;
     }
+    if WebsocketEndpoint::serves(&request) {
+        if let Some(response) = front.websockets.accept(&mut request) {
+            return response;
+        }
+    }
+    let sessions = &front.sessions;
     let engine = EngineRequest::of(&request);
-    let mut request = if engine.keeps_head() {
+    request = if engine.keeps_head() {
         detached(request)
     } else {
         request
@@ -61,7 +86,7 @@ pub async fn track_sessions(
             request.extensions_mut().insert(slot);
             request.extensions_mut().insert(session.clone());
             let response = next.run(request).await;
-            remember_session(response, &sessions, &session).await
+            remember_session(response, sessions, &session).await
         }
         (EngineRequest::Poll(sid), _) => {
             let response = next.run(request).await;

@@ -1,0 +1,620 @@
+//! Our own engine.io endpoint for the commonest listener: a Socket.IO v5 client (engine.io
+//! v4) that opens a websocket directly (`GET /socket.io/?EIO=4&transport=websocket`, no
+//! `sid`). Long-polling, upgrades from it and protocol v4 clients stay with socketioxide.
+//!
+//! Why: with socketioxide every client has a session, a send queue of its own packets,
+//! encoded for it alone, a writer task woken per message and a heartbeat task (~16 KB of
+//! memory per idle client, and most of a delivery's CPU: docs/performance.md, issue 17).
+//! Here one task per connection does everything: it answers the handshake, reads the
+//! client's packets, pings it, and writes what the relay put in its [`WebsocketClient`]
+//! outbox, every packet of which is shared text the relay built once for every client.
+//!
+//! What a client sees is what socketioxide sends (tests/socketio_wire.rs pins it): the open
+//! packet, `40{"sid":...}` or `44{"message":...}` for its connect, `44/ns,{"message":"Invalid
+//! namespace"}` for any namespace but `/`, the events, a ping (`2`) every [`PING_INTERVAL`]
+//! (no pong within [`PING_TIMEOUT`] closes it), and `41` when the server disconnects it
+//! (after which the connection is closed, at once once `41` is written, or after
+//! [`DISCONNECT_GRACE`] if the client does not read it). Events and acks are ignored (the
+//! server listens to none); what socketioxide takes for an error (a packet that does not
+//! parse, a binary frame, a frame over 16 MiB, a packet before the client joined) ends the
+//! connection as socketioxide's does.
+
+use crate::http::connection_limit::Connection;
+use crate::state::AppState;
+use crate::stream::socketio::{self, Listener, SUBSCRIBER_QUEUE};
+use crate::stream::socketio_client::{Client, Undelivered};
+use crate::stream::socketio_relay::Relay;
+use crate::stream::socketio_sessions::DISCONNECT_GRACE;
+use axum::extract::Request;
+use axum::response::Response;
+use futures::task::AtomicWaker;
+use futures::{Sink, Stream};
+use http::{header, HeaderValue, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use socketioxide::socket::Sid;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+
+/// How often each client is pinged (engine.io's `pingInterval`; socketio.rs sets the same
+/// for socketioxide's clients).
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+/// How long a client has to answer a ping (engine.io's `pingTimeout`).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a client may stay connected without joining the namespace (socketioxide's
+/// connect timeout); checked at each ping.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// engine.io's `maxPayload` as announced (socketioxide's default; like socketioxide, it is
+/// not enforced on a websocket, where [`MAX_FRAME`] and [`MAX_MESSAGE`] are).
+const MAX_PAYLOAD: usize = 100_000;
+/// The longest frame and message a client may send (socketioxide's websocket limits).
+const MAX_FRAME: usize = 16 << 20;
+const MAX_MESSAGE: usize = 64 << 20;
+/// The bytes each websocket reads into at once (clients send only small packets).
+const READ_BUFFER: usize = 512;
+
+/// Serves `/socket.io/` websockets opened directly: the state the connect handler needs and
+/// the relay that feeds connected clients.
+#[derive(Clone)]
+pub struct WebsocketEndpoint {
+    state: AppState,
+    relay: Relay,
+}
+
+impl WebsocketEndpoint {
+    pub fn new(state: AppState, relay: Relay) -> WebsocketEndpoint {
+        WebsocketEndpoint { state, relay }
+    }
+
+    /// Whether this endpoint serves `request`: a v5 client's websocket handshake without a
+    /// session id.
+    pub fn serves(request: &Request) -> bool {
+        let (mut eio4, mut websocket, mut sid) = (false, false, false);
+        for pair in request.uri().query().unwrap_or_default().split('&') {
+            match pair.split_once('=').map_or(pair, |(name, _)| name) {
+                "EIO" => eio4 = pair == "EIO=4",
+                "transport" => websocket = pair == "transport=websocket",
+                "sid" => sid = true,
+                _ => {}
+            }
+        }
+        let upgrade = request
+            .headers()
+            .get(header::UPGRADE)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
+        request.method() == http::Method::GET && eio4 && websocket && !sid && upgrade
+    }
+
+    /// Answers the websocket handshake and serves the connection once upgraded; `None` for
+    /// a request this endpoint cannot take, left as it was (socketioxide answers it).
+    pub fn accept(&self, request: &mut Request) -> Option<Response> {
+        let key = request.headers().get(header::SEC_WEBSOCKET_KEY)?;
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
+        let connection = request.extensions().get::<Connection>()?.clone();
+        let rune = request
+            .headers()
+            .get("rune")
+            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let upgrade = hyper::upgrade::on(request);
+        let endpoint = self.clone();
+        tokio::spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    let config = WebSocketConfig::default()
+                        .read_buffer_size(READ_BUFFER)
+                        .max_message_size(Some(MAX_MESSAGE))
+                        .max_frame_size(Some(MAX_FRAME));
+                    let io = TokioIo::new(upgraded);
+                    let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+                    Session::new(endpoint, ws, rune, connection).run().await;
+                }
+                Err(error) => tracing::debug!("websocket upgrade failed: {error}"),
+            }
+        });
+        let mut response = Response::new(axum::body::Body::empty());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        let headers = response.headers_mut();
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        Some(response)
+    }
+}
+
+/// A client connected to the namespace over our endpoint, as the relay and its delivery
+/// task see it: an outbox of packets its connection's task writes.
+pub struct WebsocketClient {
+    sid: Sid,
+    connection: Connection,
+    outbox: Mutex<Outbox>,
+    /// Wakes the connection's task when the outbox gets something.
+    waker: AtomicWaker,
+}
+
+struct Outbox {
+    packets: VecDeque<Utf8Bytes>,
+    state: OutboxState,
+}
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum OutboxState {
+    Open,
+    /// The server disconnected the client: `41` is the last packet.
+    Disconnecting,
+    /// The client left the namespace or its connection ended.
+    Closed,
+}
+
+impl WebsocketClient {
+    fn new(sid: Sid, connection: Connection) -> WebsocketClient {
+        WebsocketClient {
+            sid,
+            connection,
+            outbox: Mutex::new(Outbox {
+                packets: VecDeque::new(),
+                state: OutboxState::Open,
+            }),
+            waker: AtomicWaker::new(),
+        }
+    }
+
+    pub fn id(&self) -> Sid {
+        self.sid
+    }
+
+    /// The connection the client's websocket is on.
+    pub fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        // A panic while holding this lock leaves a queue of whole packets: still usable.
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Puts a packet in the outbox; a full one (more than [`SUBSCRIBER_QUEUE`] packets) is a
+    /// slow consumer's. Never waits.
+    pub fn send(&self, packet: Utf8Bytes) -> Result<(), Undelivered> {
+        let mut outbox = self.outbox();
+        if outbox.state != OutboxState::Open {
+            return Err(Undelivered::Closed);
+        }
+        if outbox.packets.len() >= SUBSCRIBER_QUEUE {
+            return Err(Undelivered::SlowConsumer);
+        }
+        let was_empty = outbox.packets.is_empty();
+        outbox.packets.push_back(packet);
+        drop(outbox);
+        if was_empty {
+            self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Disconnects the client from the server's side: `41` after what is queued, then the
+    /// connection is closed.
+    pub fn disconnect(&self) {
+        let mut outbox = self.outbox();
+        if outbox.state == OutboxState::Open {
+            outbox.packets.push_back(Utf8Bytes::from_static("41"));
+            outbox.state = OutboxState::Disconnecting;
+        }
+        drop(outbox);
+        self.waker.wake();
+    }
+
+    fn close(&self) {
+        let mut outbox = self.outbox();
+        outbox.state = OutboxState::Closed;
+        outbox.packets = VecDeque::new();
+    }
+}
+
+type Websocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// What woke the connection's task.
+enum Event {
+    /// A message from the client, or the end of its stream.
+    Received(Option<Result<Message, WsError>>),
+    /// Writing failed: the connection is gone.
+    WriteFailed,
+    /// The ping timer fired.
+    PingDue,
+    /// `41` went out to a client the server disconnected, or it did not take it in time.
+    Disconnected,
+}
+
+/// How a connection ends.
+enum Ending {
+    /// Closed under the client (it is gone, or was told `41` by the server).
+    Drop,
+    /// After writing what is pending (the echo of the client's close frame).
+    Flush,
+    /// With a close frame.
+    CloseFrame,
+    /// With engine.io's close packet `1`, then a close frame.
+    ParseError,
+}
+
+/// How long the end of a connection may take to write.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One websocket connection: its engine.io session and, once the client joined the
+/// namespace, its Socket.IO client.
+struct Session {
+    endpoint: WebsocketEndpoint,
+    ws: Websocket,
+    /// The `rune` header of the handshake request.
+    rune: Option<String>,
+    connection: Connection,
+    /// The engine.io session id.
+    engine_sid: Sid,
+    /// Packets of the connection itself (open, pings, connect answers), written before
+    /// the client's outbox.
+    own: VecDeque<Utf8Bytes>,
+    client: Option<Joined>,
+    /// Whether written packets wait for a flush.
+    unflushed: bool,
+    /// When the next ping is due, or when the client's pong is overdue.
+    ping: Pin<Box<Sleep>>,
+    last_ping: Instant,
+    awaiting_pong: bool,
+    opened: Instant,
+    /// Set once `41` is queued for a client the server disconnected.
+    disconnect_deadline: Option<Pin<Box<Sleep>>>,
+}
+
+/// A client in the namespace and what ends its delivery task.
+struct Joined {
+    client: Arc<WebsocketClient>,
+    closed: CancellationToken,
+}
+
+impl Session {
+    fn new(
+        endpoint: WebsocketEndpoint,
+        ws: Websocket,
+        rune: Option<String>,
+        connection: Connection,
+    ) -> Session {
+        Session {
+            endpoint,
+            ws,
+            rune,
+            connection,
+            engine_sid: Sid::new(),
+            own: VecDeque::new(),
+            client: None,
+            unflushed: false,
+            ping: Box::pin(tokio::time::sleep(PING_INTERVAL)),
+            last_ping: Instant::now(),
+            awaiting_pong: false,
+            opened: Instant::now(),
+            disconnect_deadline: None,
+        }
+    }
+
+    async fn run(mut self) {
+        let open = format!(
+            r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            self.engine_sid,
+            PING_INTERVAL.as_millis(),
+            PING_TIMEOUT.as_millis(),
+            MAX_PAYLOAD
+        );
+        self.own.push_back(Utf8Bytes::from(open));
+        // The first ping goes at once, as socketioxide's does.
+        self.ping();
+        let ending = loop {
+            match poll_fn(|cx| self.poll_event(cx)).await {
+                Event::Received(Some(Ok(message))) => match self.received(message).await {
+                    Ok(()) => {}
+                    Err(ending) => break ending,
+                },
+                Event::Received(Some(Err(error))) => {
+                    tracing::debug!("Socket.IO websocket {}: {error}", self.engine_sid);
+                    break Ending::CloseFrame;
+                }
+                Event::Received(None) | Event::WriteFailed | Event::Disconnected => {
+                    break Ending::Drop
+                }
+                Event::PingDue => {
+                    if self.awaiting_pong {
+                        tracing::debug!("Socket.IO websocket {}: ping timeout", self.engine_sid);
+                        break Ending::CloseFrame;
+                    }
+                    if self.client.is_none() && self.opened.elapsed() > CONNECT_TIMEOUT {
+                        tracing::debug!("Socket.IO websocket {}: no connect", self.engine_sid);
+                        break Ending::CloseFrame;
+                    }
+                    self.ping();
+                }
+            }
+        };
+        self.leave();
+        self.end(ending).await;
+    }
+
+    /// Queues a ping; the client has [`PING_TIMEOUT`] to answer.
+    fn ping(&mut self) {
+        self.own.push_back(Utf8Bytes::from_static("2"));
+        self.awaiting_pong = true;
+        self.last_ping = Instant::now();
+        self.ping.as_mut().reset(self.last_ping + PING_TIMEOUT);
+    }
+
+    /// Ends the connection as `ending` says, within [`CLOSE_TIMEOUT`].
+    async fn end(&mut self, ending: Ending) {
+        let closing = async {
+            match ending {
+                Ending::Drop => return Ok(()),
+                Ending::Flush => {}
+                Ending::CloseFrame => self.ws.close(None).await?,
+                Ending::ParseError => {
+                    self.own.push_back(Utf8Bytes::from_static("1"));
+                    poll_fn(|cx| self.poll_written(cx)).await?;
+                    self.ws.close(None).await?;
+                }
+            }
+            poll_fn(|cx| self.poll_written(cx)).await
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+    }
+
+    /// Writes and flushes the connection's own packets.
+    fn poll_written(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        self.write(cx)?;
+        if !self.own.is_empty() {
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.ws).poll_flush(cx)
+    }
+
+    /// Writes what is queued (the connection's own packets first), flushes, and returns the
+    /// next thing to act on.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if self.write(cx).is_err() {
+            return Poll::Ready(Event::WriteFailed);
+        }
+        if self.unflushed {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) => return Poll::Ready(Event::WriteFailed),
+                Poll::Pending => {}
+            }
+        }
+        if self.disconnect_deadline.is_some() {
+            let written = !self.unflushed && self.client_drained();
+            let late =
+                (self.disconnect_deadline.as_mut()).is_some_and(|d| d.as_mut().poll(cx).is_ready());
+            if written || late {
+                return Poll::Ready(Event::Disconnected);
+            }
+        }
+        if let Poll::Ready(message) = Pin::new(&mut self.ws).poll_next(cx) {
+            return Poll::Ready(Event::Received(message));
+        }
+        if self.ping.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::PingDue);
+        }
+        Poll::Pending
+    }
+
+    /// Hands queued packets to the websocket while it takes them.
+    fn write(&mut self, cx: &mut Context<'_>) -> Result<(), WsError> {
+        while !self.own.is_empty() {
+            if Pin::new(&mut self.ws).poll_ready(cx)?.is_pending() {
+                return Ok(());
+            }
+            if let Some(packet) = self.own.pop_front() {
+                Pin::new(&mut self.ws).start_send(Message::Text(packet))?;
+                self.unflushed = true;
+            }
+        }
+        let Some(joined) = &self.client else {
+            return Ok(());
+        };
+        let client = joined.client.clone();
+        client.waker.register(cx.waker());
+        loop {
+            if Pin::new(&mut self.ws).poll_ready(cx)?.is_pending() {
+                return Ok(());
+            }
+            let mut outbox = client.outbox();
+            if outbox.state == OutboxState::Disconnecting && self.disconnect_deadline.is_none() {
+                self.disconnect_deadline = Some(Box::pin(tokio::time::sleep(DISCONNECT_GRACE)));
+            }
+            let Some(packet) = outbox.packets.pop_front() else {
+                return Ok(());
+            };
+            drop(outbox);
+            Pin::new(&mut self.ws).start_send(Message::Text(packet))?;
+            self.unflushed = true;
+        }
+    }
+
+    /// Whether the client's outbox is empty (so a `41` queued last was written).
+    fn client_drained(&self) -> bool {
+        self.client
+            .as_ref()
+            .is_none_or(|joined| joined.client.outbox().packets.is_empty())
+    }
+
+    /// Acts on a message from the client; `Err` says how the connection ends. What ends it is
+    /// what ends socketioxide's (tests/socketio_wire.rs).
+    async fn received(&mut self, message: Message) -> Result<(), Ending> {
+        let text = match message {
+            Message::Text(text) => text,
+            // tungstenite queued the echo of the client's close frame.
+            Message::Close(_) => return Err(Ending::Flush),
+            // No binary attachment is ever expected: a Socket.IO parse error.
+            Message::Binary(_) => return Err(Ending::ParseError),
+            // Pings tungstenite answers itself.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
+        };
+        let text = text.as_str();
+        match text.as_bytes().first() {
+            // ping (v4 clients do not ping; ignored)
+            Some(b'2') => Ok(()),
+            // pong
+            Some(b'3') => {
+                if self.awaiting_pong {
+                    self.awaiting_pong = false;
+                    self.ping.as_mut().reset(self.last_ping + PING_INTERVAL);
+                }
+                Ok(())
+            }
+            // close
+            Some(b'1') => Err(Ending::CloseFrame),
+            // message: a Socket.IO packet
+            Some(b'4') => self.socketio_packet(&text[1..]).await,
+            // Anything else (upgrade and noop included) is not for a websocket.
+            _ => Err(Ending::CloseFrame),
+        }
+    }
+
+    /// A Socket.IO packet: its type, then its namespace (`/name,`, none for `/`), an ack id
+    /// and its data.
+    async fn socketio_packet(&mut self, packet: &str) -> Result<(), Ending> {
+        let kind = packet.as_bytes().first().copied();
+        let rest = packet.get(1..).unwrap_or_default();
+        if kind == Some(b'0') {
+            return self.connect(rest).await;
+        }
+        let (namespace, data) = match rest.strip_prefix('/') {
+            Some(named) => named.split_once(',').unwrap_or((named, "")),
+            None => ("", rest),
+        };
+        if !matches!(kind, Some(b'1'..=b'6')) {
+            return Err(Ending::ParseError);
+        }
+        if matches!(kind, Some(b'2' | b'3')) {
+            let data = data.trim_start_matches(|c: char| c.is_ascii_digit());
+            if serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
+                return Err(Ending::ParseError);
+            }
+        }
+        if !namespace.is_empty() {
+            // Packets for namespaces nobody joined are ignored.
+            return Ok(());
+        }
+        if self.client.is_none() {
+            return Err(Ending::ParseError);
+        }
+        if kind == Some(b'1') {
+            self.leave();
+        }
+        // Events and acks: the server listens to none.
+        Ok(())
+    }
+
+    /// A Socket.IO connect packet (after `40`): a namespace, then the auth payload.
+    async fn connect(&mut self, packet: &str) -> Result<(), Ending> {
+        let (namespace, auth) = match packet.strip_prefix('/') {
+            Some(rest) => match rest.split_once(',') {
+                Some((name, auth)) => (name, auth),
+                None => (rest, ""),
+            },
+            None => ("", packet),
+        };
+        if !namespace.is_empty() {
+            let reply = format!(r#"44/{namespace},{{"message":"Invalid namespace"}}"#);
+            self.own.push_back(Utf8Bytes::from(reply));
+            return Ok(());
+        }
+        if self.client.is_some() {
+            return Ok(());
+        }
+        let auth = match auth {
+            "" => Value::Null,
+            text => match serde_json::from_str(text) {
+                Ok(auth) => auth,
+                Err(error) => {
+                    tracing::debug!("Socket.IO websocket {}: {error}", self.engine_sid);
+                    return Err(Ending::ParseError);
+                }
+            },
+        };
+        let client = WebsocketClient::new(self.engine_sid, self.connection.clone());
+        let client = Arc::new(client);
+        let state = &self.endpoint.state;
+        match socketio::authorize(state, self.rune.as_deref(), &auth).await {
+            Ok(listener) => self.join(client, listener),
+            Err(reason) => {
+                tracing::info!("Socket.IO client {} refused: {reason}", client.id());
+                let message = serde_json::json!({ "message": reason });
+                self.own.push_back(Utf8Bytes::from(format!("44{message}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// The client joined the namespace: it is told its id, then its delivery task starts.
+    fn join(&mut self, client: Arc<WebsocketClient>, listener: Listener) {
+        let connected = format!(r#"40{{"sid":"{}"}}"#, client.id());
+        self.own.push_back(Utf8Bytes::from(connected));
+        let closed = CancellationToken::new();
+        socketio::start_delivery(
+            Client::Websocket(client.clone()),
+            listener,
+            self.endpoint.relay.clone(),
+            closed.clone(),
+        );
+        self.client = Some(Joined { client, closed });
+    }
+
+    /// The client left the namespace, or its connection ended.
+    fn leave(&mut self) {
+        if let Some(joined) = self.client.take() {
+            joined.closed.cancel();
+            joined.client.close();
+            self.endpoint.relay.leave(joined.client.id());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    fn handshake(uri: &str) -> Request {
+        Request::get(uri)
+            .header(header::UPGRADE, "websocket")
+            .body(Body::empty())
+            .expect("valid request")
+    }
+
+    #[test]
+    fn serves_only_v5_websockets_opened_directly() {
+        assert!(WebsocketEndpoint::serves(&handshake(
+            "/socket.io/?EIO=4&transport=websocket"
+        )));
+        assert!(WebsocketEndpoint::serves(&handshake(
+            "/socket.io/?transport=websocket&t=x&EIO=4"
+        )));
+        for other in [
+            "/socket.io/?EIO=3&transport=websocket",
+            "/socket.io/?EIO=4&transport=websocket&sid=abc",
+            "/socket.io/?EIO=4&transport=polling",
+        ] {
+            assert!(!WebsocketEndpoint::serves(&handshake(other)), "{other}");
+        }
+        let without_upgrade = Request::get("/socket.io/?EIO=4&transport=websocket")
+            .body(Body::empty())
+            .expect("valid request");
+        assert!(!WebsocketEndpoint::serves(&without_upgrade));
+    }
+}
