@@ -909,3 +909,22 @@ async fn eio3_websocket_without_rune_header_is_refused() {
         r#"44{"message":"Not authorized: Missing rune"}"#
     );
 }
+
+/// engine.io's heartbeat: a client that never answers the ping is closed once the ping
+/// timeout (20 s) has passed; one that answered it keeps receiving.
+#[tokio::test]
+async fn a_client_that_never_answers_the_ping_is_closed_after_the_ping_timeout() {
+    let gateway = Gateway::start().await;
+    let started = Instant::now();
+    let mut silent = connected(&gateway, json!({"rune": gateway.rune})).await;
+    let mut answering = connected(&gateway, json!({"rune": gateway.rune})).await;
+    answering.send("3").await;
+    silent.until_end(Duration::from_secs(30)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(19),
+        "closed after {waited:?}, before the ping timeout"
+    );
+    let expected = push_numbered(&gateway, 1).await;
+    assert_eq!(answering.text().await, expected);
+}
