@@ -1,6 +1,6 @@
 //! HTTPS: the certificate directory (created, reused, regenerated, shared by plugins starting
 //! together), what clients that trust `ca.pem` see, TLS 1.2 and 1.3, and plain HTTP touching
-//! no certificate at all.
+//! no certificate at all, and a Socket.IO websocket over HTTPS.
 
 use mock_lightningd::MockLightningd;
 use rustls::pki_types::pem::PemObject;
@@ -845,4 +845,68 @@ async fn an_own_certificate_is_served_and_reloaded_when_it_changes() {
             .await
             .is_err()
     );
+}
+
+/// A Socket.IO client opening a websocket directly over HTTPS (`wss://`, served by our own
+/// websocket endpoint) connects with its rune and receives notifications.
+#[tokio::test]
+async fn socketio_websocket_over_https_receives_notifications() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (node, port) = start_https(json!({}), None).await;
+    let ca_pem = std::fs::read(node.lightning_dir().join("ca.pem")).expect("ca.pem is there");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&ca_pem) {
+        roots.add(cert.expect("ca.pem parses")).expect("a root");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("the plugin accepts TCP connections");
+    let name = ServerName::try_from("localhost").expect("a server name");
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .expect("the TLS handshake");
+    let url = format!("wss://localhost:{port}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, response) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("the websocket handshake");
+    assert_eq!(response.status(), 101);
+    assert!(next_text(&mut ws).await.starts_with("0{\"sid\":"));
+    assert_eq!(next_text(&mut ws).await, "2");
+    let rune = node.create_rune(Value::Null);
+    let connect = format!("40{}", json!({ "rune": rune }));
+    ws.send(Message::text(connect)).await.expect("40 is sent");
+    assert!(next_text(&mut ws).await.starts_with("40{\"sid\":"));
+    let payload = json!({ "label": "over-tls" });
+    assert!(node.notify("invoice_creation", payload.clone()).await);
+    let expected = format!("42{}", json!(["message", { "invoice_creation": payload }]));
+    assert_eq!(next_text(&mut ws).await, expected);
+    stop(&node).await;
+}
+
+/// The next text frame from a websocket (panics if none comes within 10 s).
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        match frame {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
+                return text.to_string()
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no text frame: {other:?}"),
+        }
+    }
 }
