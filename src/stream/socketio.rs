@@ -1,7 +1,8 @@
-//! The Socket.IO server (socketioxide, namespace `/`, protocol v4 and v5 clients): rune
-//! check at connect, then a delivery task per client that replays what it asked to resume
-//! and hands it to the relay (`socketio_relay.rs`) for live notifications, and cuts it off
-//! when its rune is revoked.
+//! Socket.IO (namespace `/`, protocol v4 and v5 clients): the rune check at connect, then a
+//! delivery task per client that replays what it asked to resume and hands it to the relay
+//! (`socketio_relay.rs`) for live notifications, and cuts it off when its rune is revoked.
+//! Both servers use them: socketioxide's, here (long-polling, upgrades from it, protocol v4),
+//! and our endpoint for v5 clients that open a websocket directly (`socketio_websocket.rs`).
 //!
 //! Events a client receives:
 //! - `message`: `{"<topic>": {...}}`, lightningd's `params`, the shape existing clients expect;
@@ -18,8 +19,8 @@
 //! middleware in front of it (`socketio_sessions.rs`) gives long-polling sessions a
 //! `clnrest-max-connections` slot and follows them to the connection they upgrade to.
 //!
-//! Each websocket is read into a small buffer ([`WS_READ_BUFFER`]): what an idle client
-//! costs in memory is mostly engine.io's and hyper's (docs/performance.md, issue 17).
+//! Each of socketioxide's websockets is read into a small buffer ([`WS_READ_BUFFER`]): what
+//! an idle client costs in memory is mostly engine.io's (docs/performance.md, issue 17).
 
 use crate::state::AppState;
 use crate::stream::journal::{Next, Subscription};
