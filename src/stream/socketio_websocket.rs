@@ -62,6 +62,10 @@ const MAX_FRAME: usize = 16 << 20;
 const MAX_MESSAGE: usize = 64 << 20;
 /// The bytes each websocket reads into at once (clients send only small packets).
 const READ_BUFFER: usize = 512;
+/// What the websocket gathers before writing it out. Its buffer keeps the largest size it
+/// ever reached, for as long as the connection lives: tungstenite's default (128 KiB) would
+/// leave up to that much with every client after a burst.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Serves `/socket.io/` websockets opened directly: the state the connect handler needs and
 /// the relay that feeds connected clients.
@@ -112,6 +116,7 @@ impl WebsocketEndpoint {
                 Ok(upgraded) => {
                     let config = WebSocketConfig::default()
                         .read_buffer_size(READ_BUFFER)
+                        .write_buffer_size(WRITE_BUFFER)
                         .max_message_size(Some(MAX_MESSAGE))
                         .max_frame_size(Some(MAX_FRAME));
                     let io = TokioIo::new(upgraded);
