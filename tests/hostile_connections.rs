@@ -17,8 +17,7 @@
 //! --nocapture` shows them). Bounds are generous: the machine running this may be loaded.
 
 use mock_lightningd::gateway::{json_of, Gateway};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::io::{Read, Write};
@@ -635,18 +634,7 @@ async fn write_flood(
 /// The same over TLS (blocking rustls on a plain socket, in a blocking thread): writes until
 /// the limit or a failed write, then reads what the server sent.
 fn flood_tls(ca_pem: &[u8], port: u16, flood: Flood) -> FloodOutcome {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots
-            .add(cert.expect("ca.pem holds a certificate"))
-            .expect("the CA certificate is usable");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = mock_lightningd::client_tls::trusting(ca_pem);
     let name = ServerName::try_from("localhost").expect("a server name");
     let connection =
         rustls::ClientConnection::new(Arc::new(config), name).expect("a TLS client connection");

@@ -217,21 +217,7 @@ impl Ws {
 
     /// Writes one masked frame; returns whether the write went through.
     async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
-        let mask = [0x12u8, 0x34, 0x56, 0x78];
-        let mut frame = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => frame.push(0x80 | n as u8),
-            n if n <= u16::MAX as usize => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&mask);
-        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        let frame = mock_lightningd::websocket_frames::masked(opcode, payload);
         self.write.write_all(&frame).await.is_ok()
     }
 

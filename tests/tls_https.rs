@@ -856,16 +856,7 @@ async fn socketio_websocket_over_https_receives_notifications() {
 
     let (node, port) = start_https(json!({}), None).await;
     let ca_pem = std::fs::read(node.lightning_dir().join("ca.pem")).expect("ca.pem is there");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&ca_pem) {
-        roots.add(cert.expect("ca.pem parses")).expect("a root");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = mock_lightningd::client_tls::trusting(&ca_pem);
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("the plugin accepts TCP connections");

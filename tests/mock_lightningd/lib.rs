@@ -16,6 +16,7 @@
 // Each test file uses a different part of the mock.
 #![allow(dead_code)]
 
+pub mod client_tls;
 mod datastore;
 pub mod faults;
 pub mod fixtures;
@@ -32,6 +33,7 @@ pub mod rabbitmq;
 mod random;
 mod rpc_socket;
 pub mod runes;
+pub mod websocket_frames;
 
 pub use faults::Faults;
 pub use node::RecordedCall;

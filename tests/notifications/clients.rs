@@ -452,22 +452,7 @@ async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 
 /// Writes one masked text frame.
 async fn write_text_frame(stream: &mut TcpStream, text: &str) {
-    let mask = [0x12u8, 0x34, 0x56, 0x78];
-    let payload = text.as_bytes();
-    let mut frame = vec![0x81u8];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n <= u16::MAX as usize => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    let frame = mock_lightningd::websocket_frames::masked(0x1, text.as_bytes());
     stream
         .write_all(&frame)
         .await
