@@ -932,6 +932,34 @@ async fn stalled_polling_client_is_cut_off_at_4_mib() {
     assert_stalled_cut_off_at_4_mib(&gateway).await;
 }
 
+/// A stalled client that keeps answering pings (it writes pongs, never reads) is still
+/// closed by the plugin a few seconds after it is cut off: engine.io's heartbeat would never
+/// close it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_client_answering_pings_is_closed_soon_after_the_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let gateway = Gateway::start().await;
+    let (_unread, mut write) = stalled_client(&gateway, &gateway.rune).await.into_split();
+    let pong = mock_lightningd::websocket_frames::masked(0x1, b"3");
+    let pongs = tokio::spawn(async move {
+        while write.write_all(&pong).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Instant::now()
+    });
+    assert_stalled_cut_off_at_4_mib(&gateway).await;
+    let cut_off = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(30), pongs)
+        .await
+        .expect("the plugin never closed the connection of a client that answers pings")
+        .expect("the pong writer");
+    let after = closed.saturating_duration_since(cut_off);
+    assert!(
+        after < Duration::from_secs(12),
+        "closed {after:?} after the cut-off"
+    );
+}
+
 /// Sends 100 notifications of 256 KiB: a reading client gets all of them, and the stalled
 /// client (which never reads) is the only client cut off as a slow consumer.
 async fn assert_stalled_cut_off_at_4_mib(gateway: &Gateway) {

@@ -914,3 +914,59 @@ async fn a_client_that_never_answers_the_ping_is_closed_after_the_ping_timeout()
     let expected = push_numbered(&gateway, 1).await;
     assert_eq!(answering.text().await, expected);
 }
+
+/// A client that sends and never reads cannot make the plugin pile up its answers: once
+/// answers wait to be written, the plugin stops reading that client (its writes stall in
+/// TCP), and other clients go on receiving. Here 120 MB of `40/<60 KB name>,`, each answered
+/// with `44/<name>,...`: before, the plugin read all of it and kept every answer.
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_stalls_instead_of_piling_up_answers() {
+    let gateway = Gateway::start().await;
+    let mut witness = connected(&gateway, json!({"rune": gateway.rune})).await;
+    let mut flooder = TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .expect("the plugin accepts TCP connections");
+    let request = format!(
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        gateway.port
+    );
+    flooder
+        .write_all(request.as_bytes())
+        .await
+        .expect("the upgrade request is written");
+    let frame = mock_lightningd::websocket_frames::masked(
+        WS_TEXT,
+        format!("40/{},", "n".repeat(60_000)).as_bytes(),
+    );
+    let mut written = 0usize;
+    for _ in 0..2_000 {
+        let write = tokio::time::timeout(Duration::from_secs(2), flooder.write_all(&frame));
+        match write.await {
+            Ok(Ok(())) => written += frame.len(),
+            Ok(Err(error)) => panic!("the flooder's connection failed: {error}"),
+            Err(_) => break,
+        }
+    }
+    assert!(
+        written < 40_000_000,
+        "the plugin read {written} bytes from a client that never reads its answers"
+    );
+    let expected = push_numbered(&gateway, 1).await;
+    assert_eq!(witness.text().await, expected);
+}
+
+/// A binary event (`451-[...]` and its attachment in a binary frame), which the server
+/// does not listen to, is read and ignored like any other event: delivery goes on.
+#[tokio::test]
+async fn a_binary_event_and_its_attachment_are_ignored() {
+    let gateway = Gateway::start().await;
+    let mut ws = connected(&gateway, json!({"rune": gateway.rune})).await;
+    ws.send(r#"451-["upload",{"_placeholder":true,"num":0}]"#)
+        .await;
+    assert!(ws.send_frame(WS_BINARY, b"\x01\x02\x03").await);
+    ws.barrier("after-binary").await;
+    let expected = push_numbered(&gateway, 1).await;
+    assert_eq!(ws.text().await, expected);
+}

@@ -13,11 +13,15 @@
 //! packet, `40{"sid":...}` or `44{"message":...}` for its connect, `44/ns,{"message":"Invalid
 //! namespace"}` for any namespace but `/`, the events, a ping (`2`) every [`PING_INTERVAL`]
 //! (no pong within [`PING_TIMEOUT`] closes it), and `41` when the server disconnects it
-//! (after which the connection is closed, at once once `41` is written, or after
-//! [`DISCONNECT_GRACE`] if the client does not read it). Events and acks are ignored (the
-//! server listens to none); what socketioxide takes for an error (a packet that does not
-//! parse, a binary frame, a frame over 16 MiB, a packet before the client joined) ends the
-//! connection as socketioxide's does.
+//! (the client then has [`DISCONNECT_GRACE`] to close the connection before the server
+//! aborts it, whether it read the `41` or not). Events and acks, binary ones and their
+//! attachments included, are ignored (the server listens to none); what socketioxide takes
+//! for an error (a packet that does not parse, an unannounced binary frame, a frame over 16
+//! MiB, a packet before the client joined) ends the connection as socketioxide's does.
+//!
+//! A client that sends and does not read cannot make answers pile up: while more than
+//! [`OWN_BACKLOG`] bytes of the connection's own answers wait to be written, its packets are
+//! not read (its writes stall in TCP; the heartbeat still runs).
 
 use crate::http::connection_limit::Connection;
 use crate::state::AppState;
@@ -28,7 +32,7 @@ use crate::stream::socketio_sessions::DISCONNECT_GRACE;
 use axum::extract::Request;
 use axum::response::Response;
 use futures::task::AtomicWaker;
-use futures::{Sink, Stream};
+use futures::{Sink, Stream, StreamExt};
 use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -208,16 +212,23 @@ impl WebsocketClient {
         Ok(())
     }
 
-    /// Disconnects the client from the server's side: `41` after what is queued, then the
-    /// connection is closed.
+    /// Disconnects the client from the server's side: `41` after what is queued; the client
+    /// then has [`DISCONNECT_GRACE`] to close the connection before the server does (a
+    /// client that stopped reading never takes the `41`).
     pub fn disconnect(&self) {
         let mut outbox = self.outbox();
-        if outbox.state == OutboxState::Open {
-            outbox.packets.push_back(Utf8Bytes::from_static("41"));
-            outbox.state = OutboxState::Disconnecting;
+        if outbox.state != OutboxState::Open {
+            return;
         }
+        outbox.packets.push_back(Utf8Bytes::from_static("41"));
+        outbox.state = OutboxState::Disconnecting;
         drop(outbox);
         self.waker.wake();
+        let connection = self.connection.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(DISCONNECT_GRACE).await;
+            connection.abort();
+        });
     }
 
     fn close(&self) {
@@ -243,8 +254,10 @@ enum Event {
 
 /// How a connection ends.
 enum Ending {
-    /// Closed under the client (it is gone, or was told `41` by the server).
+    /// Closed under the client (it is gone).
     Drop,
+    /// When the client closes it (it was told `41` by the server).
+    AwaitClose,
     /// After writing what is pending (the echo of the client's close frame).
     Flush,
     /// With a close frame.
@@ -255,6 +268,10 @@ enum Ending {
 
 /// How long the end of a connection may take to write.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The most of the connection's own answers (connect replies, pongs) waiting to be written
+/// before the client's packets are no longer read.
+const OWN_BACKLOG: usize = 64 * 1024;
 
 /// One websocket connection: its engine.io session and, once the client joined the
 /// namespace, its Socket.IO client.
@@ -277,14 +294,31 @@ struct Session {
     last_ping: Instant,
     awaiting_pong: bool,
     opened: Instant,
-    /// Set once `41` is queued for a client the server disconnected.
-    disconnect_deadline: Option<Pin<Box<Sleep>>>,
+    /// Bytes of `own` not written yet: past [`OWN_BACKLOG`] the client's packets are not read
+    /// (a client that sends and never reads cannot make the answers pile up).
+    own_bytes: usize,
+    /// Binary frames announced by a binary event or ack (`45`, `46`) still to come.
+    attachments: usize,
+    /// Whether the client joined the namespace once (the connect timeout no longer applies).
+    joined_once: bool,
+    /// Whether `41` went to the websocket for a client the server disconnected.
+    disconnect_written: bool,
 }
 
-/// A client in the namespace and what ends its delivery task.
+/// A client in the namespace and what ends its delivery task; dropping it (the client left,
+/// or the connection ended, however) ends its delivery and takes it from the relay.
 struct Joined {
     client: Arc<WebsocketClient>,
     closed: CancellationToken,
+    relay: Relay,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.closed.cancel();
+        self.client.close();
+        self.relay.leave(self.client.id());
+    }
 }
 
 impl Session {
@@ -307,7 +341,10 @@ impl Session {
             last_ping: Instant::now(),
             awaiting_pong: false,
             opened: Instant::now(),
-            disconnect_deadline: None,
+            own_bytes: 0,
+            attachments: 0,
+            joined_once: false,
+            disconnect_written: false,
         }
     }
 
@@ -319,7 +356,7 @@ impl Session {
             PING_TIMEOUT.as_millis(),
             MAX_PAYLOAD
         );
-        self.own.push_back(Utf8Bytes::from(open));
+        self.queue_own(Utf8Bytes::from(open));
         // The first ping goes at once, as socketioxide's does.
         self.ping();
         let ending = loop {
@@ -332,15 +369,14 @@ impl Session {
                     tracing::debug!("Socket.IO websocket {}: {error}", self.engine_sid);
                     break Ending::CloseFrame;
                 }
-                Event::Received(None) | Event::WriteFailed | Event::Disconnected => {
-                    break Ending::Drop
-                }
+                Event::Received(None) | Event::WriteFailed => break Ending::Drop,
+                Event::Disconnected => break Ending::AwaitClose,
                 Event::PingDue => {
                     if self.awaiting_pong {
                         tracing::debug!("Socket.IO websocket {}: ping timeout", self.engine_sid);
                         break Ending::CloseFrame;
                     }
-                    if self.client.is_none() && self.opened.elapsed() > CONNECT_TIMEOUT {
+                    if !self.joined_once && self.opened.elapsed() > CONNECT_TIMEOUT {
                         tracing::debug!("Socket.IO websocket {}: no connect", self.engine_sid);
                         break Ending::CloseFrame;
                     }
@@ -352,30 +388,54 @@ impl Session {
         self.end(ending).await;
     }
 
+    /// Queues a packet of the connection's own, written before the client's outbox.
+    fn queue_own(&mut self, packet: Utf8Bytes) {
+        self.own_bytes += packet.len();
+        self.own.push_back(packet);
+    }
+
     /// Queues a ping; the client has [`PING_TIMEOUT`] to answer.
     fn ping(&mut self) {
-        self.own.push_back(Utf8Bytes::from_static("2"));
+        self.queue_own(Utf8Bytes::from_static("2"));
         self.awaiting_pong = true;
         self.last_ping = Instant::now();
         self.ping.as_mut().reset(self.last_ping + PING_TIMEOUT);
     }
 
-    /// Ends the connection as `ending` says, within [`CLOSE_TIMEOUT`].
+    /// Ends the connection as `ending` says, within [`CLOSE_TIMEOUT`] (a client told `41`
+    /// has [`DISCONNECT_GRACE`], after which its connection is aborted anyway).
     async fn end(&mut self, ending: Ending) {
+        let limit = match ending {
+            Ending::AwaitClose => DISCONNECT_GRACE,
+            _ => CLOSE_TIMEOUT,
+        };
         let closing = async {
             match ending {
                 Ending::Drop => return Ok(()),
+                Ending::AwaitClose => return self.await_close().await,
                 Ending::Flush => {}
                 Ending::CloseFrame => self.ws.close(None).await?,
                 Ending::ParseError => {
-                    self.own.push_back(Utf8Bytes::from_static("1"));
+                    self.queue_own(Utf8Bytes::from_static("1"));
                     poll_fn(|cx| self.poll_written(cx)).await?;
                     self.ws.close(None).await?;
                 }
             }
             poll_fn(|cx| self.poll_written(cx)).await
         };
-        let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+        let _ = tokio::time::timeout(limit, closing).await;
+    }
+
+    /// Reads (and drops) what the client still sends until it closes the connection:
+    /// closing it under a client whose packets are unread would reset it, and the client
+    /// could lose the `41`.
+    async fn await_close(&mut self) -> Result<(), WsError> {
+        while let Some(message) = self.ws.next().await {
+            if let Message::Close(_) = message? {
+                break;
+            }
+        }
+        poll_fn(|cx| Pin::new(&mut self.ws).poll_flush(cx)).await
     }
 
     /// Writes and flushes the connection's own packets.
@@ -400,16 +460,13 @@ impl Session {
                 Poll::Pending => {}
             }
         }
-        if self.disconnect_deadline.is_some() {
-            let written = !self.unflushed && self.client_drained();
-            let late =
-                (self.disconnect_deadline.as_mut()).is_some_and(|d| d.as_mut().poll(cx).is_ready());
-            if written || late {
-                return Poll::Ready(Event::Disconnected);
-            }
+        if self.disconnect_written && !self.unflushed {
+            return Poll::Ready(Event::Disconnected);
         }
-        if let Poll::Ready(message) = Pin::new(&mut self.ws).poll_next(cx) {
-            return Poll::Ready(Event::Received(message));
+        if self.own_bytes < OWN_BACKLOG {
+            if let Poll::Ready(message) = Pin::new(&mut self.ws).poll_next(cx) {
+                return Poll::Ready(Event::Received(message));
+            }
         }
         if self.ping.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Event::PingDue);
@@ -424,6 +481,7 @@ impl Session {
                 return Ok(());
             }
             if let Some(packet) = self.own.pop_front() {
+                self.own_bytes -= packet.len();
                 Pin::new(&mut self.ws).start_send(Message::Text(packet))?;
                 self.unflushed = true;
             }
@@ -438,23 +496,16 @@ impl Session {
                 return Ok(());
             }
             let mut outbox = client.outbox();
-            if outbox.state == OutboxState::Disconnecting && self.disconnect_deadline.is_none() {
-                self.disconnect_deadline = Some(Box::pin(tokio::time::sleep(DISCONNECT_GRACE)));
-            }
             let Some(packet) = outbox.packets.pop_front() else {
                 return Ok(());
             };
+            // `41` is the last packet of a client the server disconnected.
+            self.disconnect_written =
+                outbox.state == OutboxState::Disconnecting && outbox.packets.is_empty();
             drop(outbox);
             Pin::new(&mut self.ws).start_send(Message::Text(packet))?;
             self.unflushed = true;
         }
-    }
-
-    /// Whether the client's outbox is empty (so a `41` queued last was written).
-    fn client_drained(&self) -> bool {
-        self.client
-            .as_ref()
-            .is_none_or(|joined| joined.client.outbox().packets.is_empty())
     }
 
     /// Acts on a message from the client; `Err` says how the connection ends. What ends it is
@@ -464,7 +515,12 @@ impl Session {
             Message::Text(text) => text,
             // tungstenite queued the echo of the client's close frame.
             Message::Close(_) => return Err(Ending::Flush),
-            // No binary attachment is ever expected: a Socket.IO parse error.
+            // An attachment of a binary event the client announced (ignored), else a Socket.IO
+            // parse error.
+            Message::Binary(_) if self.attachments > 0 => {
+                self.attachments -= 1;
+                return Ok(());
+            }
             Message::Binary(_) => return Err(Ending::ParseError),
             // Pings tungstenite answers itself.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
@@ -498,6 +554,15 @@ impl Session {
         if kind == Some(b'0') {
             return self.connect(rest).await;
         }
+        // A binary event or ack: `<attachments>-`, then the rest as for the others.
+        let rest = if matches!(kind, Some(b'5' | b'6')) {
+            let (count, after) = rest.split_once('-').ok_or(Ending::ParseError)?;
+            let count: usize = count.parse().map_err(|_| Ending::ParseError)?;
+            self.attachments = self.attachments.saturating_add(count);
+            after
+        } else {
+            rest
+        };
         let (namespace, data) = match rest.strip_prefix('/') {
             Some(named) => named.split_once(',').unwrap_or((named, "")),
             None => ("", rest),
@@ -505,7 +570,7 @@ impl Session {
         if !matches!(kind, Some(b'1'..=b'6')) {
             return Err(Ending::ParseError);
         }
-        if matches!(kind, Some(b'2' | b'3')) {
+        if matches!(kind, Some(b'2' | b'3' | b'5' | b'6')) {
             let data = data.trim_start_matches(|c: char| c.is_ascii_digit());
             if serde_json::from_str::<serde::de::IgnoredAny>(data).is_err() {
                 return Err(Ending::ParseError);
@@ -536,7 +601,7 @@ impl Session {
         };
         if !namespace.is_empty() {
             let reply = format!(r#"44/{namespace},{{"message":"Invalid namespace"}}"#);
-            self.own.push_back(Utf8Bytes::from(reply));
+            self.queue_own(Utf8Bytes::from(reply));
             return Ok(());
         }
         if self.client.is_some() {
@@ -560,7 +625,7 @@ impl Session {
             Err(reason) => {
                 tracing::info!("Socket.IO client {} refused: {reason}", client.id());
                 let message = serde_json::json!({ "message": reason });
-                self.own.push_back(Utf8Bytes::from(format!("44{message}")));
+                self.queue_own(Utf8Bytes::from(format!("44{message}")));
             }
         }
         Ok(())
@@ -569,7 +634,7 @@ impl Session {
     /// The client joined the namespace: it is told its id, then its delivery task starts.
     fn join(&mut self, client: Arc<WebsocketClient>, listener: Listener) {
         let connected = format!(r#"40{{"sid":"{}"}}"#, client.id());
-        self.own.push_back(Utf8Bytes::from(connected));
+        self.queue_own(Utf8Bytes::from(connected));
         let closed = CancellationToken::new();
         socketio::start_delivery(
             Client::Websocket(client.clone()),
@@ -577,16 +642,17 @@ impl Session {
             self.endpoint.relay.clone(),
             closed.clone(),
         );
-        self.client = Some(Joined { client, closed });
+        self.joined_once = true;
+        self.client = Some(Joined {
+            client,
+            closed,
+            relay: self.endpoint.relay.clone(),
+        });
     }
 
     /// The client left the namespace, or its connection ended.
     fn leave(&mut self) {
-        if let Some(joined) = self.client.take() {
-            joined.closed.cancel();
-            joined.client.close();
-            self.endpoint.relay.leave(joined.client.id());
-        }
+        self.client = None;
     }
 }
 
