@@ -76,14 +76,16 @@ pub const RELAY_HOLD: Duration = Duration::from_millis(20);
 /// The writes a second the hold aims to stay within, all clients together.
 pub const WRITES_PER_SECOND: u32 = 50_000;
 
-/// How long the relay holds new notifications for `clients` caught-up clients: long enough
-/// that handing them out as often as allowed writes at most [`WRITES_PER_SECOND`] times a
-/// second, at most [`RELAY_HOLD`].
+/// How long the relay holds new notifications for `clients` clients: long enough that
+/// handing them out as often as allowed writes at most [`WRITES_PER_SECOND`] times a second,
+/// at most [`RELAY_HOLD`], in whole milliseconds (tokio's timers' resolution: below 50
+/// clients there is no hold).
 pub fn hold(clients: usize) -> Duration {
     let clients = u32::try_from(clients).unwrap_or(u32::MAX);
-    (Duration::from_secs(1) / WRITES_PER_SECOND)
+    let hold = (Duration::from_secs(1) / WRITES_PER_SECOND)
         .saturating_mul(clients)
-        .min(RELAY_HOLD)
+        .min(RELAY_HOLD);
+    Duration::from_millis(hold.as_millis() as u64)
 }
 
 /// The most a client may be owed (queued for it, or waiting for it in the journal), in
@@ -535,8 +537,9 @@ mod tests {
     #[test]
     fn the_hold_grows_with_the_clients_up_to_relay_hold() {
         assert_eq!(hold(0), Duration::ZERO);
-        assert_eq!(hold(1), Duration::from_micros(20));
-        assert_eq!(hold(100), Duration::from_millis(2));
+        assert_eq!(hold(49), Duration::ZERO);
+        assert_eq!(hold(50), Duration::from_millis(1));
+        assert_eq!(hold(120), Duration::from_millis(2));
         assert_eq!(hold(1_000), RELAY_HOLD);
         assert_eq!(hold(100_000), RELAY_HOLD);
         assert_eq!(hold(usize::MAX), RELAY_HOLD);
