@@ -25,7 +25,9 @@
 //!
 //! socketioxide gives every client a send queue of its own, and each message in it is that
 //! client's private copy (socketioxide encodes per client; its broadcasts share one copy but
-//! cannot say which client's queue was full). So the relay never lets a queue grow: a
+//! cannot say which client's queue was full). Our websocket endpoint's outboxes share the
+//! packet text, but the websocket's write buffer and the kernel's socket buffer hold copies
+//! too. So the relay never lets a queue grow: a
 //! websocket client's [`Window`] (`send_window.rs`) is what the relay put in its queue minus
 //! what its connection has taken since (the bytes written to its TCP connection, counted by
 //! `http::connection_limit`). The relay puts a notification in the queue only while that is
