@@ -137,13 +137,13 @@ impl AmqpUrl {
     }
 
     /// For `amqps`, TLS that checks the broker's certificate against the system's CA
-    /// certificates, as webhook deliveries do (`crate::webhooks::client_tls`), and the URL's
+    /// certificates, as webhook deliveries do (`crate::tls::client`), and the URL's
     /// host name; `None` for `amqp`. Build it once: it reads the system's store.
     pub fn tls_adaptor(&self) -> Result<Option<TlsAdaptor>, rustls::Error> {
         if !self.tls {
             return Ok(None);
         }
-        let config = crate::webhooks::client_tls::config("AMQP broker")?;
+        let config = crate::tls::client::config("AMQP broker")?;
         let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
         Ok(Some(TlsAdaptor::new(connector, self.host.clone())))
     }
@@ -227,7 +227,7 @@ mod tests {
         let tls = AmqpUrl::parse("amqps://broker.example").unwrap();
         let adaptor = tls.tls_adaptor().unwrap();
         assert!(adaptor.is_some());
-        // Builds (the roots themselves: client_tls's test).
+        // Builds (the roots themselves: `tls::client`'s test).
         let _ = tls.connection_arguments(adaptor.as_ref());
         let plain = AmqpUrl::parse("amqp://broker.example").unwrap();
         assert!(plain.tls_adaptor().unwrap().is_none());

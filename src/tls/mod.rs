@@ -1,6 +1,7 @@
 //! TLS: the certificate directory (a CA plus server and client certificates, shared with
 //! cln-grpc), the operator's own certificate if configured, and the rustls configuration the
-//! HTTPS server uses.
+//! HTTPS server uses; and, in `client.rs`, the one our own clients (webhooks, the AMQP
+//! broker) use.
 //!
 //! This module decides what to do with the directory ([`prepare`]); the steps live beside
 //! it: `names.rs` (the server certificate's names), `generate.rs` (a CA, certificates issued
@@ -108,6 +109,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) mod client;
 mod files;
 mod generate;
 mod lock;

@@ -12,7 +12,7 @@
 //! It follows no redirect (a `3xx` is an answer like any other, so a failure), reads no
 //! proxy from the environment, gives up connecting after the attempt timeout, and reads at
 //! most [`MAX_RESPONSE_BODY`] of an answer (then the connection is dropped). `https://`
-//! receivers are verified against the system's CA certificates ([`super::client_tls`], as
+//! receivers are verified against the system's CA certificates ([`crate::tls::client`], as
 //! the AMQP broker is), read once, when the client is built: [`super::Webhooks`] builds it
 //! when the first endpoint starts, so a node without webhooks never reads them.
 
@@ -108,7 +108,7 @@ impl DeliveryClient {
         http.set_connect_timeout(Some(connect_timeout));
         http.set_nodelay(true);
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(super::client_tls::config("webhook")?)
+            .with_tls_config(crate::tls::client::config("webhook")?)
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);

@@ -6,13 +6,10 @@
 //!   endpoint under `<lightning-dir>/clnrest-webhooks/`.
 //! - [`delivery`]: per endpoint, one task reading the journal by position and sending,
 //!   in order, one at a time, with retries.
-//! - [`client`]: the HTTP client (hyper, rustls).
-//! - [`client_tls`]: the TLS client configuration (the system's CA certificates), which the
-//!   AMQP broker's client uses too.
+//! - [`client`]: the HTTP client (hyper, rustls with `crate::tls::client`'s configuration).
 //! - [`signature`]: `whsec_` secrets and `v1,` HMAC-SHA256 signatures.
 
 pub(crate) mod client;
-pub(crate) mod client_tls;
 pub(crate) mod delivery;
 pub mod methods;
 pub(crate) mod signature;

@@ -1,5 +1,6 @@
 //! The TLS client configuration of everything the plugin delivers to: webhook receivers
-//! (`https://`, [`super::client`]) and the AMQP broker (`amqps://`, `crate::broker::url`).
+//! (`https://`, `crate::webhooks::client`) and the AMQP broker (`amqps://`,
+//! `crate::broker::url`).
 //! Both verify the server against the same roots, the system's CA certificates (on Debian,
 //! the `ca-certificates` package's `/etc/ssl/certs/ca-certificates.crt`;
 //! `SSL_CERT_FILE`/`SSL_CERT_DIR` if set, as `rustls-native-certs` reads them), with TLS 1.2
