@@ -29,6 +29,7 @@ use amqprs::{
     Ack, BasicProperties, Cancel, Close, CloseChannel, Nack, Return, DELIVERY_MODE_PERSISTENT,
 };
 use std::collections::VecDeque;
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -361,7 +362,9 @@ impl Publisher {
             .journal()
             .subscribe(Position::in_epoch(&self.epoch, after));
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
-        self.note_gap(&mut subscription, after, &in_flight);
+        if let Some(gap) = subscription.take_gap() {
+            self.note_gap(after + 1..=gap.oldest.saturating_sub(1), &in_flight);
+        }
         let mut next_tag: u64 = 1;
         let batch = tokio::time::sleep(Duration::ZERO);
         tokio::pin!(batch);
@@ -473,12 +476,8 @@ impl Publisher {
                 }
             }
             Next::Lagged => {
-                let after = subscription.position();
-                *subscription = self
-                    .state
-                    .journal()
-                    .subscribe(Position::in_epoch(&self.epoch, after));
-                self.note_gap(subscription, after, in_flight);
+                let lost = subscription.skip_lost();
+                self.note_gap(lost, in_flight);
                 Ok(false)
             }
             Next::Closed => Err(End::JournalClosed),
@@ -585,29 +584,21 @@ impl Publisher {
 
     /// Logs (and counts) notifications after `after` that the journal dropped before they
     /// were published.
-    fn note_gap(
-        &mut self,
-        subscription: &mut Subscription,
-        after: u64,
-        in_flight: &VecDeque<InFlight>,
-    ) {
-        let Some(gap) = subscription.take_gap() else {
-            return;
-        };
-        let lost = gap.oldest.saturating_sub(after + 1);
-        if lost == 0 {
+    fn note_gap(&mut self, missed: RangeInclusive<u64>, in_flight: &VecDeque<InFlight>) {
+        if missed.is_empty() {
             return;
         }
+        let lost = missed.end() - missed.start() + 1;
         tracing::warn!(
             "AMQP broker: {lost} notification(s) ({}..={}) were dropped from the journal \
              (it keeps the last {}) before they could be published; they will never reach \
              the broker",
-            after + 1,
-            gap.oldest - 1,
+            missed.start(),
+            missed.end(),
             crate::stream::journal::RETAINED_COUNT,
         );
         if in_flight.is_empty() {
-            self.settle_to(gap.oldest - 1, lost);
+            self.settle_to(*missed.end(), lost);
         } else {
             // Settled once the messages in flight before the gap are confirmed.
             self.stats.skipped_to(0, lost);

@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::watch;
 
@@ -504,6 +505,15 @@ impl Subscription {
         }
     }
 
+    /// After [`Next::Lagged`]: the subscription goes on from the oldest notification still
+    /// retained. Returns the sequence numbers it missed (empty if it missed none).
+    pub fn skip_lost(&mut self) -> RangeInclusive<u64> {
+        let oldest = lock(&self.store).oldest();
+        let missed = self.position + 1..=oldest.saturating_sub(1);
+        self.position = self.position.max(oldest.saturating_sub(1));
+        missed
+    }
+
     /// Like [`Subscription::next`], without waiting: `None` when nothing is ready.
     pub fn try_next(&mut self) -> Option<Next> {
         self.ready().or_else(|| {
@@ -736,6 +746,21 @@ mod tests {
             })
         );
         assert_eq!(seqs(&mut sub), vec![9, 10]);
+    }
+
+    #[test]
+    fn a_lagged_subscriber_skips_what_it_lost_and_goes_on_from_the_oldest_retained() {
+        let journal = Journal::new(4, usize::MAX);
+        let mut sub = journal.subscribe(None);
+        for _ in 0..10 {
+            append(&journal, "t", "{}");
+        }
+        assert!(matches!(sub.try_next(), Some(Next::Lagged)));
+        assert_eq!(sub.skip_lost(), 1..=6);
+        assert_eq!(seqs(&mut sub), vec![7, 8, 9, 10]);
+        // Nothing more was lost.
+        assert!(sub.skip_lost().is_empty());
+        assert_eq!(sub.position(), 10);
     }
 
     #[test]

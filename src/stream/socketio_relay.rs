@@ -364,13 +364,10 @@ impl Relaying {
                 Next::Lagged => {
                     self.relay(batch);
                     batch.clear();
-                    // The relay itself fell a whole queue behind: pick up from the journal.
-                    *subscription = self
-                        .state
-                        .journal()
-                        .subscribe(Some(Position::Seq(self.relayed)));
-                    if let Some(gap) = subscription.take_gap() {
-                        self.lost(gap.oldest - 1);
+                    // The relay itself fell out of the journal: go on from what it retains.
+                    let lost = subscription.skip_lost();
+                    if !lost.is_empty() {
+                        self.lost(*lost.end());
                     }
                 }
                 Next::Closed => return false,

@@ -13,7 +13,7 @@ use super::signature;
 use super::store::{EndpointConfig, Event, Spool};
 use super::Settings;
 use crate::state::AppState;
-use crate::stream::journal::{Next, Position, Sequenced, Subscription};
+use crate::stream::journal::{Next, Sequenced, Subscription};
 use bytes::Bytes;
 use http::header::{HeaderName, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue};
@@ -184,7 +184,7 @@ pub async fn run(
             }
             () = &mut record, if ack_due.is_some() => lock(&endpoint.spool).record_ack(),
             next = subscription.next(), if journal_open => {
-                journal_open = spool_next(&endpoint, &state, &epoch, &mut subscription, next);
+                journal_open = spool_next(&endpoint, &epoch, &mut subscription, next);
             }
         }
     }
@@ -196,7 +196,6 @@ pub async fn run(
 /// is closed (the plugin is stopping).
 fn spool_next(
     endpoint: &Endpoint,
-    state: &AppState,
     epoch: &str,
     subscription: &mut Subscription,
     next: Next,
@@ -220,14 +219,13 @@ fn spool_next(
             true
         }
         Next::Lagged => {
-            let after = subscription.position();
-            *subscription = state.journal().subscribe(Position::in_epoch(epoch, after));
-            if let Some(gap) = subscription.take_gap() {
+            let lost = subscription.skip_lost();
+            if !lost.is_empty() {
                 tracing::warn!(
                     "webhook {}: fell behind the journal: notifications {}..{} are lost to it",
                     endpoint.config.id,
-                    after + 1,
-                    gap.oldest
+                    lost.start(),
+                    lost.end() + 1
                 );
             }
             true
