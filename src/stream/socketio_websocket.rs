@@ -16,8 +16,9 @@
 //! (the client then has [`DISCONNECT_GRACE`] to close the connection before the server
 //! aborts it, whether it read the `41` or not). Events and acks, binary ones and their
 //! attachments included, are ignored (the server listens to none); what socketioxide takes
-//! for an error (a packet that does not parse, an unannounced binary frame, a frame over 16
-//! MiB, a packet before the client joined) ends the connection as socketioxide's does.
+//! for an error (a packet that does not parse, an unannounced binary frame, a packet before
+//! the client joined) ends the connection as socketioxide's does; so does a message over
+//! [`MAX_MESSAGE`] (1 MiB; socketioxide's limit was 64).
 //!
 //! A client that sends and does not read cannot make answers pile up: while more than
 //! [`OWN_BACKLOG`] bytes of the connection's own answers wait to be written, its packets are
@@ -59,11 +60,12 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// connect timeout); checked at each ping.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
 /// engine.io's `maxPayload` as announced (socketioxide's default; like socketioxide, it is
-/// not enforced on a websocket, where [`MAX_FRAME`] and [`MAX_MESSAGE`] are).
+/// not enforced on a websocket, where [`MAX_MESSAGE`] is).
 const MAX_PAYLOAD: usize = 100_000;
-/// The longest frame and message a client may send (socketioxide's websocket limits).
-const MAX_FRAME: usize = 16 << 20;
-const MAX_MESSAGE: usize = 64 << 20;
+/// The longest message (and frame) a client may send. Clients send only small packets (a
+/// connect with its auth payload, pongs); socketioxide allowed 16 MiB frames and 64 MiB
+/// messages, which any client could make the plugin hold.
+const MAX_MESSAGE: usize = 1 << 20;
 /// The bytes each websocket reads into at once (clients send only small packets).
 const READ_BUFFER: usize = 512;
 /// What the websocket gathers before writing it out. Its buffer keeps the largest size it
@@ -122,7 +124,7 @@ impl WebsocketEndpoint {
                         .read_buffer_size(READ_BUFFER)
                         .write_buffer_size(WRITE_BUFFER)
                         .max_message_size(Some(MAX_MESSAGE))
-                        .max_frame_size(Some(MAX_FRAME));
+                        .max_frame_size(Some(MAX_MESSAGE));
                     let io = TokioIo::new(upgraded);
                     let ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
                     Session::new(endpoint, ws, rune, connection).run().await;
