@@ -250,7 +250,7 @@ enum Event {
     WriteFailed,
     /// The ping timer fired.
     PingDue,
-    /// `41` went out to a client the server disconnected, or it did not take it in time.
+    /// `41` went out to a client the server disconnected.
     Disconnected,
 }
 
@@ -271,7 +271,7 @@ enum Ending {
 /// How long the end of a connection may take to write.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The most of the connection's own answers (connect replies, pongs) waiting to be written
+/// The most of the connection's own packets (connect answers, pings) waiting to be written
 /// before the client's packets are no longer read.
 const OWN_BACKLOG: usize = 64 * 1024;
 
