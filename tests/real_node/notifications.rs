@@ -9,7 +9,7 @@ use crate::Test;
 use futures::future::FutureExt;
 use futures::StreamExt;
 use rust_socketio::asynchronous::{Client, ClientBuilder};
-use rust_socketio::{Event, Payload};
+use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,10 +47,22 @@ struct Listener {
 }
 
 async fn listen(node: &RealNode, rune_header: Option<&str>, auth: Option<Value>) -> Listener {
+    listen_on(node, TransportType::Any, rune_header, auth).await
+}
+
+/// [`listen`] on a given transport: `Any` (long-polling, then the upgrade: socketioxide's)
+/// or `Websocket` (opened directly: the plugin's own websocket endpoint).
+async fn listen_on(
+    node: &RealNode,
+    transport: TransportType,
+    rune_header: Option<&str>,
+    auth: Option<Value>,
+) -> Listener {
     let (sender, events) = mpsc::unbounded_channel();
     let sender = Arc::new(Mutex::new(sender));
     let on_event = sender.clone();
     let mut builder = ClientBuilder::new(node.base_url())
+        .transport_type(transport)
         .reconnect(false)
         .on_any(move |event, payload, _| {
             let value = match payload {
@@ -195,7 +207,8 @@ fn invoices_reach_socketio_and_sse_in_order() {
     block_on(async {
         let mut by_header = listen(&node, Some(&rune), None).await;
         let mut by_auth = listen(&node, None, Some(json!({"rune": rune, "seq": true}))).await;
-        wait_subscribed(&node, 2);
+        let mut on_websocket = listen_on(&node, TransportType::Websocket, Some(&rune), None).await;
+        wait_subscribed(&node, 3);
         let mut sse = SseReader::open(&node, &rune).await;
 
         let invoice = node.call(
@@ -216,6 +229,10 @@ fn invoices_reach_socketio_and_sse_in_order() {
             json!(10_000),
             "{payment}"
         );
+
+        // The same on a websocket opened directly (the plugin's own endpoint).
+        assert_eq!(next_invoice_event(&mut on_websocket).await.1, creation);
+        assert_eq!(next_invoice_event(&mut on_websocket).await.1, payment);
 
         // Socket.IO, rune in the auth payload with `seq`: numbered, increasing.
         let (name, first) = next_invoice_event(&mut by_auth).await;
@@ -253,6 +270,7 @@ fn invoices_reach_socketio_and_sse_in_order() {
         assert_eq!(ids, vec![seq1, seq2], "SSE ids are the sequence numbers");
         let _ = by_header.client.disconnect().await;
         let _ = by_auth.client.disconnect().await;
+        let _ = on_websocket.client.disconnect().await;
     });
 }
 
@@ -267,7 +285,8 @@ fn a_blacklisted_rune_is_cut_off() {
         .expect("a numeric unique_id");
     block_on(async {
         let mut socket = listen(&node, Some(&rune), None).await;
-        wait_subscribed(&node, 1);
+        let mut on_websocket = listen_on(&node, TransportType::Websocket, Some(&rune), None).await;
+        wait_subscribed(&node, 2);
         let mut sse = SseReader::open(&node, &rune).await;
 
         let response = client()
@@ -285,6 +304,9 @@ fn a_blacklisted_rune_is_cut_off() {
         let text = reason["reason"].as_str().unwrap_or_default();
         assert!(text.starts_with("rune revoked: "), "{reason}");
         assert_eq!(socket.next().await.0, "(closed)");
+        // The same on a websocket opened directly (the plugin's own endpoint).
+        assert_eq!(on_websocket.next().await, (name.clone(), reason.clone()));
+        assert_eq!(on_websocket.next().await.0, "(closed)");
 
         let (_, event, data) = sse.next().await;
         assert_eq!(event, "disconnect_reason", "{data}");
