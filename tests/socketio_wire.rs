@@ -2,8 +2,10 @@
 //! (`GET /socket.io/?EIO=4&transport=websocket`, no `sid`) sees on the wire: the exact
 //! engine.io and Socket.IO packets, in order, and when the server closes the connection.
 //!
-//! These pin today's behaviour (socketioxide 0.18 behind the plugin) so that another
-//! implementation of this transport has to behave the same. The client is hand-made on a
+//! These were written against socketioxide 0.18 (which served these clients until our own
+//! endpoint, `src/stream/socketio_websocket.rs`, took them over) and pin what it sent, so
+//! that the endpoint behaves the same. Where the endpoint is stricter, the test says so
+//! (a message over 1 MiB, a client that sends and never reads). The client is hand-made on a
 //! raw TCP socket: it answers nothing by itself (no automatic close reply or pong), so every
 //! frame and the end of the connection are the server's doing.
 
