@@ -72,7 +72,7 @@ pub fn layer(state: AppState, relay: Relay) -> SocketIoLayer {
     let authorize = move |socket: SocketRef, TryData(auth): TryData<Value>| {
         let state = state.clone();
         async move {
-            let header = rune_header(&socket);
+            let header = rune_header(&socket.req_parts().headers);
             match authorize(&state, header.as_deref(), &auth.unwrap_or(Value::Null)).await {
                 Ok(listener) => {
                     let prepared = Prepared(Arc::new(Mutex::new(Some(listener))));
@@ -94,9 +94,9 @@ pub fn layer(state: AppState, relay: Relay) -> SocketIoLayer {
     layer
 }
 
-/// The `rune` header of a socketioxide client's first request.
-fn rune_header(socket: &SocketRef) -> Option<String> {
-    let header = socket.req_parts().headers.get("rune")?;
+/// The `rune` header of a client's first request (both servers).
+pub fn rune_header(headers: &http::HeaderMap) -> Option<String> {
+    let header = headers.get("rune")?;
     Some(String::from_utf8_lossy(header.as_bytes()).into_owned())
 }
 

@@ -64,13 +64,13 @@ pub async fn track_sessions(
     if !request.uri().path().starts_with("/socket.io") {
         return next.run(request).await;
     }
-    if WebsocketEndpoint::serves(&request) {
+    let engine = EngineRequest::of(&request);
+    if engine == EngineRequest::Websocket {
         if let Some(response) = front.websockets.accept(&mut request) {
             return response;
         }
     }
     let sessions = &front.sessions;
-    let engine = EngineRequest::of(&request);
     request = if engine.keeps_head() {
         detached(request)
     } else {
@@ -111,9 +111,14 @@ pub const DISCONNECT_GRACE: Duration = Duration::from_secs(5);
 /// Closes the connection of `socket`'s websocket, if it has one, [`DISCONNECT_GRACE`] from
 /// now: for a client the server disconnected from its namespace.
 pub fn close_after_disconnect(socket: &SocketRef) {
-    let Some(connection) = websocket_connection(socket) else {
-        return;
-    };
+    if let Some(connection) = websocket_connection(socket) {
+        abort_after_grace(connection);
+    }
+}
+
+/// Aborts `connection` [`DISCONNECT_GRACE`] from now, whatever its client does meanwhile:
+/// a client the server disconnected has that long to close it itself (both servers' clients).
+pub fn abort_after_grace(connection: Connection) {
     tokio::spawn(async move {
         tokio::time::sleep(DISCONNECT_GRACE).await;
         connection.abort();
@@ -172,6 +177,9 @@ enum EngineRequest {
     ToSession,
     /// `GET /socket.io/` with `transport=websocket` and the `sid` of a polling session.
     Upgrade(String),
+    /// `GET /socket.io/?EIO=4` with `transport=websocket` and no `sid`: a v5 client opening a
+    /// websocket directly, for our own endpoint.
+    Websocket,
     Other,
 }
 
@@ -182,15 +190,18 @@ impl EngineRequest {
             return EngineRequest::Other;
         }
         let get = request.method() == http::Method::GET;
-        let (mut transport, mut sid) = (None, None);
+        let (mut transport, mut sid, mut eio4) = (None, None, false);
         for pair in uri.query().unwrap_or_default().split('&') {
             if let Some(value) = pair.strip_prefix("transport=") {
                 transport = Some(value);
             } else if let Some(value) = pair.strip_prefix("sid=") {
                 sid = Some(value);
+            } else if let Some(value) = pair.strip_prefix("EIO=") {
+                eio4 = value == "4";
             }
         }
         match (get, transport, sid) {
+            (true, Some("websocket"), None) if eio4 => EngineRequest::Websocket,
             (true, Some("polling"), None) => EngineRequest::PollingHandshake,
             (true, Some("polling"), Some(sid)) => EngineRequest::Poll(sid.to_string()),
             (false, Some("polling"), Some(_)) => EngineRequest::ToSession,
@@ -275,6 +286,14 @@ mod tests {
         );
         assert_eq!(
             of("/socket.io/?EIO=4&transport=websocket"),
+            EngineRequest::Websocket
+        );
+        assert_eq!(
+            of("/socket.io/?transport=websocket&t=x&EIO=4"),
+            EngineRequest::Websocket
+        );
+        assert_eq!(
+            of("/socket.io/?EIO=3&transport=websocket"),
             EngineRequest::Other
         );
         assert_eq!(of("/v1/getinfo?transport=polling"), EngineRequest::Other);

@@ -29,7 +29,7 @@ use crate::state::AppState;
 use crate::stream::socketio::{self, Listener, SUBSCRIBER_QUEUE};
 use crate::stream::socketio_client::{Client, Undelivered};
 use crate::stream::socketio_relay::Relay;
-use crate::stream::socketio_sessions::DISCONNECT_GRACE;
+use crate::stream::socketio_sessions::{self, DISCONNECT_GRACE};
 use axum::extract::Request;
 use axum::response::Response;
 use futures::task::AtomicWaker;
@@ -86,35 +86,18 @@ impl WebsocketEndpoint {
         WebsocketEndpoint { state, relay }
     }
 
-    /// Whether this endpoint serves `request`: a v5 client's websocket handshake without a
-    /// session id.
-    pub fn serves(request: &Request) -> bool {
-        let (mut eio4, mut websocket, mut sid) = (false, false, false);
-        for pair in request.uri().query().unwrap_or_default().split('&') {
-            match pair.split_once('=').map_or(pair, |(name, _)| name) {
-                "EIO" => eio4 = pair == "EIO=4",
-                "transport" => websocket = pair == "transport=websocket",
-                "sid" => sid = true,
-                _ => {}
-            }
-        }
-        let upgrade = request
-            .headers()
-            .get(header::UPGRADE)
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"));
-        request.method() == http::Method::GET && eio4 && websocket && !sid && upgrade
-    }
-
-    /// Answers the websocket handshake and serves the connection once upgraded; `None` for
-    /// a request this endpoint cannot take, left as it was (socketioxide answers it).
+    /// Answers the websocket handshake of a v5 client that opens a websocket directly
+    /// (`socketio_sessions::EngineRequest::Websocket`) and serves the connection once
+    /// upgraded; `None` for a request this endpoint cannot take, left as it was (socketioxide
+    /// answers it).
     pub fn accept(&self, request: &mut Request) -> Option<Response> {
+        if !asks_for_websocket(request.headers()) {
+            return None;
+        }
         let key = request.headers().get(header::SEC_WEBSOCKET_KEY)?;
         let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
         let connection = request.extensions().get::<Connection>()?.clone();
-        let rune = request
-            .headers()
-            .get("rune")
-            .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let rune = socketio::rune_header(request.headers());
         let upgrade = hyper::upgrade::on(request);
         let endpoint = self.clone();
         tokio::spawn(async move {
@@ -226,11 +209,7 @@ impl WebsocketClient {
         outbox.state = OutboxState::Disconnecting;
         drop(outbox);
         self.waker.wake();
-        let connection = self.connection.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(DISCONNECT_GRACE).await;
-            connection.abort();
-        });
+        socketio_sessions::abort_after_grace(self.connection.clone());
     }
 
     fn close(&self) {
@@ -488,10 +467,9 @@ impl Session {
                 self.unflushed = true;
             }
         }
-        let Some(joined) = &self.client else {
+        let Some(Joined { client, .. }) = &self.client else {
             return Ok(());
         };
-        let client = joined.client.clone();
         client.waker.register(cx.waker());
         loop {
             if Pin::new(&mut self.ws).poll_ready(cx)?.is_pending() {
@@ -565,10 +543,7 @@ impl Session {
         } else {
             rest
         };
-        let (namespace, data) = match rest.strip_prefix('/') {
-            Some(named) => named.split_once(',').unwrap_or((named, "")),
-            None => ("", rest),
-        };
+        let (namespace, data) = split_namespace(rest);
         if !matches!(kind, Some(b'1'..=b'6')) {
             return Err(Ending::ParseError);
         }
@@ -594,13 +569,7 @@ impl Session {
 
     /// A Socket.IO connect packet (after `40`): a namespace, then the auth payload.
     async fn connect(&mut self, packet: &str) -> Result<(), Ending> {
-        let (namespace, auth) = match packet.strip_prefix('/') {
-            Some(rest) => match rest.split_once(',') {
-                Some((name, auth)) => (name, auth),
-                None => (rest, ""),
-            },
-            None => ("", packet),
-        };
+        let (namespace, auth) = split_namespace(packet);
         if !namespace.is_empty() {
             let reply = format!(r#"44/{namespace},{{"message":"Invalid namespace"}}"#);
             self.queue_own(Utf8Bytes::from(reply));
@@ -658,36 +627,40 @@ impl Session {
     }
 }
 
+/// Whether a request's headers ask to upgrade to a websocket.
+fn asks_for_websocket(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// A Socket.IO packet's namespace (`/name,` before the rest; empty for `/`) and the rest.
+fn split_namespace(packet: &str) -> (&str, &str) {
+    match packet.strip_prefix('/') {
+        Some(named) => named.split_once(',').unwrap_or((named, "")),
+        None => ("", packet),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::Body;
 
-    fn handshake(uri: &str) -> Request {
-        Request::get(uri)
-            .header(header::UPGRADE, "websocket")
-            .body(Body::empty())
-            .expect("valid request")
+    #[test]
+    fn only_an_upgrade_to_websocket_is_taken() {
+        let mut headers = http::HeaderMap::new();
+        assert!(!asks_for_websocket(&headers));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(asks_for_websocket(&headers));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!asks_for_websocket(&headers));
     }
 
     #[test]
-    fn serves_only_v5_websockets_opened_directly() {
-        assert!(WebsocketEndpoint::serves(&handshake(
-            "/socket.io/?EIO=4&transport=websocket"
-        )));
-        assert!(WebsocketEndpoint::serves(&handshake(
-            "/socket.io/?transport=websocket&t=x&EIO=4"
-        )));
-        for other in [
-            "/socket.io/?EIO=3&transport=websocket",
-            "/socket.io/?EIO=4&transport=websocket&sid=abc",
-            "/socket.io/?EIO=4&transport=polling",
-        ] {
-            assert!(!WebsocketEndpoint::serves(&handshake(other)), "{other}");
-        }
-        let without_upgrade = Request::get("/socket.io/?EIO=4&transport=websocket")
-            .body(Body::empty())
-            .expect("valid request");
-        assert!(!WebsocketEndpoint::serves(&without_upgrade));
+    fn namespaces_are_split_off_packets() {
+        assert_eq!(split_namespace(r#"{"rune":"r"}"#), ("", r#"{"rune":"r"}"#));
+        assert_eq!(split_namespace("/admin,{}"), ("admin", "{}"));
+        assert_eq!(split_namespace("/admin"), ("admin", ""));
+        assert_eq!(split_namespace(""), ("", ""));
     }
 }
