@@ -111,6 +111,21 @@ async fn read_frames(
     }
 }
 
+/// The websocket upgrade request for `/socket.io/?{query}` with extra request headers.
+fn upgrade_request(gateway: &Gateway, query: &str, headers: &[(&str, &str)]) -> String {
+    let mut request = format!(
+        "GET /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        gateway.port
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request
+}
+
 impl Ws {
     /// Opens a websocket to `/socket.io/?{query}` with extra request headers; panics unless
     /// the plugin answers 101.
@@ -118,16 +133,7 @@ impl Ws {
         let mut stream = TcpStream::connect(("127.0.0.1", gateway.port))
             .await
             .expect("the plugin accepts TCP connections");
-        let mut request = format!(
-            "GET /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-            gateway.port
-        );
-        for (name, value) in headers {
-            request.push_str(&format!("{name}: {value}\r\n"));
-        }
-        request.push_str("\r\n");
+        let request = upgrade_request(gateway, query, headers);
         stream
             .write_all(request.as_bytes())
             .await
@@ -928,12 +934,7 @@ async fn a_client_that_sends_but_never_reads_stalls_instead_of_piling_up_answers
     let mut flooder = TcpStream::connect(("127.0.0.1", gateway.port))
         .await
         .expect("the plugin accepts TCP connections");
-    let request = format!(
-        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-         Upgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        gateway.port
-    );
+    let request = upgrade_request(&gateway, "EIO=4&transport=websocket", &[]);
     flooder
         .write_all(request.as_bytes())
         .await
