@@ -86,13 +86,7 @@ async fn exchange(
 }
 
 async fn read_response(stream: &mut TcpStream) -> (String, String) {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream.read_exact(&mut byte).await.expect("a response head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).into_owned();
+    let head = mock_lightningd::raw_http::read_head(stream, Duration::from_secs(5)).await;
     let length: usize = head
         .lines()
         .find_map(|l| {

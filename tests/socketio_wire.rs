@@ -11,6 +11,7 @@
 
 use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::gateway::{json_of, Gateway};
+use mock_lightningd::raw_http;
 use mock_lightningd::runes::Rune;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -111,21 +112,6 @@ async fn read_frames(
     }
 }
 
-/// The websocket upgrade request for `/socket.io/?{query}` with extra request headers.
-fn upgrade_request(gateway: &Gateway, query: &str, headers: &[(&str, &str)]) -> String {
-    let mut request = format!(
-        "GET /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-         Upgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
-        gateway.port
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request
-}
-
 impl Ws {
     /// Opens a websocket to `/socket.io/?{query}` with extra request headers; panics unless
     /// the plugin answers 101.
@@ -133,21 +119,12 @@ impl Ws {
         let mut stream = TcpStream::connect(("127.0.0.1", gateway.port))
             .await
             .expect("the plugin accepts TCP connections");
-        let request = upgrade_request(gateway, query, headers);
+        let request = raw_http::websocket_upgrade(gateway.port, query, headers);
         stream
             .write_all(request.as_bytes())
             .await
             .expect("the upgrade request is written");
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0u8; 1];
-            tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
-                .await
-                .expect("an upgrade response in time")
-                .expect("an upgrade response");
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8_lossy(&head);
+        let head = raw_http::read_head(&mut stream, WAIT).await;
         assert!(head.starts_with("HTTP/1.1 101"), "{head}");
         let (read, write) = stream.into_split();
         let (sender, frames) = mpsc::unbounded_channel();
@@ -934,7 +911,7 @@ async fn a_client_that_sends_but_never_reads_stalls_instead_of_piling_up_answers
     let mut flooder = TcpStream::connect(("127.0.0.1", gateway.port))
         .await
         .expect("the plugin accepts TCP connections");
-    let request = upgrade_request(&gateway, "EIO=4&transport=websocket", &[]);
+    let request = raw_http::websocket_upgrade(gateway.port, "EIO=4&transport=websocket", &[]);
     flooder
         .write_all(request.as_bytes())
         .await

@@ -31,6 +31,7 @@ pub mod params;
 mod plugin_link;
 pub mod rabbitmq;
 mod random;
+pub mod raw_http;
 mod rpc_socket;
 pub mod runes;
 pub mod websocket_frames;

@@ -470,23 +470,9 @@ async fn raw_websocket(gateway: &Gateway, query: &str) -> TcpStream {
         .connect(([127, 0, 0, 1], gateway.port).into())
         .await
         .expect("the plugin accepts TCP connections");
-    let request = format!(
-        "GET /socket.io/?{query} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n\
-         Upgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        gateway.port
-    );
+    let request = mock_lightningd::raw_http::websocket_upgrade(gateway.port, query, &[]);
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        stream
-            .read_exact(&mut byte)
-            .await
-            .expect("an upgrade response");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head);
+    let head = mock_lightningd::raw_http::read_head(&mut stream, WAIT).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     stream
 }
@@ -601,16 +587,9 @@ pub async fn stalled_sse(gateway: &Gateway, rune: &str) -> TcpStream {
         gateway.port
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut byte = [0u8; 1];
-        tokio::time::timeout(WAIT, stream.read_exact(&mut byte))
-            .await
-            .expect("a response head in time")
-            .expect("a response head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let head = mock_lightningd::raw_http::read_head(&mut stream, WAIT)
+        .await
+        .to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("transfer-encoding: chunked"), "{head}");
     stream
