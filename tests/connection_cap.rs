@@ -134,12 +134,22 @@ async fn polling_sessions_hold_slots_beyond_the_cap_handshakes_and_connections_g
     // The first session shares its handshake connection's slot; the second takes the other.
     let _first = open_polling_session(&mut connection).await;
     let second = open_polling_session(&mut connection).await;
-    // It joins namespace `/` as a client does (until it does, socketioxide keeps an
-    // unjoined session for its connect timeout even after it is closed).
+    // It joins namespace `/` as a client does, and waits for the answer (until it has
+    // joined, socketioxide keeps a session for its connect timeout, 45 s, even once closed).
     let target = format!("/socket.io/?EIO=4&transport=polling&sid={second}");
     let connect = format!("40{}", json!({ "rune": gateway.rune }));
     let (status, _) = exchange(&mut connection, "POST", &target, &connect).await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut polled = Vec::new();
+    while !polled
+        .iter()
+        .any(|packet: &String| packet.starts_with("40{"))
+    {
+        assert!(polled.len() < 10, "the session joins `/`: {polled:?}");
+        let (status, answer) = exchange(&mut connection, "GET", &target, "").await;
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        polled.extend(answer.split('\x1e').map(str::to_string));
+    }
 
     // Two polling sessions open with a cap of 2: the next handshake and the next
     // connection are refused alike.
