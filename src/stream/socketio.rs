@@ -172,6 +172,14 @@ fn on_connect(socket: SocketRef, relay: Relay) {
         }
         async {}
     });
+    // socketioxide runs this handler in a task of its own: a session that closed in the
+    // meantime (a client gone right after its connect packet) has already been disconnected
+    // without the handler above, and nothing would end its delivery task, which keeps the
+    // session (and its connection slot) alive. `close` marks the socket disconnected before
+    // it takes the handler, so one of the two always sees the other.
+    if !socket.connected() {
+        return;
+    }
     start_delivery(Client::Engine(socket), listener, relay, closed);
 }
 
