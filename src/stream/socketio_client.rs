@@ -54,13 +54,18 @@ impl Undelivered {
 
 /// The text of a Socket.IO event packet on the root namespace: `42["<event>",<data>]`.
 pub fn event_packet(event: &str, data: &str) -> Utf8Bytes {
-    let mut text = String::with_capacity(event.len() + data.len() + 8);
+    let mut text = String::with_capacity(event_packet_len(event, data));
     text.push_str("42[\"");
     text.push_str(event);
     text.push_str("\",");
     text.push_str(data);
     text.push(']');
     Utf8Bytes::from(text)
+}
+
+/// The length of [`event_packet`]'s text: `42["`, `",` and `]` around the event and its data.
+fn event_packet_len(event: &str, data: &str) -> usize {
+    event.len() + data.len() + 7
 }
 
 impl Client {
@@ -82,17 +87,18 @@ impl Client {
 
     /// Queues the event `event` carrying `data` (JSON text); `packet` makes its whole
     /// packet text for our websocket clients (the relay builds it once for all of them).
-    /// Never waits.
+    /// Never waits. Returns the bytes queued (the packet's length).
     pub fn emit(
         &self,
         event: &str,
         data: &RawValue,
         packet: impl FnOnce() -> Utf8Bytes,
-    ) -> Result<(), Undelivered> {
+    ) -> Result<usize, Undelivered> {
         match self {
-            Client::Engine(socket) => Ok(socket.emit(event, data)?),
-            Client::Websocket(client) => client.send(packet()),
+            Client::Engine(socket) => socket.emit(event, data)?,
+            Client::Websocket(client) => client.send(packet())?,
         }
+        Ok(event_packet_len(event, data.get()))
     }
 
     /// Queues the event `event` carrying `data`, encoded for this client alone. Returns the
@@ -100,8 +106,7 @@ impl Client {
     pub fn emit_value<T: Serialize>(&self, event: &str, data: &T) -> Result<usize, Undelivered> {
         let data = serde_json::value::to_raw_value(data).map_err(|_| Undelivered::Closed)?;
         let packet = || event_packet(event, data.get());
-        self.emit(event, &data, packet)?;
-        Ok(data.get().len() + event.len() + 6)
+        self.emit(event, &data, packet)
     }
 }
 
@@ -135,10 +140,12 @@ mod tests {
 
     #[test]
     fn event_packets_are_socketio_events_on_the_root_namespace() {
-        let packet = event_packet("message", r#"{"invoice_payment":{"label":"a"}}"#);
+        let data = r#"{"invoice_payment":{"label":"a"}}"#;
+        let packet = event_packet("message", data);
         assert_eq!(
             packet.as_str(),
             r#"42["message",{"invoice_payment":{"label":"a"}}]"#
         );
+        assert_eq!(packet.len(), event_packet_len("message", data));
     }
 }

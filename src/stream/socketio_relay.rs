@@ -160,9 +160,6 @@ struct Shape {
     packet: Option<Utf8Bytes>,
 }
 
-/// The bytes of a Socket.IO event around its data: `42["notification",` and `]`.
-const EVENT_FRAMING: usize = 20;
-
 impl<'a> Encoded<'a> {
     pub fn new(notification: &'a Notification, epoch: &'a str) -> Encoded<'a> {
         Encoded {
@@ -196,8 +193,7 @@ impl<'a> Encoded<'a> {
                 .get_or_insert_with(|| event_packet(event, data.get()))
                 .clone()
         };
-        client.emit(event, data, packet)?;
-        Ok(data.get().len() + EVENT_FRAMING)
+        client.emit(event, data, packet)
     }
 }
 
