@@ -190,8 +190,10 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
         .tls_adaptor()
         .map_err(|e| format!("TLS setup: {e}"));
     loop {
-        let connecting =
-            tokio::time::timeout(CONNECT_TIMEOUT, connect(&publisher.settings, tls.as_ref()));
+        let connecting = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let tls = tls.as_ref().map_err(Clone::clone)?;
+            connect(&publisher.settings, tls.as_ref()).await
+        });
         match connecting.await {
             Ok(Ok(session)) => {
                 publisher.stats.set_connected(true);
@@ -269,12 +271,8 @@ pub async fn run(state: AppState, settings: AmqpSettings, timings: Timings) {
 /// Opens the connection and the publishing channel, and makes sure the exchange exists: an
 /// existing one is used as it is (whatever its type); a missing one is created as a durable
 /// topic exchange.
-async fn connect(
-    settings: &AmqpSettings,
-    tls: Result<&Option<TlsAdaptor>, &String>,
-) -> Result<Session, String> {
-    let tls = tls.map_err(Clone::clone)?;
-    let arguments = settings.url.connection_arguments(tls.as_ref());
+async fn connect(settings: &AmqpSettings, tls: Option<&TlsAdaptor>) -> Result<Session, String> {
+    let arguments = settings.url.connection_arguments(tls);
     let connection = Connection::open(&arguments)
         .await
         .map_err(|e| e.to_string())?;
