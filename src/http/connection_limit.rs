@@ -138,13 +138,7 @@ where
             let (mut stream, service) = accepting.await?;
             match permit {
                 Some(permit) => {
-                    let connection = Connection(Arc::new(ConnectionShared {
-                        slot: Arc::new(permit),
-                        slot_lent: AtomicBool::new(false),
-                        slots,
-                        written: AtomicU64::new(0),
-                        abort: Abort::default(),
-                    }));
+                    let connection = Connection::new(permit, slots);
                     let stream = Permitted {
                         inner: stream,
                         connection: connection.clone(),
@@ -203,6 +197,17 @@ impl Abort {
 }
 
 impl Connection {
+    /// A connection holding `slot`, one of `slots`.
+    fn new(slot: OwnedSemaphorePermit, slots: ConnectionSlots) -> Connection {
+        Connection(Arc::new(ConnectionShared {
+            slot: Arc::new(slot),
+            slot_lent: AtomicBool::new(false),
+            slots,
+            written: AtomicU64::new(0),
+            abort: Abort::default(),
+        }))
+    }
+
     /// How many bytes were written to this connection so far: for a websocket, what the
     /// client's socket (or, once that is full, nothing more) has taken.
     pub fn written(&self) -> u64 {
@@ -323,6 +328,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Permitted<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::task::JoinHandle;
 
     #[test]
     fn the_refusal_is_a_complete_http_response() {
@@ -334,48 +340,59 @@ mod tests {
         assert_eq!(body["code"], -32603);
     }
 
+    /// A stream on a connection of its own, and the other end, which nobody reads.
+    fn permitted_stream() -> (Permitted<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let slots = ConnectionSlots::new(1);
+        let connection = Connection::new(slots.take().expect("a free slot"), slots);
+        let (ours, theirs) = tokio::io::duplex(64);
+        let stream = Permitted {
+            inner: ours,
+            connection,
+        };
+        (stream, theirs)
+    }
+
+    /// Aborts `connection` once `task` (a read or a write on it) is pending, and returns
+    /// what `task` ended with: only the abort can wake it.
+    async fn abort_when_pending<T>(connection: &Connection, task: JoinHandle<T>) -> T {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!task.is_finished(), "the io is pending");
+        connection.abort();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the abort wakes the pending io")
+            .expect("the io task does not panic")
+    }
+
     #[tokio::test]
     async fn abort_fails_a_pending_read_and_later_writes() {
         use tokio::io::AsyncReadExt;
-        let slots = ConnectionSlots::new(1);
-        let connection = Connection(Arc::new(ConnectionShared {
-            slot: Arc::new(slots.take().expect("a free slot")),
-            slot_lent: AtomicBool::new(false),
-            slots: slots.clone(),
-            written: AtomicU64::new(0),
-            abort: Abort::default(),
-        }));
-        let (ours, _theirs) = tokio::io::duplex(64);
-        let mut stream = Permitted {
-            inner: ours,
-            connection: connection.clone(),
-        };
-        let (mut reader, mut writer) = tokio::io::split(&mut stream);
-        let read = async {
-            let mut byte = [0u8; 1];
-            reader.read(&mut byte).await
-        };
-        let abort = async {
-            tokio::task::yield_now().await;
-            connection.abort();
-        };
-        let (read, ()) = tokio::join!(read, abort);
+        let (mut stream, _theirs) = permitted_stream();
+        let connection = stream.connection.clone();
+        let task = tokio::spawn(async move { (stream.read(&mut [0u8; 1]).await, stream) });
+        let (read, mut stream) = abort_when_pending(&connection, task).await;
         let error = read.expect_err("the pending read fails");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
-        let error = writer.write_all(b"x").await.expect_err("writes fail");
+        let error = stream.write_all(b"x").await.expect_err("writes fail");
         assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
+    }
+
+    #[tokio::test]
+    async fn abort_fails_a_pending_write() {
+        let (mut stream, _theirs) = permitted_stream();
+        let connection = stream.connection.clone();
+        // Nobody reads the other end: the second 64 bytes wait for room.
+        let task = tokio::spawn(async move { stream.write_all(&[0u8; 128]).await });
+        let write = abort_when_pending(&connection, task).await;
+        let error = write.expect_err("the pending write fails");
+        assert_eq!(error.kind(), io::ErrorKind::ConnectionAborted);
+        assert_eq!(connection.written(), 64, "what the stream took counts");
     }
 
     #[test]
     fn the_first_polling_session_shares_its_connection_slot_the_next_takes_one() {
         let slots = ConnectionSlots::new(2);
-        let connection = Connection(Arc::new(ConnectionShared {
-            slot: Arc::new(slots.take().unwrap()),
-            slot_lent: AtomicBool::new(false),
-            slots: slots.clone(),
-            written: AtomicU64::new(0),
-            abort: Abort::default(),
-        }));
+        let connection = Connection::new(slots.take().expect("a free slot"), slots.clone());
         let shared = connection
             .session_slot()
             .expect("the connection's own slot");
