@@ -236,14 +236,25 @@ fn accepted_clients(gateway: &Gateway) -> usize {
         .count()
 }
 
-async fn wait_accepted(gateway: &Gateway, count: usize) {
+/// Waits until the plugin has accepted `count` clients; on a timeout the panic shows the
+/// clients' stderr and the plugin's log.
+async fn wait_accepted(gateway: &Gateway, count: usize, clients: &[&Client]) {
     let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
     while accepted_clients(gateway) < count {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the plugin logged {} Socket.IO connections, expected {count}",
-            accepted_clients(gateway)
-        );
+        if tokio::time::Instant::now() >= deadline {
+            let stderr: Vec<String> = clients
+                .iter()
+                .map(|client| format!("{}:\n{}", client.name, client.stderr()))
+                .collect();
+            let log: Vec<String> = gateway.node.logs().into_iter().map(|l| l.message).collect();
+            panic!(
+                "the plugin logged {} Socket.IO connections, expected {count}\n\
+                 clients' stderr:\n{}\nplugin log:\n{}",
+                accepted_clients(gateway),
+                stderr.join("\n"),
+                log.join("\n")
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -404,7 +415,8 @@ async fn every_notification_in_order(kind: Kind) {
     for client in &mut clients {
         client.connected().await;
     }
-    wait_accepted(&gateway, clients.len()).await;
+    let waited: Vec<&Client> = clients.iter().collect();
+    wait_accepted(&gateway, clients.len(), &waited).await;
 
     let pushed = notifications_to_push(PUSHED);
     push(&gateway, &pushed).await;
@@ -570,7 +582,7 @@ async fn contrib_python_example_prints_notifications() {
             "3",
         ]);
     let mut example = Client::spawn("contrib/python/notifications.py", command);
-    wait_accepted(&gateway, 1).await;
+    wait_accepted(&gateway, 1, &[&example]).await;
     let pushed = notifications_to_push(3);
     push(&gateway, &pushed).await;
     for (i, (topic, payload)) in pushed.iter().enumerate() {
@@ -665,7 +677,7 @@ async fn contrib_python_example_resumes_after_a_dropped_connection() {
         .args([url.as_str(), gateway.rune.as_str(), "--seq", "--count"])
         .arg(total.to_string());
     let mut example = Client::spawn("contrib/python/notifications.py", command);
-    wait_accepted(&gateway, 1).await;
+    wait_accepted(&gateway, 1, &[&example]).await;
     let pushed = notifications_to_push(total);
     let mut printed = Vec::new();
     push(&gateway, &pushed[..4]).await;
@@ -675,7 +687,7 @@ async fn contrib_python_example_resumes_after_a_dropped_connection() {
     relay.cut();
     // Sent while the example is away (it waits about a second before reconnecting).
     push(&gateway, &pushed[4..7]).await;
-    wait_accepted(&gateway, 2).await;
+    wait_accepted(&gateway, 2, &[&example]).await;
     push(&gateway, &pushed[7..]).await;
     while printed.len() < total {
         printed.push(example.next_line(FINISH_TIMEOUT).await);
@@ -726,7 +738,8 @@ async fn notifications_just_before_shutdown(clients: &[(Kind, &str)]) {
     for (_, client) in &mut running {
         client.connected().await;
     }
-    wait_accepted(&gateway, running.len()).await;
+    let waited: Vec<&Client> = running.iter().map(|(_, client)| client).collect();
+    wait_accepted(&gateway, running.len(), &waited).await;
     push(&gateway, &burst).await;
     assert!(gateway.node.shutdown().await);
     let mut expected: Vec<Value> = burst.iter().map(|(t, p)| message_of(t, p)).collect();
