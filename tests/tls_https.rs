@@ -177,16 +177,7 @@ fn handshake_as(
     version: &'static rustls::SupportedProtocolVersion,
     name: &str,
 ) -> Result<rustls::ProtocolVersion, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.map_err(|e| e.to_string())?).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = mock_lightningd::client_tls::trusting_with(ca_pem, &[version]);
     let name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
     let mut connection =
         rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;

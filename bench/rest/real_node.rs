@@ -540,23 +540,10 @@ struct TlsClients {
 
 impl TlsClients {
     fn for_node(node: &RealNode, port: u16) -> Result<TlsClients, String> {
-        use rustls::pki_types::pem::PemObject;
         let ca_path = node.network_dir.join("ca.pem");
         let ca = std::fs::read(&ca_path).map_err(|e| format!("{}: {e}", ca_path.display()))?;
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-            let cert = cert.map_err(|e| format!("{}: {e}", ca_path.display()))?;
-            roots
-                .add(cert)
-                .map_err(|e| format!("{}: {e}", ca_path.display()))?;
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         let client = |resume: bool| -> Result<reqwest::Client, String> {
-            let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
+            let mut config = mock_lightningd::client_tls::trusting(&ca);
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
             if !resume {
                 config.resumption = rustls::client::Resumption::disabled();

@@ -6,8 +6,7 @@
 use crate::node::{free_port, NodeConfig, RealNode};
 use crate::support::{block_on, json_of};
 use crate::Test;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,16 +36,7 @@ const ONION: &str = "vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd.on
 /// Whether a TLS handshake with 127.0.0.1:`port`, trusting `ca_pem` and verifying the
 /// certificate for `name`, succeeds.
 fn valid_for(ca_pem: &[u8], port: u16, name: &str) -> bool {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem) {
-        roots.add(cert.expect("a PEM certificate")).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = mock_lightningd::client_tls::trusting(ca_pem);
     let name = ServerName::try_from(name.to_string()).expect("a server name");
     let mut connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
     let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connects");
