@@ -27,19 +27,18 @@
 //! client's private copy (socketioxide encodes per client; its broadcasts share one copy but
 //! cannot say which client's queue was full). Our websocket endpoint's outboxes share the
 //! packet text, but the websocket's write buffer and the kernel's socket buffer hold copies
-//! too. So the relay never lets a queue grow: a
-//! websocket client's [`Window`] (`send_window.rs`) is what the relay put in its queue minus
-//! what its connection has taken since (the bytes written to its TCP connection, counted by
-//! `http::connection_limit`). The relay puts a notification in the queue only while that is
-//! below `WINDOW_BYTES`; otherwise the client falls behind, and what it is owed stays in the
-//! journal, which holds every retained notification once for everyone. The relay feeds a
-//! client that is behind from the journal as its connection takes what is queued: on every
-//! pass over new notifications and every [`REFILL_INTERVAL`] between them. The window is
-//! larger than a pass's batch of typical notifications, so a client that reads keeps up with
-//! a burst (with 64 KiB and a refill only on the tick, a reading client fell 4 MiB behind in a
-//! burst of 2 KiB notifications and was cut off). A stalled websocket client thus holds at
-//! most about `WINDOW_BYTES` (plus one message) of copies, besides its position in the
-//! journal.
+//! too. So the relay never lets a queue grow: a websocket client's [`Window`]
+//! (`send_window.rs`) is what the relay put in its queue minus what its connection has taken
+//! since (the bytes written to its TCP connection, counted by `http::connection_limit`). The
+//! relay puts a notification in the queue only while that is below `WINDOW_BYTES`; otherwise
+//! the client falls behind, and what it is owed stays in the journal, which holds every
+//! retained notification once for everyone. The relay feeds a client that is behind from the
+//! journal as its connection takes what is queued: on every pass over new notifications and
+//! every [`REFILL_INTERVAL`] between them. The window is larger than a pass's batch of typical
+//! notifications, so a client that reads keeps up with a burst (with 64 KiB and a refill only
+//! on the tick, a reading client fell 4 MiB behind in a burst of 2 KiB notifications and was
+//! cut off). A stalled websocket client thus holds at most about `WINDOW_BYTES` (plus one
+//! message) of copies, besides its position in the journal.
 //!
 //! The slow-consumer rule counts what a client is owed, queued or still in the journal: more
 //! than `SUBSCRIBER_QUEUE` messages or more than [`QUEUE_BYTES`] bytes, and it is disconnected
@@ -170,7 +169,7 @@ impl<'a> Encoded<'a> {
         }
     }
 
-    /// Puts the notification in `socket`'s send queue as the event `options` asked for
+    /// Puts the notification in `client`'s send queue as the event `options` asked for
     /// (`notification` with a sequence number, else `message`), unless its topic is filtered
     /// out. Never waits. Returns the bytes queued (0 when filtered out).
     pub fn emit(&mut self, client: &Client, options: &StreamOptions) -> Result<usize, Undelivered> {
