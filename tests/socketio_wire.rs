@@ -11,11 +11,11 @@
 
 use mock_lightningd::fixtures::load_fixture;
 use mock_lightningd::gateway::{json_of, Gateway};
-use mock_lightningd::raw_http;
 use mock_lightningd::runes::Rune;
+use mock_lightningd::{raw_http, websocket_frames};
 use serde_json::{json, Value};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -67,37 +67,17 @@ async fn read_frames(
     frames: mpsc::UnboundedSender<Frame>,
 ) {
     loop {
-        let mut head = [0u8; 2];
-        if read.read_exact(&mut head).await.is_err() {
+        let Ok(websocket_frames::Frame {
+            fin,
+            opcode,
+            masked,
+            payload,
+        }) = websocket_frames::read(&mut read).await
+        else {
             let _ = frames.send(Frame::End);
             return;
-        }
-        let (fin, opcode) = (head[0] & 0x80 != 0, head[0] & 0x0f);
-        assert_eq!(head[1] & 0x80, 0, "the server masked a frame");
-        let len = match head[1] & 0x7f {
-            126 => {
-                let mut ext = [0u8; 2];
-                if read.read_exact(&mut ext).await.is_err() {
-                    let _ = frames.send(Frame::End);
-                    return;
-                }
-                u16::from_be_bytes(ext) as usize
-            }
-            127 => {
-                let mut ext = [0u8; 8];
-                if read.read_exact(&mut ext).await.is_err() {
-                    let _ = frames.send(Frame::End);
-                    return;
-                }
-                u64::from_be_bytes(ext) as usize
-            }
-            n => n as usize,
         };
-        let mut payload = vec![0u8; len];
-        if read.read_exact(&mut payload).await.is_err() {
-            let _ = frames.send(Frame::End);
-            return;
-        }
+        assert!(!masked, "the server masked a frame");
         let frame = match (fin, opcode) {
             (true, WS_TEXT) => Frame::Text(String::from_utf8(payload).expect("UTF-8 text frame")),
             (true, WS_BINARY) => Frame::Binary(payload),
@@ -202,7 +182,7 @@ impl Ws {
 
     /// Writes one masked frame; returns whether the write went through.
     async fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> bool {
-        let frame = mock_lightningd::websocket_frames::masked(opcode, payload);
+        let frame = websocket_frames::masked(opcode, payload);
         self.write.write_all(&frame).await.is_ok()
     }
 
@@ -916,10 +896,7 @@ async fn a_client_that_sends_but_never_reads_stalls_instead_of_piling_up_answers
         .write_all(request.as_bytes())
         .await
         .expect("the upgrade request is written");
-    let frame = mock_lightningd::websocket_frames::masked(
-        WS_TEXT,
-        format!("40/{},", "n".repeat(60_000)).as_bytes(),
-    );
+    let frame = websocket_frames::masked(WS_TEXT, format!("40/{},", "n".repeat(60_000)).as_bytes());
     let mut written = 0usize;
     for _ in 0..2_000 {
         let write = tokio::time::timeout(Duration::from_secs(2), flooder.write_all(&frame));

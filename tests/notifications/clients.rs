@@ -426,28 +426,10 @@ impl SseReader {
 
 /// Reads one websocket frame from the server (unmasked); returns opcode and payload.
 async fn read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut head = [0u8; 2];
-    stream.read_exact(&mut head).await.expect("a frame header");
-    let opcode = head[0] & 0x0f;
-    let len = match head[1] & 0x7f {
-        126 => {
-            let mut ext = [0u8; 2];
-            stream.read_exact(&mut ext).await.expect("a frame length");
-            u16::from_be_bytes(ext) as usize
-        }
-        127 => {
-            let mut ext = [0u8; 8];
-            stream.read_exact(&mut ext).await.expect("a frame length");
-            u64::from_be_bytes(ext) as usize
-        }
-        n => n as usize,
-    };
-    let mut payload = vec![0u8; len];
-    stream
-        .read_exact(&mut payload)
+    let frame = mock_lightningd::websocket_frames::read(stream)
         .await
-        .expect("a frame payload");
-    (opcode, payload)
+        .expect("a whole frame");
+    (frame.opcode, frame.payload)
 }
 
 /// Writes one masked text frame.
